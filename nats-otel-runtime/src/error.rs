@@ -1,0 +1,174 @@
+//! Run-time errors, shaped like async-nats' own: one generic [`Error<Kind>`] with a
+//! small `Copy` kind per operation, displayed as "kind: source".
+
+use std::fmt;
+
+/// The boxed source of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error of kind `K`, with an optional source and a context line (for example
+/// the handler and subject it concerns).
+pub struct Error<K> {
+    kind: K,
+    context: Option<String>,
+    source: Option<BoxError>,
+}
+
+impl<K: Copy> Error<K> {
+    /// An error of `kind` with no source.
+    pub fn new(kind: K) -> Self {
+        Self { kind, context: None, source: None }
+    }
+
+    /// An error of `kind` caused by `source`.
+    pub fn with_source(kind: K, source: impl Into<BoxError>) -> Self {
+        Self { kind, context: None, source: Some(source.into()) }
+    }
+
+    /// Adds a context line, shown between the kind and the source.
+    #[must_use]
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> K {
+        self.kind
+    }
+}
+
+impl<K: fmt::Display> fmt::Display for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(context) = &self.context {
+            write!(f, " ({context})")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("context", &self.context)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl<K: fmt::Debug + fmt::Display> std::error::Error for Error<K> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Why [`Service::run_until`](crate::Service::run_until) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServeErrorKind {
+    /// A subject or queue group was rejected before subscribing.
+    InvalidSubject,
+    /// The server refused the subscription, or the client could not send it.
+    Subscribe,
+    /// The server reported a permissions violation for a subscription.
+    PermissionDenied,
+    /// A subscription ended while the service was not shutting down
+    /// (for example because the client was closed).
+    SubscriptionClosed,
+    /// In-flight handlers did not finish within the shutdown timeout.
+    ShutdownTimeout,
+    /// Flushing replies at shutdown failed.
+    Flush,
+}
+
+impl fmt::Display for ServeErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidSubject => "invalid subscription",
+            Self::Subscribe => "failed to subscribe",
+            Self::PermissionDenied => "permission denied",
+            Self::SubscriptionClosed => "subscription closed unexpectedly",
+            Self::ShutdownTimeout => "in-flight handlers did not finish before the shutdown timeout",
+            Self::Flush => "failed to flush replies",
+        })
+    }
+}
+
+/// Error returned by [`Service::run_until`](crate::Service::run_until).
+pub type ServeError = Error<ServeErrorKind>;
+
+/// Why a traced publish or request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishErrorKind {
+    /// The subject is not a valid publish subject.
+    InvalidSubject,
+    /// The payload could not be encoded.
+    Encode,
+    /// The client could not send the message.
+    Send,
+}
+
+impl fmt::Display for PublishErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidSubject => "invalid subject",
+            Self::Encode => "failed to encode the payload",
+            Self::Send => "failed to publish",
+        })
+    }
+}
+
+/// Error returned by [`Publisher::publish`](crate::Publisher::publish) and friends.
+pub type PublishError = Error<PublishErrorKind>;
+
+/// Why a traced request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestErrorKind {
+    /// The subject is not a valid publish subject.
+    InvalidSubject,
+    /// The payload could not be encoded.
+    Encode,
+    /// No reply arrived in time.
+    TimedOut,
+    /// No service is listening on the subject.
+    NoResponders,
+    /// The responder answered with `Nats-Service-Error` headers; see
+    /// [`RequestError::service_error`].
+    Service,
+    /// The reply could not be decoded.
+    Decode,
+    /// Any other failure of the client.
+    Other,
+}
+
+impl fmt::Display for RequestErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidSubject => "invalid subject",
+            Self::Encode => "failed to encode the request",
+            Self::TimedOut => "request timed out",
+            Self::NoResponders => "no responders",
+            Self::Service => "service error",
+            Self::Decode => "failed to decode the reply",
+            Self::Other => "request failed",
+        })
+    }
+}
+
+/// Error returned by [`Publisher::request`](crate::Publisher::request) and friends.
+pub type RequestError = Error<RequestErrorKind>;
+
+impl RequestError {
+    /// The code and description a responder sent in its `Nats-Service-Error-Code` and
+    /// `Nats-Service-Error` headers, when this is a [`RequestErrorKind::Service`] error.
+    pub fn service_error(&self) -> Option<&crate::ServiceError> {
+        self.source.as_deref().and_then(|s| s.downcast_ref::<crate::ServiceError>())
+    }
+}

@@ -1,0 +1,117 @@
+//! # nats-otel
+//!
+//! Instrumented NATS handlers: put `#[nats_subscribe]` on an async fn and get the
+//! subscription loop, trace-context extraction, OpenTelemetry messaging spans and
+//! request replies, with the loop written once, here.
+//!
+//! ```no_run
+//! use nats_otel_runtime::prelude::*;
+//!
+//! #[derive(Deserialize)]
+//! struct QuoteRequest { sku: String }
+//! #[derive(Serialize)]
+//! struct Quote { cents: u64 }
+//!
+//! #[nats_subscribe("quotes.get", queue = "pricing")]
+//! async fn quote(Json(req): Json<QuoteRequest>) -> Result<Json<Quote>, ServiceError> {
+//!     match req.sku.as_str() {
+//!         "A1" => Ok(Json(Quote { cents: 1250 })),
+//!         other => Err(ServiceError::new(404, format!("unknown sku {other}"))),
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//!     Service::new(client)
+//!         .handler(quote)
+//!         .run_until(async { tokio::signal::ctrl_c().await.ok(); })
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Concepts
+//!
+//! - **Handlers** are async fns whose arguments are [extractors](extract) and whose
+//!   return is `()`, a reply, or `Result<reply, E: HandlerError>`. [`Handler`] is
+//!   implemented for every such fn, so the macros are optional.
+//! - **[`Service`]** subscribes every handler, runs each subscription with its
+//!   concurrency limit, and drains gracefully on shutdown.
+//! - **Spans** follow OpenTelemetry messaging semantic conventions v1.44: a
+//!   `process {subject}` CONSUMER span per message, parented on the publisher's
+//!   context from the headers (or linked, with `trace = "link"`); a `send {subject}`
+//!   PRODUCER or `request {subject}` CLIENT span per [`Publisher`] call.
+//!
+//! ## Spans and attributes
+//!
+//! | span | kind | attributes |
+//! |---|---|---|
+//! | `process {subscription subject}` | CONSUMER | `messaging.system`=`nats`, `messaging.operation.name`=`process`, `messaging.operation.type`=`process`, `messaging.destination.name` (concrete subject), `messaging.destination.template` (when the subject has wildcards), `messaging.consumer.group.name` (queue group), `messaging.message.body.size`, `messaging.client.id`, `server.address`, `server.port`, `messaging.nats.reply_to` (requests) |
+//! | `send {subject}` | PRODUCER | `messaging.system`, `messaging.operation.name`=`send`, `messaging.operation.type`=`send`, `messaging.destination.name`, `messaging.message.body.size`, `messaging.client.id`, `server.address`, `server.port` |
+//! | `request {subject}` | CLIENT | as `send`, with `messaging.operation.name`=`request` |
+//!
+//! Failures set status Error, `error.type`, and an `exception` event. With
+//! `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`, spans also carry the older
+//! `messaging.operation`, `net.peer.name` and `net.peer.port`.
+//!
+//! No payload bytes and no header values are recorded.
+
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod error;
+pub mod extract;
+mod handler;
+mod incoming;
+pub mod propagation;
+mod publisher;
+mod reply;
+pub mod semconv;
+mod service;
+mod spans;
+mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use async_nats::{HeaderMap, Message, Subject};
+pub use bytes::Bytes;
+pub use error::{
+    BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
+    ServeErrorKind,
+};
+pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
+pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
+pub use incoming::Incoming;
+#[cfg(feature = "macros")]
+pub use nats_otel_macros::nats_subscribe;
+pub use opentelemetry::Context;
+pub use publisher::Publisher;
+pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
+pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service};
+pub use spans::TARGET;
+pub use subscription::{DEFAULT_CONCURRENCY, Endpoint, Subscription, TraceMode};
+
+/// Everything a handler module usually needs.
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::nats_subscribe;
+    pub use crate::{
+        Bytes, Context, Envelope, HandlerError, HeaderMap, Json, Message, Publisher, Service, ServiceError,
+        State, Subject, TraceMode,
+    };
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// Items the macros expand to. Not public API: no semver guarantees.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{Declared, Descriptor};
+    pub use crate::subscription::{Endpoint, Subscription, TraceMode};
+
+    /// Compile-time check that a handler argument is an extractor.
+    pub const fn assert_extractor<T: crate::Extractor>() {}
+
+    /// Compile-time check that a handler's return type is an outcome.
+    pub const fn assert_outcome<T: crate::IntoOutcome>() {}
+}

@@ -1,0 +1,439 @@
+//! The service: runs every handler's subscription loop until shutdown.
+//!
+//! The loop lives here once, generic over the handler; the macros only describe
+//! handlers ([`Descriptor`](crate::Descriptor)).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
+
+use crate::error::{ServeError, ServeErrorKind};
+use crate::handler::{DeclaredFuture, Descriptor};
+use crate::reply::{Failure, FailureKind, Outcome};
+use crate::spans::{self, InSpan, Peer, ProcessSpans};
+use crate::{Endpoint, Handler, Incoming, IntoOutcome, Subscription};
+
+/// Header carrying the description of a failed request (NATS service API).
+pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
+/// Header carrying the code of a failed request (NATS service API).
+pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+
+/// How long [`Service::run_until`] waits for in-flight handlers by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Runs handlers on a NATS connection.
+///
+/// ```no_run
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[nats_subscribe("greet.*", queue = "greeters")]
+/// async fn greet(name: String) -> String {
+///     format!("hello, {name}")
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+/// Service::new(client)
+///     .handler(greet)
+///     .run_until(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Service<S = ()> {
+    client: Client,
+    state: S,
+    endpoints: Vec<Box<dyn Serve<S>>>,
+    shutdown_timeout: Duration,
+}
+
+impl<S> std::fmt::Debug for Service<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("endpoints", &self.endpoints.iter().map(|e| e.describe()).collect::<Vec<_>>())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<()> {
+    /// A service without state.
+    pub fn new(client: Client) -> Self {
+        Self::with_state(client, ())
+    }
+
+    /// Sets the state that [`State<T>`](crate::State) extractors read. Handlers added
+    /// before keep working: they did not ask for state.
+    pub fn state<S: Send + Sync + 'static>(self, state: S) -> Service<S> {
+        Service {
+            client: self.client,
+            state,
+            endpoints: self
+                .endpoints
+                .into_iter()
+                .map(|e| Box::new(Stateless(e)) as Box<dyn Serve<S>>)
+                .collect(),
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Service<S> {
+    /// A service whose handlers can extract `State` from `state`.
+    pub fn with_state(client: Client, state: S) -> Self {
+        Self { client, state, endpoints: Vec::new(), shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT }
+    }
+
+    /// Adds a handler declared with `#[nats_subscribe]`.
+    pub fn handler<H, T>(self, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        H::Future: DeclaredFuture,
+        T: 'static,
+    {
+        match <<H::Future as DeclaredFuture>::Descriptor as Descriptor>::endpoint() {
+            Endpoint::Subscribe(subscription) => self.subscribe_with(subscription, handler),
+        }
+    }
+
+    /// Subscribes an undecorated async fn to `subject` with default options.
+    pub fn subscribe<H, T>(self, subject: impl Into<Cow<'static, str>>, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.subscribe_with(Subscription::new(subject), handler)
+    }
+
+    /// Subscribes an undecorated async fn with the given options.
+    pub fn subscribe_with<H, T>(mut self, mut subscription: Subscription, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        if subscription.name.is_none() {
+            subscription.name = Some(Cow::Borrowed(std::any::type_name::<H>()));
+        }
+        self.endpoints.push(Box::new(CoreEndpoint { subscription, handler, args: PhantomData }));
+        self
+    }
+
+    /// Bounds how long shutdown waits for in-flight handlers (default 30 s).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Subscribes every handler, serves messages until `signal` completes, then
+    /// shuts down gracefully: stops receiving (drain), lets in-flight handlers
+    /// finish, flushes their replies, and returns.
+    ///
+    /// Fails early with an error naming the handler and subject when a subscription
+    /// cannot be created or ends unexpectedly.
+    ///
+    /// The current `tracing` dispatcher is captured when this is called, and every
+    /// task the service spawns runs with it.
+    pub fn run_until<F>(self, signal: F) -> impl Future<Output = Result<(), ServeError>> + Send
+    where
+        F: Future + Send,
+    {
+        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
+        self.run(signal, dispatch)
+    }
+
+    async fn run<F: Future + Send>(self, signal: F, dispatch: Dispatch) -> Result<(), ServeError> {
+        let Service { client, state, endpoints, shutdown_timeout } = self;
+        let state = Arc::new(state);
+
+        let mut subscribed = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let subscriber = endpoint.subscribe(&client).await?;
+            subscribed.push((endpoint, subscriber));
+        }
+        // The server has every subscription once it answers the flush.
+        client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+
+        let (stop, stopped) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        for (endpoint, subscriber) in subscribed {
+            let run = Run {
+                client: client.clone(),
+                state: state.clone(),
+                stopped: stopped.clone(),
+                dispatch: dispatch.clone(),
+            };
+            loops.spawn(endpoint.serve(run, subscriber).with_subscriber(dispatch.clone()));
+        }
+
+        let mut first_error = tokio::select! {
+            _ = signal => None,
+            Some(ended) = loops.join_next() => Some(loop_result(ended).err().unwrap_or_else(|| {
+                ServeError::new(ServeErrorKind::SubscriptionClosed)
+            })),
+        };
+
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(shutdown_timeout, async {
+            let mut error = None;
+            while let Some(ended) = loops.join_next().await {
+                if let Err(e) = loop_result(ended) {
+                    error.get_or_insert(e);
+                }
+            }
+            error
+        })
+        .await;
+        match drained {
+            Ok(error) => first_error = first_error.or(error),
+            Err(_) => {
+                loops.abort_all();
+                first_error.get_or_insert(
+                    ServeError::new(ServeErrorKind::ShutdownTimeout)
+                        .context(format!("waited {shutdown_timeout:?}")),
+                );
+            }
+        }
+        if let Err(e) = client.flush().await {
+            first_error.get_or_insert(ServeError::with_source(ServeErrorKind::Flush, e));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    ended.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
+}
+
+/// What a subscription loop needs from the service.
+struct Run<S> {
+    client: Client,
+    state: Arc<S>,
+    stopped: watch::Receiver<bool>,
+    dispatch: Dispatch,
+}
+
+/// A registered endpoint, with its handler type erased.
+trait Serve<S>: Send {
+    fn describe(&self) -> String;
+    fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
+    where
+        Self: 'a;
+    fn serve(self: Box<Self>, run: Run<S>, subscriber: Subscriber) -> BoxFuture<Result<(), ServeError>>;
+}
+
+/// A stateless endpoint added before [`Service::state`].
+struct Stateless(Box<dyn Serve<()>>);
+
+impl<S: Send + Sync + 'static> Serve<S> for Stateless {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
+    where
+        Self: 'a,
+    {
+        self.0.subscribe(client)
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>, subscriber: Subscriber) -> BoxFuture<Result<(), ServeError>> {
+        let run =
+            Run { client: run.client, state: Arc::new(()), stopped: run.stopped, dispatch: run.dispatch };
+        self.0.serve(run, subscriber)
+    }
+}
+
+struct CoreEndpoint<H, T> {
+    subscription: Subscription,
+    handler: H,
+    args: PhantomData<fn() -> T>,
+}
+
+impl<H, T> CoreEndpoint<H, T> {
+    fn context(&self) -> String {
+        let name = self.subscription.name.as_deref().unwrap_or("handler");
+        format!("handler `{name}` on subject `{}`", self.subscription.subject())
+    }
+}
+
+impl<H, T, S> Serve<S> for CoreEndpoint<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        self.context()
+    }
+
+    fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
+    where
+        Self: 'a,
+    {
+        let subscription = &self.subscription;
+        let checked = subscription.validate().map_err(|reason| {
+            ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(self.context())
+        });
+        let subject = subscription.subject().to_owned();
+        let queue = subscription.queue_group().map(str::to_owned);
+        let context = self.context();
+        let client = client.clone();
+        Box::pin(async move {
+            checked?;
+            let subscribed = match queue {
+                Some(queue) => client.queue_subscribe(subject, queue).await,
+                None => client.subscribe(subject).await,
+            };
+            subscribed.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e).context(context))
+        })
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>, subscriber: Subscriber) -> BoxFuture<Result<(), ServeError>> {
+        Box::pin(serve_core(*self, run, subscriber))
+    }
+}
+
+/// Everything one message's processing needs, shared by that subscription's tasks.
+struct Shared<H, S> {
+    handler: H,
+    state: Arc<S>,
+    client: Client,
+    spans: ProcessSpans,
+}
+
+async fn serve_core<H, T, S>(
+    endpoint: CoreEndpoint<H, T>,
+    run: Run<S>,
+    mut subscriber: Subscriber,
+) -> Result<(), ServeError>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    let context = endpoint.context();
+    let limit = endpoint.subscription.concurrency_limit().max(1);
+    let spans = ProcessSpans::new(&endpoint.subscription, Peer::of(&run.client));
+    let shared = Arc::new(Shared { handler: endpoint.handler, state: run.state, client: run.client, spans });
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut stopped = run.stopped;
+    let mut draining = false;
+
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = stopped.changed(), if !draining => {
+                draining = true;
+                // Stop receiving; the stream still yields what was already delivered.
+                if let Err(e) = subscriber.drain().await {
+                    tracing::warn!(target: spans::TARGET, error = %e, "{context}: drain failed");
+                }
+                continue;
+            }
+            message = subscriber.next() => message,
+        };
+        let Some(message) = next else { break };
+        if limit == 1 {
+            shared.process(message).await;
+            continue;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let shared = shared.clone();
+        tokio::spawn(
+            async move {
+                shared.process(message).await;
+                drop(permit);
+            }
+            .with_subscriber(run.dispatch.clone()),
+        );
+    }
+
+    // Wait for every in-flight handler: each holds a permit until it is done.
+    let _all = permits.acquire_many(limit as u32).await;
+    if draining { Ok(()) } else { Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context)) }
+}
+
+impl<H, S> Shared<H, S> {
+    async fn process<T>(&self, message: Message)
+    where
+        H: Handler<T, S>,
+    {
+        let span = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
+        let incoming = Incoming::new(message, span);
+        let outcome = invoke(&self.handler, &incoming, &self.state).await;
+        finish(&self.client, &incoming, outcome).await;
+    }
+}
+
+/// Extracts the arguments and runs the handler in its span, catching panics.
+pub(crate) async fn invoke<H, T, S>(handler: &H, incoming: &Incoming, state: &S) -> Outcome
+where
+    H: Handler<T, S>,
+{
+    let called = {
+        let _entered = incoming.span.enter();
+        std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(incoming, state)))
+    };
+    match called {
+        Ok(Ok(future)) => match InSpan::new(&incoming.span, AssertUnwindSafe(future).catch_unwind()).await {
+            Ok(output) => output.into_outcome(),
+            Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
+        },
+        Ok(Err(rejection)) => Outcome::Failure(Failure::rejected(rejection)),
+        Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
+    }
+}
+
+/// Records the outcome on the span and answers requests.
+async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) {
+    let span = &incoming.span;
+    match outcome {
+        Outcome::Success(reply) => {
+            let Some(reply_to) = incoming.reply() else { return };
+            let sent = match reply.headers {
+                Some(headers) => client.publish_with_headers(reply_to.clone(), headers, reply.payload).await,
+                None => client.publish(reply_to.clone(), reply.payload).await,
+            };
+            if let Err(e) = sent {
+                let failure = Failure {
+                    kind: FailureKind::Reply,
+                    code: 500,
+                    error_type: Cow::Borrowed("async_nats::PublishError"),
+                    message: format!("failed to send the reply: {e}"),
+                };
+                spans::record_failure(span, &failure);
+            }
+        }
+        Outcome::Failure(failure) => {
+            spans::record_failure(span, &failure);
+            let Some(reply_to) = incoming.reply() else { return };
+            let headers = service_error_headers(failure.code(), failure.message());
+            if let Err(e) = client.publish_with_headers(reply_to.clone(), headers, Bytes::new()).await {
+                tracing::warn!(target: spans::TARGET, parent: span, error = %e, "failed to send the error reply");
+            }
+        }
+    }
+}
+
+/// The NATS service API's error headers; the description is kept to one line, as
+/// header values cannot hold line breaks.
+pub(crate) fn service_error_headers(code: u16, description: &str) -> HeaderMap {
+    let one_line: String = description.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_SERVICE_ERROR, one_line.as_str());
+    headers.insert(NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
+    headers
+}

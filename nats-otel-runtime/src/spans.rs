@@ -1,0 +1,213 @@
+//! The spans nats-otel emits, built with everything that does not change per
+//! message computed once per subscription or publisher.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_nats::{Client, Message};
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::reply::Failure;
+use crate::semconv;
+use crate::subscription::{Subscription, TraceMode};
+
+/// The tracing target of every span and event nats-otel emits.
+pub const TARGET: &str = "nats_otel";
+
+/// What spans say about the connection: recorded as `messaging.client.id`,
+/// `server.address` and `server.port`.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) client_id: Box<str>,
+    pub(crate) address: Option<Box<str>>,
+    pub(crate) port: Option<u16>,
+}
+
+impl Peer {
+    pub(crate) fn of(client: &Client) -> Self {
+        let info = client.server_info();
+        Self {
+            client_id: info.client_id.to_string().into(),
+            address: (!info.host.is_empty()).then(|| info.host.into()),
+            port: (info.port != 0).then_some(info.port),
+        }
+    }
+}
+
+/// Builds `process {pattern}` CONSUMER spans for one subscription.
+#[derive(Debug)]
+pub(crate) struct ProcessSpans {
+    name: Box<str>,
+    template: Option<Box<str>>,
+    group: Option<Box<str>>,
+    peer: Peer,
+    mode: TraceMode,
+    deprecated_names: bool,
+}
+
+impl ProcessSpans {
+    pub(crate) fn new(subscription: &Subscription, peer: Peer) -> Self {
+        let subject = subscription.subject();
+        let has_wildcards = subject.split('.').any(|t| t == "*" || t == ">");
+        Self {
+            name: format!("process {subject}").into(),
+            template: has_wildcards.then(|| subject.into()),
+            group: subscription.queue_group().map(Into::into),
+            peer,
+            mode: subscription.trace_mode(),
+            deprecated_names: semconv::emit_deprecated_names(),
+        }
+    }
+
+    /// Opens the span for `message`, parented on (or linked to) the context the
+    /// publisher sent; a new root when there is none or it is invalid.
+    pub(crate) fn start(&self, message: &Message, context_in_body: bool) -> tracing::Span {
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            "process",
+            otel.name = &*self.name,
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            error.type = Empty,
+            messaging.system = semconv::SYSTEM_NATS,
+            messaging.operation.name = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.subject.as_str(),
+            messaging.destination.template = self.template.as_deref(),
+            messaging.consumer.group.name = self.group.as_deref(),
+            messaging.message.body.size = message.payload.len(),
+            messaging.client.id = &*self.peer.client_id,
+            server.address = self.peer.address.as_deref(),
+            server.port = self.peer.port,
+            messaging.nats.reply_to = message.reply.as_deref(),
+            messaging.operation = Empty,
+            net.peer.name = Empty,
+            net.peer.port = Empty,
+        );
+        if span.is_disabled() {
+            return span;
+        }
+        if self.deprecated_names {
+            span.record("messaging.operation", "process");
+            span.record("net.peer.name", self.peer.address.as_deref());
+            span.record("net.peer.port", self.peer.port);
+        }
+        let parent = crate::propagation::extract_parent(message.headers.as_ref())
+            .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
+        if let Some(parent) = parent {
+            use opentelemetry::trace::TraceContextExt;
+            match self.mode {
+                TraceMode::Parent => {
+                    // Cannot fail: the span is enabled and has not been entered yet.
+                    let _ = span.set_parent(parent);
+                }
+                TraceMode::Link => span.add_link(parent.span().span_context().clone()),
+            }
+        }
+        span
+    }
+}
+
+/// Builds `send {subject}` PRODUCER and `request {subject}` CLIENT spans.
+#[derive(Debug)]
+pub(crate) struct SendSpans {
+    peer: Peer,
+    deprecated_names: bool,
+}
+
+/// Which kind of outbound span.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outbound {
+    Send,
+    Request,
+}
+
+impl SendSpans {
+    pub(crate) fn new(peer: Peer) -> Self {
+        Self { peer, deprecated_names: semconv::emit_deprecated_names() }
+    }
+
+    pub(crate) fn start(&self, kind: Outbound, subject: &str, body_size: usize) -> tracing::Span {
+        let (operation, otel_kind) = match kind {
+            Outbound::Send => ("send", "producer"),
+            Outbound::Request => ("request", "client"),
+        };
+        let span = tracing::info_span!(
+            target: TARGET,
+            "send",
+            otel.name = Empty,
+            otel.kind = otel_kind,
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            error.type = Empty,
+            messaging.system = semconv::SYSTEM_NATS,
+            messaging.operation.name = operation,
+            messaging.operation.type = "send",
+            messaging.destination.name = subject,
+            messaging.message.body.size = body_size,
+            messaging.client.id = &*self.peer.client_id,
+            server.address = self.peer.address.as_deref(),
+            server.port = self.peer.port,
+            messaging.operation = Empty,
+            net.peer.name = Empty,
+            net.peer.port = Empty,
+        );
+        if span.is_disabled() {
+            return span;
+        }
+        span.record("otel.name", format!("{operation} {subject}"));
+        if self.deprecated_names {
+            span.record("messaging.operation", "publish");
+            span.record("net.peer.name", self.peer.address.as_deref());
+            span.record("net.peer.port", self.peer.port);
+        }
+        span
+    }
+}
+
+/// Marks `span` failed: status Error, `error.type`, and an `exception` event.
+pub(crate) fn record_failure(span: &tracing::Span, failure: &Failure) {
+    record_error(span, failure.error_type(), failure.message());
+}
+
+/// Marks `span` failed with a low-cardinality `error_type` and a message.
+pub(crate) fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("otel.status_code", "error");
+    span.record("otel.status_description", message);
+    span.record("error.type", error_type);
+    // An unnamed event with an `error` field becomes an OpenTelemetry `exception`
+    // event; the same event is the log line for fmt subscribers.
+    tracing::error!(target: TARGET, parent: span, error = %message, exception.type = %error_type);
+}
+
+pin_project_lite::pin_project! {
+    /// Polls a future inside a borrowed span (like `Instrument`, without cloning it).
+    pub(crate) struct InSpan<'a, F> {
+        span: &'a tracing::Span,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<'a, F> InSpan<'a, F> {
+    pub(crate) fn new(span: &'a tracing::Span, inner: F) -> Self {
+        Self { span, inner }
+    }
+}
+
+impl<F: Future> Future for InSpan<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.inner.poll(cx)
+    }
+}

@@ -1,0 +1,119 @@
+//! Where and how a handler subscribes.
+
+use std::borrow::Cow;
+
+/// Default limit of handlers running at once for one subscription.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// How a `process` span relates to the context the publisher sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TraceMode {
+    /// The publisher's span is the parent: one trace from publish to processing.
+    #[default]
+    Parent,
+    /// A new trace per message, linked to the publisher's span: for long-delayed
+    /// or replayed messages, where one trace would span hours.
+    Link,
+}
+
+/// A subscription: subject, optional queue group and options.
+///
+/// `#[nats_subscribe]` builds one from its arguments; without the macro, pass one to
+/// [`Service::subscribe_with`](crate::Service::subscribe_with).
+///
+/// ```
+/// use nats_otel_runtime::{Subscription, TraceMode};
+/// let orders = Subscription::new("orders.*").queue("billing").concurrency(8).trace(TraceMode::Link);
+/// assert_eq!(orders.subject(), "orders.*");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub(crate) subject: Cow<'static, str>,
+    pub(crate) queue: Option<Cow<'static, str>>,
+    pub(crate) concurrency: usize,
+    pub(crate) trace: TraceMode,
+    pub(crate) name: Option<Cow<'static, str>>,
+}
+
+impl Subscription {
+    /// A subscription to `subject` (wildcards allowed), with default options.
+    pub fn new(subject: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            subject: subject.into(),
+            queue: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            trace: TraceMode::Parent,
+            name: None,
+        }
+    }
+
+    /// Joins a queue group: each message goes to one member of the group.
+    #[must_use]
+    pub fn queue(mut self, group: impl Into<Cow<'static, str>>) -> Self {
+        self.queue = Some(group.into());
+        self
+    }
+
+    /// How many handlers may run at once (default [`DEFAULT_CONCURRENCY`]); `1`
+    /// processes messages one by one, in order.
+    #[must_use]
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = limit;
+        self
+    }
+
+    /// Parent or link to the publisher's context (default [`TraceMode::Parent`]).
+    #[must_use]
+    pub fn trace(mut self, mode: TraceMode) -> Self {
+        self.trace = mode;
+        self
+    }
+
+    /// The handler's name in errors and logs (the macros use the function's path).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The queue group.
+    pub fn queue_group(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+
+    /// The concurrency limit.
+    pub fn concurrency_limit(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The trace mode.
+    pub fn trace_mode(&self) -> TraceMode {
+        self.trace
+    }
+
+    /// Checks the subject and queue group against the NATS grammar.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        use nats_otel_subject::{Subject, Usage, validate_queue_group};
+        Subject::parse(&self.subject, Usage::Subscribe).map_err(|e| e.to_string())?;
+        if let Some(queue) = &self.queue {
+            validate_queue_group(queue).map_err(|e| format!("queue group `{queue}`: {e}"))?;
+        }
+        if self.concurrency == 0 {
+            return Err("concurrency must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// What a declared handler is attached to.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A core NATS subscription.
+    Subscribe(Subscription),
+}
