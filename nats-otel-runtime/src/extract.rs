@@ -306,11 +306,12 @@ pub(crate) fn envelope_parent(payload: &[u8]) -> Option<Context> {
     struct Fields<'a>(&'a EnvelopeTraceFields);
     impl opentelemetry::propagation::Extractor for Fields<'_> {
         fn get(&self, key: &str) -> Option<&str> {
-            match key {
+            let value = match key {
                 "traceparent" => self.0.traceparent.as_deref(),
                 "tracestate" => self.0.tracestate.as_deref(),
                 _ => None,
-            }
+            }?;
+            crate::propagation::filter_traceparent(key, value)
         }
         fn keys(&self) -> Vec<&str> {
             vec!["traceparent", "tracestate"]

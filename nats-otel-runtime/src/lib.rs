@@ -88,7 +88,7 @@ pub use nats_otel_macros::nats_subscribe;
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
 pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
-pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service};
+pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service, Started};
 pub use spans::TARGET;
 pub use subscription::{DEFAULT_CONCURRENCY, Endpoint, Subscription, TraceMode};
 

@@ -17,16 +17,50 @@ impl Extractor for HeaderExtractor<'_> {
         // A scan of the few headers a message carries: unlike `HeaderMap::get(&str)`
         // it neither allocates a `HeaderName` nor panics on an odd key, and it
         // accepts `Traceparent` from publishers that capitalise HTTP-style.
-        self.0
+        let value = self
+            .0
             .iter()
             .find(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
             .and_then(|(_, values)| values.first())
-            .map(HeaderValue::as_str)
+            .map(HeaderValue::as_str)?;
+        filter_traceparent(key, value)
     }
 
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(name, _)| name.as_ref()).collect()
     }
+}
+
+/// Hides a `traceparent` that is not well-formed W3C from the propagator.
+///
+/// W3C Trace Context says a receiver MUST ignore a malformed `traceparent`; the
+/// SDK's parser accepts some (`00-abc-def-01` parses as trace id `0xabc`), which
+/// would attach unrelated messages to a made-up trace.
+pub(crate) fn filter_traceparent<'a>(key: &str, value: &'a str) -> Option<&'a str> {
+    if key.eq_ignore_ascii_case("traceparent") && !is_well_formed_traceparent(value) {
+        return None;
+    }
+    Some(value)
+}
+
+/// `version-traceid-parentid-flags`: 2, 32, 16 and 2 lower-case hex digits; a
+/// future version may append `-…` fields after the first 55 characters.
+pub fn is_well_formed_traceparent(value: &str) -> bool {
+    let value = value.trim();
+    let bytes = value.as_bytes();
+    if bytes.len() < 55 || (bytes.len() > 55 && (bytes[55] != b'-' || &bytes[..2] == b"00")) {
+        return false;
+    }
+    let hex =
+        |range: std::ops::Range<usize>| bytes[range].iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex(0..2)
+        && &bytes[..2] != b"ff"
+        && bytes[2] == b'-'
+        && hex(3..35)
+        && bytes[35] == b'-'
+        && hex(36..52)
+        && bytes[52] == b'-'
+        && hex(53..55)
 }
 
 /// Writes propagation fields into a NATS [`HeaderMap`], replacing existing values
@@ -61,4 +95,41 @@ pub fn extract_parent(headers: Option<&HeaderMap>) -> Option<Context> {
 /// Injects `cx` into `headers` through the global propagator.
 pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderInjector(headers)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_must_be_well_formed() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_well_formed_traceparent(good));
+        assert!(is_well_formed_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"));
+        for bad in [
+            "",
+            "00-abc-def-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "ö0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(!is_well_formed_traceparent(bad), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn extractor_hides_malformed_traceparent_and_ignores_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Traceparent", "00-abc-def-01");
+        headers.insert("tracestate", "a=b");
+        let extractor = HeaderExtractor(&headers);
+        assert_eq!(extractor.get("traceparent"), None);
+        assert_eq!(extractor.get("tracestate"), Some("a=b"));
+        assert_eq!(extractor.get("TRACESTATE"), Some("a=b"));
+    }
 }

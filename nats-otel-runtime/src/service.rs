@@ -151,22 +151,53 @@ impl<S: Send + Sync + 'static> Service<S> {
     where
         F: Future + Send,
     {
-        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
-        self.run(signal, dispatch)
+        let start = self.start();
+        async move { start.await?.run_until(signal).await }
     }
 
-    async fn run<F: Future + Send>(self, signal: F, dispatch: Dispatch) -> Result<(), ServeError> {
-        let Service { client, state, endpoints, shutdown_timeout } = self;
-        let state = Arc::new(state);
-
-        let mut subscribed = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            let subscriber = endpoint.subscribe(&client).await?;
-            subscribed.push((endpoint, subscriber));
+    /// Subscribes every handler and returns once the server has all the
+    /// subscriptions, without serving yet: for readiness checks, or to publish
+    /// only once handlers are listening. Call [`Started::run_until`] to serve.
+    ///
+    /// The current `tracing` dispatcher is captured when this is called.
+    pub fn start(self) -> impl Future<Output = Result<Started<S>, ServeError>> + Send {
+        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
+        async move {
+            let Service { client, state, endpoints, shutdown_timeout } = self;
+            let mut subscribed = Vec::with_capacity(endpoints.len());
+            for endpoint in endpoints {
+                let subscriber = endpoint.subscribe(&client).await?;
+                subscribed.push((endpoint, subscriber));
+            }
+            // The server has every subscription once it answers the flush.
+            client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+            Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch })
         }
-        // The server has every subscription once it answers the flush.
-        client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    }
+}
 
+/// A service whose subscriptions are live; see [`Service::start`].
+pub struct Started<S> {
+    client: Client,
+    state: Arc<S>,
+    subscribed: Vec<(Box<dyn Serve<S>>, Subscriber)>,
+    shutdown_timeout: Duration,
+    dispatch: Dispatch,
+}
+
+impl<S> std::fmt::Debug for Started<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("endpoints", &self.subscribed.iter().map(|(e, _)| e.describe()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync + 'static> Started<S> {
+    /// Serves messages until `signal` completes, then shuts down gracefully (see
+    /// [`Service::run_until`]).
+    pub async fn run_until<F: Future + Send>(self, signal: F) -> Result<(), ServeError> {
+        let Started { client, state, subscribed, shutdown_timeout, dispatch } = self;
         let (stop, stopped) = watch::channel(false);
         let mut loops = JoinSet::new();
         for (endpoint, subscriber) in subscribed {

@@ -79,10 +79,10 @@ impl ProcessSpans {
             messaging.destination.name = message.subject.as_str(),
             messaging.destination.template = self.template.as_deref(),
             messaging.consumer.group.name = self.group.as_deref(),
-            messaging.message.body.size = message.payload.len(),
+            messaging.message.body.size = message.payload.len() as i64,
             messaging.client.id = &*self.peer.client_id,
             server.address = self.peer.address.as_deref(),
-            server.port = self.peer.port,
+            server.port = self.peer.port.map(i64::from),
             messaging.nats.reply_to = message.reply.as_deref(),
             messaging.operation = Empty,
             net.peer.name = Empty,
@@ -94,7 +94,7 @@ impl ProcessSpans {
         if self.deprecated_names {
             span.record("messaging.operation", "process");
             span.record("net.peer.name", self.peer.address.as_deref());
-            span.record("net.peer.port", self.peer.port);
+            span.record("net.peer.port", self.peer.port.map(i64::from));
         }
         let parent = crate::propagation::extract_parent(message.headers.as_ref())
             .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
@@ -148,10 +148,10 @@ impl SendSpans {
             messaging.operation.name = operation,
             messaging.operation.type = "send",
             messaging.destination.name = subject,
-            messaging.message.body.size = body_size,
+            messaging.message.body.size = body_size as i64,
             messaging.client.id = &*self.peer.client_id,
             server.address = self.peer.address.as_deref(),
-            server.port = self.peer.port,
+            server.port = self.peer.port.map(i64::from),
             messaging.operation = Empty,
             net.peer.name = Empty,
             net.peer.port = Empty,
@@ -163,7 +163,7 @@ impl SendSpans {
         if self.deprecated_names {
             span.record("messaging.operation", "publish");
             span.record("net.peer.name", self.peer.address.as_deref());
-            span.record("net.peer.port", self.peer.port);
+            span.record("net.peer.port", self.peer.port.map(i64::from));
         }
         span
     }
