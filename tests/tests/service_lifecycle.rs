@@ -1,0 +1,201 @@
+//! Service lifecycle: queue groups, concurrency, graceful shutdown, state, and
+//! subscriptions that cannot be created.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use nats_otel_runtime::prelude::*;
+use nats_otel_runtime::{ServeErrorKind, Subscription};
+use tokio::sync::{Mutex, Semaphore};
+
+/// Which service instance handled which message id.
+#[derive(Clone, Default)]
+struct Seen {
+    instance: &'static str,
+    ids: Arc<Mutex<HashMap<u64, Vec<&'static str>>>>,
+}
+
+#[nats_subscribe("work.items", queue = "workers")]
+async fn work(Json(id): Json<u64>, State(seen): State<Seen>) -> Json<&'static str> {
+    seen.ids.lock().await.entry(id).or_default().push(seen.instance);
+    Json(seen.instance)
+}
+
+#[tokio::test]
+async fn a_queue_group_across_two_services_handles_each_message_once() {
+    let h = start().await;
+    let ids = Arc::new(Mutex::new(HashMap::new()));
+    let a = spawn(
+        Service::new(h.server.connect().await.unwrap())
+            .state(Seen { instance: "a", ids: ids.clone() })
+            .handler(work),
+    )
+    .await;
+    let b = spawn(
+        Service::new(h.server.connect().await.unwrap())
+            .state(Seen { instance: "b", ids: ids.clone() })
+            .handler(work),
+    )
+    .await;
+
+    const N: u64 = 400;
+    let replies = futures_util::future::join_all(
+        (0..N).map(|id| h.client.request("work.items", serde_json::to_vec(&id).unwrap().into())),
+    )
+    .await;
+    assert!(replies.iter().all(Result::is_ok), "every request answered");
+
+    let ids = ids.lock().await;
+    assert_eq!(ids.len() as u64, N, "every message handled");
+    assert!(ids.values().all(|who| who.len() == 1), "no message handled twice");
+    let by_a = ids.values().filter(|who| who[0] == "a").count();
+    assert!(by_a > 0 && by_a < N as usize, "both members take work: a handled {by_a} of {N}");
+    drop(ids);
+
+    // One member stops: the group keeps answering.
+    a.stop().await.unwrap();
+    let reply = h.client.request("work.items", "1000".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"\"b\"");
+    b.stop().await.unwrap();
+}
+
+/// Handlers that block until the test releases them, counting how many run at once.
+#[derive(Clone)]
+struct Gate {
+    release: Arc<Semaphore>,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+}
+
+#[nats_subscribe("slow.jobs", concurrency = 4)]
+async fn slow(State(gate): State<Gate>, Json(n): Json<u64>) -> Json<u64> {
+    let now = gate.running.fetch_add(1, Ordering::SeqCst) + 1;
+    gate.peak.fetch_max(now, Ordering::SeqCst);
+    let _permit = gate.release.acquire().await.unwrap();
+    gate.running.fetch_sub(1, Ordering::SeqCst);
+    gate.done.fetch_add(1, Ordering::SeqCst);
+    Json(n * 2)
+}
+
+#[tokio::test]
+async fn shutdown_under_load_finishes_in_flight_requests_and_respects_concurrency() {
+    let h = start().await;
+    let gate = Gate {
+        release: Arc::new(Semaphore::new(0)),
+        running: Arc::default(),
+        peak: Arc::default(),
+        done: Arc::default(),
+    };
+    let service_client = h.server.connect().await.unwrap();
+    let running = spawn(Service::new(service_client).state(gate.clone()).handler(slow)).await;
+
+    // 40 requests in flight; the handler lets none finish yet.
+    const N: u64 = 40;
+    let requester = h.client.clone();
+    let requests = tokio::spawn(async move {
+        futures_util::future::join_all((0..N).map(|n| {
+            let requester = requester.clone();
+            async move {
+                let reply = requester.request("slow.jobs", serde_json::to_vec(&n).unwrap().into()).await?;
+                Ok::<_, async_nats::RequestError>(serde_json::from_slice::<u64>(&reply.payload).unwrap())
+            }
+        }))
+        .await
+    });
+    // Wait until the concurrency limit is reached: 4 handlers blocked in the gate.
+    within("4 handlers running", async {
+        while gate.running.load(Ordering::SeqCst) < 4 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // Stop while 4 run and the rest are queued in the subscription; then release.
+    let stopping = tokio::spawn(running.stop());
+    tokio::task::yield_now().await;
+    gate.release.add_permits(N as usize);
+
+    stopping.await.unwrap().unwrap();
+    let answers = within("all replies", requests).await.unwrap();
+    let mut doubled: Vec<u64> = answers.into_iter().map(|r| r.expect("no request lost")).collect();
+    doubled.sort_unstable();
+    assert_eq!(doubled, (0..N).map(|n| n * 2).collect::<Vec<_>>());
+    assert_eq!(gate.done.load(Ordering::SeqCst), N as usize);
+    assert_eq!(gate.peak.load(Ordering::SeqCst), 4, "never more than `concurrency` handlers at once");
+}
+
+async fn plain(_body: Bytes) {}
+
+#[tokio::test]
+async fn an_invalid_subject_at_run_time_names_the_handler_and_subject() {
+    let h = start().await;
+    for (subject, queue) in
+        [("orders..eu", None), ("orders.>.eu", None), ("ord*", None), ("ok", Some("bad queue"))]
+    {
+        let mut subscription = Subscription::new(subject).name("billing::plain");
+        if let Some(queue) = queue {
+            subscription = subscription.queue(queue);
+        }
+        let err = Service::new(h.client.clone())
+            .subscribe_with(subscription, plain)
+            .run_until(std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ServeErrorKind::InvalidSubject, "{subject}");
+        let text = err.to_string();
+        assert!(text.contains("billing::plain") && text.contains(subject), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_undecorated_async_fn_can_be_subscribed_without_macros() {
+    let h = start().await;
+    async fn double(Json(n): Json<i64>) -> Json<i64> {
+        Json(n * 2)
+    }
+    let running = spawn(Service::new(h.client.clone()).subscribe("math.double", double)).await;
+    let reply = h.client.request("math.double", "21".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"42");
+    let spans = h.recorder.wait_for(|s| count(s, "process math.double") == 1).await;
+    assert!(attr(one(&spans, "process math.double"), "messaging.destination.template").is_none());
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_client_ends_run_until_with_an_error() {
+    let h = start().await;
+    let client = h.server.connect().await.unwrap();
+    let running = spawn(Service::new(client.clone()).handler(work_or_fail)).await;
+    client.drain().await.unwrap();
+    let err = within("service ends", running.join()).await.unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::SubscriptionClosed);
+    assert!(err.to_string().contains("work.other"), "{err}");
+}
+
+#[nats_subscribe("work.other")]
+async fn work_or_fail(_body: Bytes) {}
+
+#[tokio::test]
+async fn messages_published_after_shutdown_are_not_taken() {
+    let h = start().await;
+    let ids = Arc::new(Mutex::new(HashMap::new()));
+    let running =
+        spawn(Service::new(h.client.clone()).state(Seen { instance: "a", ids: ids.clone() }).handler(work))
+            .await;
+    running.stop().await.unwrap();
+    // A plain subscriber sees the message the stopped service no longer takes.
+    let mut probe = h.client.subscribe("work.items").await.unwrap();
+    h.client.flush().await.unwrap();
+    h.client.publish("work.items", "7".into()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), probe.next()).await.unwrap().unwrap();
+    assert_eq!(&got.payload[..], b"7");
+    assert!(ids.lock().await.is_empty());
+}

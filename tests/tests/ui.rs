@@ -1,0 +1,11 @@
+//! Compile-time checks of the macros: one condition per file, committed `.stderr`.
+//!
+//! The expected output is for the toolchain this repository builds with; after a
+//! deliberate change, regenerate with `TRYBUILD=overwrite` and review the diff.
+
+#[test]
+fn nats_subscribe() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("ui/nats_subscribe/pass/*.rs");
+    cases.compile_fail("ui/nats_subscribe/fail/*.rs");
+}
