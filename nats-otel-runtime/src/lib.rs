@@ -73,6 +73,7 @@ mod spans;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tree;
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;

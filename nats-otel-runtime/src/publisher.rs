@@ -132,7 +132,10 @@ impl Publisher {
                 RequestError::with_source(kind, e)
             })?;
             match service_error(&reply) {
-                Some(error) => Err(RequestError::with_source(RequestErrorKind::Service, error)),
+                Some(error) => {
+                    let code = format!("code {}", error.code());
+                    Err(RequestError::with_source(RequestErrorKind::Service, error).context(code))
+                }
                 None => Ok(reply),
             }
         };

@@ -157,7 +157,7 @@ impl ServiceError {
 
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (code {})", self.description, self.code)
+        f.write_str(&self.description)
     }
 }
 
