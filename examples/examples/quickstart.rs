@@ -87,11 +87,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let publisher = Publisher::new(client.clone());
     async {
         for (id, region) in [(1, "eu"), (2, "us")] {
-            publisher.publish_json(format!("orders.{region}"), &OrderPlaced { id, region: region.into() }).await?;
+            publisher
+                .publish_json(format!("orders.{region}"), &OrderPlaced { id, region: region.into() })
+                .await?;
         }
         let quote: Quote = publisher.request_json("quotes.get", &QuoteRequest { sku: "A1".into() }).await?;
         println!("quote for {}: {} cents", quote.sku, quote.cents);
-        let missing = publisher.request_json::<_, Quote>("quotes.get", &QuoteRequest { sku: "Z9".into() }).await;
+        let missing =
+            publisher.request_json::<_, Quote>("quotes.get", &QuoteRequest { sku: "Z9".into() }).await;
         println!("quote for Z9: {}", missing.map(|_| "found".to_owned()).unwrap_or_else(|e| e.to_string()));
         Ok::<_, Box<dyn std::error::Error>>(())
     }

@@ -33,10 +33,11 @@ pub(crate) fn subspan(lit: &syn::LitStr, range: Range<usize>) -> Span {
     let token = lit.token();
     let repr = token.to_string();
     // Only plain literals map value bytes 1:1 onto source bytes after the quote.
-    if repr.starts_with('"') && !repr.contains('\\') {
-        if let Some(span) = token.subspan(range.start + 1..range.end.max(range.start + 1) + 1) {
-            return span;
-        }
+    if repr.starts_with('"')
+        && !repr.contains('\\')
+        && let Some(span) = token.subspan(range.start + 1..range.end.max(range.start + 1) + 1)
+    {
+        return span;
     }
     lit.span()
 }

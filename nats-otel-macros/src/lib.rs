@@ -10,7 +10,136 @@ mod subscribe;
 
 use proc_macro::TokenStream;
 
-/// See `nats_otel_runtime::nats_subscribe`.
+/// Turns an `async fn` into a traced handler of a core NATS subscription.
+///
+/// The function's arguments are extractors (`Json<T>`, `Bytes`, `String`, `Subject`,
+/// `HeaderMap`, `Message`, `State<T>`, `Context`, `Envelope<T>`, or your own
+/// `FromMessage`); it returns `()`, a reply (`Json<T>`, `Bytes`, `String`, …) or
+/// `Result<reply, E>` with `E: HandlerError`. Register it with `Service::handler`.
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[derive(Deserialize)]
+/// struct Order { id: u64 }
+///
+/// #[nats_subscribe("orders.*", queue = "billing", concurrency = 16)]
+/// async fn bill(Json(order): Json<Order>, subject: Subject) -> Result<(), ServiceError> {
+///     tracing::info!(order.id = order.id, %subject, "billing");
+///     Ok(())
+/// }
+///
+/// # async fn run(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
+/// Service::new(client).handler(bill).run_until(std::future::pending::<()>()).await
+/// # }
+/// # fn main() {}
+/// ```
+///
+/// # Options
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `subject = "…"`, or a leading string | required | the subscription subject; `*` matches one token, `>` the rest |
+/// | `queue = "…"` | none | queue group: each message goes to one member |
+/// | `concurrency = N` | 64 | handlers running at once; `1` handles messages one by one, in order |
+/// | `trace = "parent" \| "link"` | `"parent"` | continue the publisher's trace, or start a new one linked to it |
+/// | `crate = "path"` | `::nats_otel_runtime` | where the runtime is, when re-exported under another name |
+///
+/// Every message is processed in a `process {subject}` CONSUMER span with the
+/// OpenTelemetry messaging attributes; requests get `Ok` as the reply and `Err` as
+/// NATS service error headers.
+///
+/// # The function stays callable
+///
+/// The expansion keeps your function with its name and arguments; awaiting it gives
+/// what your body returns, so unit tests call it directly:
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[nats_subscribe("math.double")]
+/// async fn double(Json(n): Json<i64>) -> Json<i64> { Json(n * 2) }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let Json(n) = double(Json(21)).await;
+/// assert_eq!(n, 42);
+/// # }
+/// ```
+///
+/// Its future is tagged with a hidden descriptor type (the subject and options),
+/// which is how `Service::handler(double)` finds them. Set
+/// `NATS_OTEL_MACROS_DEBUG=1` while building to print the expansion.
+///
+/// # Compile-time errors
+///
+/// Subjects are checked against the NATS grammar, at the literal:
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders..created")] // error: `..` leaves an empty token
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("ord*.created")] // error: `*` must be a whole token
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.>.created")] // error: `>` must be the last token
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// Unknown or repeated options, and a queue group with whitespace:
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.*", que = "billing")] // error: unknown option `que`; expected one of …
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.*", queue = "bill ing")] // error: queue group must not contain whitespace
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// Handlers must be `async fn`, and every argument an extractor:
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.*")]
+/// fn handler() {} // error: handlers must be `async fn`
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.*")]
+/// async fn handler(retries: u32) {} // error: `u32` is not a nats-otel extractor
+/// # fn main() {}
+/// ```
+///
+/// An error type must say how it is reported:
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(Debug)]
+/// struct Oops;
+/// impl std::fmt::Display for Oops {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("oops") }
+/// }
+/// #[nats_subscribe("orders.*")]
+/// async fn handler() -> Result<(), Oops> { Ok(()) } // error: `Oops` cannot be returned as a handler error
+/// # fn main() {}
+/// ```
 #[proc_macro_attribute]
 pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
     expand("nats_subscribe", subscribe::expand(args.into(), item.into()))

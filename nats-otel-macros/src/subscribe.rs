@@ -87,10 +87,10 @@ fn endpoint(
     }
 
     let queue = args.take("queue", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
-    if let Some(lit) = &queue {
-        if let Err(e) = nats_otel_subject::validate_queue_group(&lit.value()) {
-            diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
-        }
+    if let Some(lit) = &queue
+        && let Err(e) = nats_otel_subject::validate_queue_group(&lit.value())
+    {
+        diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
     }
     let concurrency =
         args.take("concurrency", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));

@@ -85,6 +85,7 @@ pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, St
 pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
 pub use incoming::Incoming;
 #[cfg(feature = "macros")]
+#[doc(inline)]
 pub use nats_otel_macros::nats_subscribe;
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
