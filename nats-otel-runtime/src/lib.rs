@@ -61,6 +61,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod error;
+mod events;
 pub mod extract;
 mod handler;
 mod incoming;
@@ -81,6 +82,7 @@ pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind,
 };
+pub use events::ClientEvents;
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
 pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
 pub use incoming::Incoming;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::Dispatch;
 use tracing::instrument::WithSubscriber;
@@ -23,7 +23,7 @@ use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{DeclaredFuture, Descriptor};
 use crate::reply::{Failure, FailureKind, Outcome};
 use crate::spans::{self, InSpan, Peer, ProcessSpans};
-use crate::{Endpoint, Handler, Incoming, IntoOutcome, Subscription};
+use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, Subscription};
 
 /// Header carrying the description of a failed request (NATS service API).
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
@@ -58,6 +58,7 @@ pub struct Service<S = ()> {
     state: S,
     endpoints: Vec<Box<dyn Serve<S>>>,
     shutdown_timeout: Duration,
+    events: Option<broadcast::Receiver<async_nats::Event>>,
 }
 
 impl<S> std::fmt::Debug for Service<S> {
@@ -87,6 +88,7 @@ impl Service<()> {
                 .map(|e| Box::new(Stateless(e)) as Box<dyn Serve<S>>)
                 .collect(),
             shutdown_timeout: self.shutdown_timeout,
+            events: self.events,
         }
     }
 }
@@ -94,7 +96,22 @@ impl Service<()> {
 impl<S: Send + Sync + 'static> Service<S> {
     /// A service whose handlers can extract `State` from `state`.
     pub fn with_state(client: Client, state: S) -> Self {
-        Self { client, state, endpoints: Vec::new(), shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT }
+        Self {
+            client,
+            state,
+            endpoints: Vec::new(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            events: None,
+        }
+    }
+
+    /// Listens to the connection's events (see [`ClientEvents`]): a subscription the
+    /// server refuses for lack of permissions then ends `run_until` with a
+    /// [`ServeErrorKind::PermissionDenied`] error naming the handler and subject.
+    #[must_use]
+    pub fn events(mut self, events: &ClientEvents) -> Self {
+        self.events = Some(events.subscribe());
+        self
     }
 
     /// Adds a handler declared with `#[nats_subscribe]`.
@@ -163,7 +180,7 @@ impl<S: Send + Sync + 'static> Service<S> {
     pub fn start(self) -> impl Future<Output = Result<Started<S>, ServeError>> + Send {
         let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
         async move {
-            let Service { client, state, endpoints, shutdown_timeout } = self;
+            let Service { client, state, endpoints, shutdown_timeout, events } = self;
             let mut subscribed = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
                 let subscriber = endpoint.subscribe(&client).await?;
@@ -171,7 +188,7 @@ impl<S: Send + Sync + 'static> Service<S> {
             }
             // The server has every subscription once it answers the flush.
             client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
-            Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch })
+            Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch, events })
         }
     }
 }
@@ -183,6 +200,7 @@ pub struct Started<S> {
     subscribed: Vec<(Box<dyn Serve<S>>, Subscriber)>,
     shutdown_timeout: Duration,
     dispatch: Dispatch,
+    events: Option<broadcast::Receiver<async_nats::Event>>,
 }
 
 impl<S> std::fmt::Debug for Started<S> {
@@ -197,9 +215,11 @@ impl<S: Send + Sync + 'static> Started<S> {
     /// Serves messages until `signal` completes, then shuts down gracefully (see
     /// [`Service::run_until`]).
     pub async fn run_until<F: Future + Send>(self, signal: F) -> Result<(), ServeError> {
-        let Started { client, state, subscribed, shutdown_timeout, dispatch } = self;
+        let Started { client, state, subscribed, shutdown_timeout, dispatch, events } = self;
         let (stop, stopped) = watch::channel(false);
         let mut loops = JoinSet::new();
+        let subscriptions: Vec<(String, String)> =
+            subscribed.iter().map(|(e, _)| (e.subject().to_owned(), e.describe())).collect();
         for (endpoint, subscriber) in subscribed {
             let run = Run {
                 client: client.clone(),
@@ -215,6 +235,7 @@ impl<S: Send + Sync + 'static> Started<S> {
             Some(ended) = loops.join_next() => Some(loop_result(ended).err().unwrap_or_else(|| {
                 ServeError::new(ServeErrorKind::SubscriptionClosed)
             })),
+            refused = refused_subscription(events, &subscriptions) => Some(refused),
         };
 
         let _ = stop.send(true);
@@ -245,6 +266,28 @@ impl<S: Send + Sync + 'static> Started<S> {
     }
 }
 
+/// Waits for the server to refuse one of `subscriptions` (subject, description);
+/// pending forever without events.
+async fn refused_subscription(
+    events: Option<broadcast::Receiver<async_nats::Event>>,
+    subscriptions: &[(String, String)],
+) -> ServeError {
+    let Some(mut events) = events else { return std::future::pending().await };
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                let Some(subject) = crate::events::refused_subscription(&event) else { continue };
+                if let Some((_, described)) = subscriptions.iter().find(|(s, _)| s == subject) {
+                    return ServeError::with_source(ServeErrorKind::PermissionDenied, event.to_string())
+                        .context(described.clone());
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
+}
+
 fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
     ended.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
 }
@@ -260,6 +303,7 @@ struct Run<S> {
 /// A registered endpoint, with its handler type erased.
 trait Serve<S>: Send {
     fn describe(&self) -> String;
+    fn subject(&self) -> &str;
     fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
     where
         Self: 'a;
@@ -272,6 +316,10 @@ struct Stateless(Box<dyn Serve<()>>);
 impl<S: Send + Sync + 'static> Serve<S> for Stateless {
     fn describe(&self) -> String {
         self.0.describe()
+    }
+
+    fn subject(&self) -> &str {
+        self.0.subject()
     }
 
     fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
@@ -309,6 +357,10 @@ where
 {
     fn describe(&self) -> String {
         self.context()
+    }
+
+    fn subject(&self) -> &str {
+        self.subscription.subject()
     }
 
     fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>

@@ -199,3 +199,88 @@ async fn messages_published_after_shutdown_are_not_taken() {
     assert_eq!(&got.payload[..], b"7");
     assert!(ids.lock().await.is_empty());
 }
+
+#[nats_subscribe("forbidden.orders", queue = "billing")]
+async fn forbidden(_body: Bytes) {}
+
+#[nats_subscribe("allowed.orders")]
+async fn allowed(_body: Bytes) {}
+
+#[tokio::test]
+async fn a_permissions_violation_on_subscribe_names_the_handler_and_subject() {
+    let server = nats_otel_runtime::testing::NatsServer::with_config(
+        r#"
+        authorization {
+          users = [
+            { user: "svc", password: "pw", permissions: { subscribe: { allow: ["allowed.>", "_INBOX.>"] }, publish: { allow: [">"] } } }
+          ]
+        }
+        "#,
+    )
+    .unwrap();
+    let events = nats_otel_runtime::ClientEvents::new();
+    let client = events
+        .attach(async_nats::ConnectOptions::with_user_and_password("svc".into(), "pw".into()))
+        .connect(server.url())
+        .await
+        .unwrap();
+
+    let err = within(
+        "run_until fails",
+        Service::new(client)
+            .events(&events)
+            .handler(allowed)
+            .handler(forbidden)
+            .run_until(std::future::pending::<()>()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::PermissionDenied);
+    let text = err.to_string();
+    assert!(text.contains("forbidden") && text.contains("forbidden.orders"), "{text}");
+    assert!(!text.contains("allowed.orders"), "{text}");
+}
+
+#[nats_subscribe("stuck.jobs")]
+async fn stuck(State(running): State<Arc<tokio::sync::Notify>>) {
+    running.notify_one();
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test]
+async fn the_shutdown_timeout_bounds_the_wait_for_in_flight_handlers() {
+    let h = start().await;
+    let handler_running = Arc::new(tokio::sync::Notify::new());
+    let running = spawn(
+        Service::new(h.client.clone())
+            .state(handler_running.clone())
+            .handler(stuck)
+            .shutdown_timeout(Duration::from_millis(200)),
+    )
+    .await;
+    h.client.publish("stuck.jobs", "".into()).await.unwrap();
+    within("handler starts", handler_running.notified()).await;
+    let err = within("shutdown returns", running.stop()).await.unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::ShutdownTimeout);
+}
+
+#[nats_subscribe("headers.echo")]
+async fn header_names(headers: HeaderMap) -> Json<Vec<String>> {
+    let mut names: Vec<String> = headers.iter().map(|(name, _)| name.to_string()).collect();
+    names.sort();
+    Json(names)
+}
+
+#[tokio::test]
+async fn the_publisher_keeps_caller_headers_and_adds_the_trace_context() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(header_names)).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("X-Tenant", "acme");
+    let reply =
+        Publisher::new(h.client.clone()).request_with_headers("headers.echo", headers, "").await.unwrap();
+    let names: Vec<String> = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(names.contains(&"X-Tenant".to_owned()), "{names:?}");
+    assert!(names.contains(&"traceparent".to_owned()), "{names:?}");
+    running.stop().await.unwrap();
+}
