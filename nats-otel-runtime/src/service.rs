@@ -172,8 +172,8 @@ impl<S: Send + Sync + 'static> Service<S> {
         async move { start.await?.run_until(signal).await }
     }
 
-    /// Subscribes every handler and returns once the server has all the
-    /// subscriptions, without serving yet: for readiness checks, or to publish
+    /// Subscribes every handler and returns once the server has registered all the
+    /// subscriptions (checked with a round trip), without serving yet: for readiness checks, or to publish
     /// only once handlers are listening. Call [`Started::run_until`] to serve.
     ///
     /// The current `tracing` dispatcher is captured when this is called.
@@ -186,8 +186,7 @@ impl<S: Send + Sync + 'static> Service<S> {
                 let subscriber = endpoint.subscribe(&client).await?;
                 subscribed.push((endpoint, subscriber));
             }
-            // The server has every subscription once it answers the flush.
-            client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+            server_round_trip(&client).await?;
             Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch, events })
         }
     }
@@ -264,6 +263,37 @@ impl<S: Send + Sync + 'static> Started<S> {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// How long `start` waits for the server to echo its readiness probe.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returns once the server has processed everything this client sent before.
+///
+/// `Client::flush` only empties the socket buffer, so it proves nothing about the
+/// server. The server handles one connection's commands in order, so when a
+/// message published to a fresh inbox comes back, every earlier subscription is
+/// registered. Clients without permission on `_INBOX.>` never get the echo; after
+/// a bounded wait the service starts anyway.
+async fn server_round_trip(client: &Client) -> Result<(), ServeError> {
+    let inbox = client.new_inbox();
+    let mut probe = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    client
+        .publish(inbox, Bytes::new())
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    if tokio::time::timeout(ROUND_TRIP_TIMEOUT, probe.next()).await.is_err() {
+        tracing::warn!(
+            target: spans::TARGET,
+            "the server did not echo the readiness probe within {ROUND_TRIP_TIMEOUT:?}; starting anyway"
+        );
+    }
+    let _ = probe.unsubscribe().await;
+    Ok(())
 }
 
 /// Waits for the server to refuse one of `subscriptions` (subject, description);
