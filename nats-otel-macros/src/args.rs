@@ -131,3 +131,86 @@ pub(crate) fn lit_positive(key: &Ident, value: &Expr, diagnostics: &mut Diagnost
         }
     }
 }
+
+/// `trace = "parent" | "link"`, as the `TraceMode` variant name.
+pub(crate) fn trace_mode(args: &mut Args, diagnostics: &mut Diagnostics) -> Option<TokenStream> {
+    let (key, value) = args.take("trace", diagnostics)?;
+    let lit = lit_str(&key, &value, diagnostics)?;
+    match lit.value().as_str() {
+        "parent" => Some(quote::quote!(Parent)),
+        "link" => Some(quote::quote!(Link)),
+        other => {
+            diagnostics.error(
+                lit.span(),
+                with_help(
+                    format!("unknown trace mode `{other}`"),
+                    "use `trace = \"parent\"` (default: continue the publisher's trace) or `trace = \"link\"` (new trace, linked)",
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `crate = "path"`: where the runtime is; `::nats_otel_runtime` by default.
+pub(crate) fn crate_path(args: &mut Args, diagnostics: &mut Diagnostics) -> TokenStream {
+    let default = quote::quote!(::nats_otel_runtime);
+    let Some(lit) = args.take("crate", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics)) else {
+        return default;
+    };
+    match lit.parse::<syn::Path>() {
+        Ok(path) => quote::quote!(#path),
+        Err(e) => {
+            diagnostics.error(lit.span(), e);
+            default
+        }
+    }
+}
+
+/// One of a fixed set of string values.
+pub(crate) fn lit_choice(
+    key: &Ident,
+    value: &Expr,
+    choices: &[&str],
+    diagnostics: &mut Diagnostics,
+) -> Option<(String, Span)> {
+    let lit = lit_str(key, value, diagnostics)?;
+    let text = lit.value();
+    if choices.contains(&text.as_str()) {
+        return Some((text, lit.span()));
+    }
+    let expected = choices.iter().map(|c| format!("`\"{c}\"`")).collect::<Vec<_>>().join(", ");
+    diagnostics.error(
+        lit.span(),
+        with_help(format!("unknown `{key}` value `{text}`"), format!("expected one of: {expected}")),
+    );
+    None
+}
+
+/// `true` or `false`.
+pub(crate) fn lit_bool(key: &Ident, value: &Expr, diagnostics: &mut Diagnostics) -> Option<bool> {
+    match value {
+        Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => Some(b.value),
+        other => {
+            diagnostics.error(
+                other.span(),
+                with_help(format!("`{key}` takes `true` or `false`"), format!("write `{key} = false`")),
+            );
+            None
+        }
+    }
+}
+
+/// A string literal or an array of them: `"a"` or `["a", "b"]`.
+pub(crate) fn lit_str_list(key: &Ident, value: &Expr, diagnostics: &mut Diagnostics) -> Option<Vec<LitStr>> {
+    match value {
+        Expr::Array(array) => {
+            let mut out = Vec::new();
+            for element in &array.elems {
+                out.push(lit_str(key, element, diagnostics)?);
+            }
+            Some(out)
+        }
+        single => lit_str(key, single, diagnostics).map(|lit| vec![lit]),
+    }
+}

@@ -4,7 +4,9 @@
 //! Set `NATS_OTEL_MACROS_DEBUG=1` while building to print every expansion.
 
 mod args;
+mod consumer;
 mod diagnostics;
+mod duration;
 mod handler_fn;
 mod subscribe;
 
@@ -143,6 +145,80 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
     expand("nats_subscribe", subscribe::expand(args.into(), item.into()))
+}
+
+/// Turns an `async fn` into the handler of a durable JetStream pull consumer,
+/// settled from its result: `Ok` acks, `Err` naks (with the backoff delay), a
+/// permanent error or a payload that does not decode terms (after publishing to
+/// `dead_letter` when set), and the last allowed delivery failing is dead-lettered.
+/// Handlers running past half of `ack_wait` send in-progress heartbeats.
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[derive(Deserialize)]
+/// struct Order { id: u64 }
+///
+/// #[jetstream_consumer(stream = "ORDERS", durable = "billing", filter = "orders.*.created",
+///                      max_deliver = 5, backoff = ["1s", "10s", "1m"], dead_letter = "orders.dead")]
+/// async fn bill(Json(order): Json<Order>, info: JetStreamInfo) -> Result<(), ServiceError> {
+///     tracing::info!(order.id = order.id, delivery = info.delivered, "billing");
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # Options
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `stream = "…"` | required | the stream |
+/// | `durable = "…"` | required | the durable consumer's name |
+/// | `filter = "…"` or `["…", "…"]` | none | filter subjects |
+/// | `deliver = "all" \| "new" \| "last" \| "last_per_subject"` | `"all"` | where a new consumer starts |
+/// | `ack_wait = "30s"` | server's (30 s) | time to ack before redelivery |
+/// | `max_deliver = N` | unlimited | deliveries before giving up (term or dead letter) |
+/// | `backoff = ["1s", "10s"]` | none | nak delay per delivery; needs `max_deliver` above its length |
+/// | `max_ack_pending = N` | server's (1000) | unacknowledged messages at once |
+/// | `concurrency = N` | 32, at most `max_ack_pending` | handlers at once |
+/// | `ack = "fire" \| "confirmed"` | `"fire"` | wait for the server to confirm settlements |
+/// | `create = true \| false` | `true` | create or update the consumer, or bind to an existing one |
+/// | `dead_letter = "subject"` | none | where given-up messages are published, with their headers and trace context |
+/// | `trace = "parent" \| "link"` | `"parent"` | continue the publisher's trace, or link to it |
+/// | `settle = "span" \| "event"` | `"span"` | record settlements as child spans or as events |
+///
+/// # Compile-time errors
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS.v2", durable = "billing")] // error: `.` in a stream name
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", durable = "billing", ack_wait = "30 seconds")] // error: invalid duration
+/// async fn handler() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", durable = "billing", max_deliver = 2, backoff = ["1s", "5s"])]
+/// async fn handler() {} // error: 2 backoff delays need `max_deliver` above 2
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", durable = "billing", max_ack_pending = 10, concurrency = 20)]
+/// async fn handler() {} // error: `concurrency = 20` exceeds `max_ack_pending = 10`
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn jetstream_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand("jetstream_consumer", consumer::expand(args.into(), item.into()))
 }
 
 /// The one funnel every macro goes through: prints the expansion on request.

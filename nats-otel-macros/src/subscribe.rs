@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{ItemFn, LitStr};
 
-use crate::args::{Args, lit_positive, lit_str};
+use crate::args::{Args, crate_path, lit_positive, lit_str, trace_mode};
 use crate::diagnostics::{Diagnostics, subspan, with_help};
 use crate::handler_fn;
 
@@ -94,32 +94,8 @@ fn endpoint(
     }
     let concurrency =
         args.take("concurrency", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));
-    let trace = args.take("trace", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
-    let trace_mode = match trace.as_ref().map(|lit| (lit, lit.value())) {
-        None => None,
-        Some((_, v)) if v == "parent" => Some(quote!(Parent)),
-        Some((_, v)) if v == "link" => Some(quote!(Link)),
-        Some((lit, v)) => {
-            diagnostics.error(
-                lit.span(),
-                with_help(
-                    format!("unknown trace mode `{v}`"),
-                    "use `trace = \"parent\"` (default: continue the publisher's trace) or `trace = \"link\"` (new trace, linked)",
-                ),
-            );
-            None
-        }
-    };
-    let krate = match args.take("crate", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics)) {
-        Some(path) => match path.parse::<syn::Path>() {
-            Ok(path) => quote!(#path),
-            Err(e) => {
-                diagnostics.error(path.span(), e);
-                quote!(::nats_otel_runtime)
-            }
-        },
-        None => quote!(::nats_otel_runtime),
-    };
+    let trace_mode = trace_mode(&mut args, diagnostics);
+    let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
     let subject = subject?;

@@ -84,6 +84,14 @@ pub enum ServeErrorKind {
     ShutdownTimeout,
     /// Flushing replies at shutdown failed.
     Flush,
+    /// The JetStream stream does not exist (or JetStream is not enabled).
+    StreamNotFound,
+    /// The consumer could not be created or updated with this configuration.
+    Consumer,
+    /// `create = false` and the consumer does not exist.
+    ConsumerNotFound,
+    /// The consumer was deleted while the service ran.
+    ConsumerDeleted,
 }
 
 impl fmt::Display for ServeErrorKind {
@@ -95,6 +103,12 @@ impl fmt::Display for ServeErrorKind {
             Self::SubscriptionClosed => "subscription closed unexpectedly",
             Self::ShutdownTimeout => "in-flight handlers did not finish before the shutdown timeout",
             Self::Flush => "failed to flush replies",
+            Self::StreamNotFound => "stream not found",
+            Self::Consumer => "failed to create or update the consumer",
+            Self::ConsumerNotFound => {
+                "consumer not found (`create = false` binds only to an existing consumer)"
+            }
+            Self::ConsumerDeleted => "consumer deleted",
         })
     }
 }

@@ -11,12 +11,18 @@ use bytes::Bytes;
 pub struct Incoming {
     pub(crate) message: Message,
     pub(crate) span: tracing::Span,
+    pub(crate) jetstream: Option<crate::JetStreamInfo>,
 }
 
 impl Incoming {
     /// Wraps a message and the span it is processed in.
     pub fn new(message: Message, span: tracing::Span) -> Self {
-        Self { message, span }
+        Self { message, span, jetstream: None }
+    }
+
+    /// The JetStream metadata of the delivery, for messages from a consumer.
+    pub fn jetstream(&self) -> Option<&crate::JetStreamInfo> {
+        self.jetstream.as_ref()
     }
 
     /// The concrete subject the message was published to.

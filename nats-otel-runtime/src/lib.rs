@@ -65,11 +65,13 @@ mod events;
 pub mod extract;
 mod handler;
 mod incoming;
+pub mod jetstream;
 pub mod propagation;
 mod publisher;
 mod reply;
 pub mod semconv;
 mod service;
+pub mod settle;
 mod spans;
 mod subscription;
 #[cfg(feature = "testing")]
@@ -86,24 +88,26 @@ pub use events::ClientEvents;
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
 pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
 pub use incoming::Incoming;
+pub use jetstream::{AckMode, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
 #[cfg(feature = "macros")]
 #[doc(inline)]
-pub use nats_otel_macros::nats_subscribe;
+pub use nats_otel_macros::{jetstream_consumer, nats_subscribe};
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
 pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
 pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service, Started};
+pub use settle::{Permanent, Retry, RetryAfter, Settlement};
 pub use spans::TARGET;
 pub use subscription::{DEFAULT_CONCURRENCY, Endpoint, Subscription, TraceMode};
 
 /// Everything a handler module usually needs.
 pub mod prelude {
-    #[cfg(feature = "macros")]
-    pub use crate::nats_subscribe;
     pub use crate::{
-        Bytes, Context, Envelope, HandlerError, HeaderMap, Json, Message, Publisher, Service, ServiceError,
-        State, Subject, TraceMode,
+        Bytes, Context, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, Message, Permanent,
+        Publisher, RetryAfter, Service, ServiceError, State, Subject, TraceMode,
     };
+    #[cfg(feature = "macros")]
+    pub use crate::{jetstream_consumer, nats_subscribe};
     pub use serde::{Deserialize, Serialize};
 }
 
@@ -111,7 +115,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::handler::{Declared, Descriptor};
+    pub use crate::jetstream::{AckMode, Deliver, JetStreamConsumer, SettleRecord};
     pub use crate::subscription::{Endpoint, Subscription, TraceMode};
+    pub use core::time::Duration;
 
     /// Compile-time check that a handler argument is an extractor.
     pub const fn assert_extractor<T: crate::Extractor>() {}

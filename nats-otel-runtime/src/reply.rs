@@ -84,6 +84,7 @@ impl<T: Serialize> IntoReply for Json<T> {
             code: 500,
             error_type: Cow::Borrowed("serde_json::Error"),
             message: format!("failed to encode the reply as JSON: {e}"),
+            retry: crate::Retry::Never,
         })
     }
 }
@@ -126,6 +127,13 @@ pub trait HandlerError: fmt::Display + Send + 'static {
     /// The low-cardinality `error.type` recorded on the span.
     fn error_type(&self) -> Cow<'static, str> {
         Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// For JetStream consumers: whether and when to redeliver the message (see
+    /// [`settle`](crate::settle)). Wrap an error in [`Permanent`](crate::Permanent)
+    /// or [`RetryAfter`](crate::RetryAfter) to choose per error.
+    fn retry(&self) -> crate::Retry {
+        crate::Retry::Backoff
     }
 }
 
@@ -218,6 +226,7 @@ pub struct Failure {
     pub(crate) code: u16,
     pub(crate) error_type: Cow<'static, str>,
     pub(crate) message: String,
+    pub(crate) retry: crate::Retry,
 }
 
 impl Failure {
@@ -247,12 +256,13 @@ impl Failure {
             code: error.code(),
             error_type: error.error_type(),
             message: error.to_string(),
+            retry: error.retry(),
         }
     }
 
     pub(crate) fn rejected(rejection: crate::Rejection) -> Self {
         let (error_type, message, code) = rejection.into_parts();
-        Self { kind: FailureKind::Rejected, code, error_type, message }
+        Self { kind: FailureKind::Rejected, code, error_type, message, retry: crate::Retry::Never }
     }
 
     pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
@@ -266,6 +276,7 @@ impl Failure {
             code: 500,
             error_type: Cow::Borrowed("panic"),
             message: format!("handler panicked: {what}"),
+            retry: crate::Retry::Backoff,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{DeclaredFuture, Descriptor};
 use crate::reply::{Failure, FailureKind, Outcome};
 use crate::spans::{self, InSpan, Peer, ProcessSpans};
-use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, Subscription};
+use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, JetStreamConsumer, Subscription};
 
 /// Header carrying the description of a failed request (NATS service API).
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
@@ -123,7 +123,22 @@ impl<S: Send + Sync + 'static> Service<S> {
     {
         match <<H::Future as DeclaredFuture>::Descriptor as Descriptor>::endpoint() {
             Endpoint::Subscribe(subscription) => self.subscribe_with(subscription, handler),
+            Endpoint::Consume(consumer) => self.consume(consumer, handler),
         }
+    }
+
+    /// Consumes a JetStream pull consumer with an undecorated async fn: every
+    /// message is settled from the handler's result (see [`settle`](crate::settle)).
+    pub fn consume<H, T>(mut self, mut consumer: JetStreamConsumer, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        if consumer.name.is_none() {
+            consumer.name = Some(Cow::Borrowed(std::any::type_name::<H>()));
+        }
+        self.endpoints.push(Box::new(ConsumerEndpoint { consumer, handler, args: PhantomData }));
+        self
     }
 
     /// Subscribes an undecorated async fn to `subject` with default options.
@@ -183,8 +198,8 @@ impl<S: Send + Sync + 'static> Service<S> {
             let Service { client, state, endpoints, shutdown_timeout, events } = self;
             let mut subscribed = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
-                let subscriber = endpoint.subscribe(&client).await?;
-                subscribed.push((endpoint, subscriber));
+                let source = endpoint.prepare(&client).await?;
+                subscribed.push((endpoint, source));
             }
             server_round_trip(&client).await?;
             Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch, events })
@@ -196,7 +211,7 @@ impl<S: Send + Sync + 'static> Service<S> {
 pub struct Started<S> {
     client: Client,
     state: Arc<S>,
-    subscribed: Vec<(Box<dyn Serve<S>>, Subscriber)>,
+    subscribed: Vec<(Box<dyn Serve<S>>, Source)>,
     shutdown_timeout: Duration,
     dispatch: Dispatch,
     events: Option<broadcast::Receiver<async_nats::Event>>,
@@ -219,14 +234,14 @@ impl<S: Send + Sync + 'static> Started<S> {
         let mut loops = JoinSet::new();
         let subscriptions: Vec<(String, String)> =
             subscribed.iter().map(|(e, _)| (e.subject().to_owned(), e.describe())).collect();
-        for (endpoint, subscriber) in subscribed {
+        for (endpoint, source) in subscribed {
             let run = Run {
                 client: client.clone(),
                 state: state.clone(),
                 stopped: stopped.clone(),
                 dispatch: dispatch.clone(),
             };
-            loops.spawn(endpoint.serve(run, subscriber).with_subscriber(dispatch.clone()));
+            loops.spawn(endpoint.serve(run, source).with_subscriber(dispatch.clone()));
         }
 
         let mut first_error = tokio::select! {
@@ -323,21 +338,27 @@ fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) ->
 }
 
 /// What a subscription loop needs from the service.
-struct Run<S> {
-    client: Client,
-    state: Arc<S>,
-    stopped: watch::Receiver<bool>,
-    dispatch: Dispatch,
+pub(crate) struct Run<S> {
+    pub(crate) client: Client,
+    pub(crate) state: Arc<S>,
+    pub(crate) stopped: watch::Receiver<bool>,
+    pub(crate) dispatch: Dispatch,
 }
 
 /// A registered endpoint, with its handler type erased.
 trait Serve<S>: Send {
     fn describe(&self) -> String;
     fn subject(&self) -> &str;
-    fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
+    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
     where
         Self: 'a;
-    fn serve(self: Box<Self>, run: Run<S>, subscriber: Subscriber) -> BoxFuture<Result<(), ServeError>>;
+    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>>;
+}
+
+/// Where an endpoint's messages come from, ready before serving starts.
+enum Source {
+    Core(Subscriber),
+    JetStream(Box<async_nats::jetstream::consumer::PullConsumer>),
 }
 
 /// A stateless endpoint added before [`Service::state`].
@@ -352,17 +373,17 @@ impl<S: Send + Sync + 'static> Serve<S> for Stateless {
         self.0.subject()
     }
 
-    fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
+    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
     where
         Self: 'a,
     {
-        self.0.subscribe(client)
+        self.0.prepare(client)
     }
 
-    fn serve(self: Box<Self>, run: Run<S>, subscriber: Subscriber) -> BoxFuture<Result<(), ServeError>> {
+    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
         let run =
             Run { client: run.client, state: Arc::new(()), stopped: run.stopped, dispatch: run.dispatch };
-        self.0.serve(run, subscriber)
+        self.0.serve(run, source)
     }
 }
 
@@ -393,7 +414,7 @@ where
         self.subscription.subject()
     }
 
-    fn subscribe<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Subscriber, ServeError>>
+    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
     where
         Self: 'a,
     {
@@ -411,12 +432,73 @@ where
                 Some(queue) => client.queue_subscribe(subject, queue).await,
                 None => client.subscribe(subject).await,
             };
-            subscribed.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e).context(context))
+            subscribed
+                .map(Source::Core)
+                .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e).context(context))
         })
     }
 
-    fn serve(self: Box<Self>, run: Run<S>, subscriber: Subscriber) -> BoxFuture<Result<(), ServeError>> {
-        Box::pin(serve_core(*self, run, subscriber))
+    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
+        match source {
+            Source::Core(subscriber) => Box::pin(serve_core(*self, run, subscriber)),
+            Source::JetStream(_) => Box::pin(async { Err(ServeError::new(ServeErrorKind::Subscribe)) }),
+        }
+    }
+}
+
+struct ConsumerEndpoint<H, T> {
+    consumer: JetStreamConsumer,
+    handler: H,
+    args: PhantomData<fn() -> T>,
+}
+
+impl<H, T> ConsumerEndpoint<H, T> {
+    fn context(&self) -> String {
+        let name = self.consumer.name.as_deref().unwrap_or("handler");
+        format!(
+            "handler `{name}` on stream `{}`, consumer `{}`",
+            self.consumer.stream_name(),
+            self.consumer.durable_name()
+        )
+    }
+}
+
+impl<H, T, S> Serve<S> for ConsumerEndpoint<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        self.context()
+    }
+
+    fn subject(&self) -> &str {
+        ""
+    }
+
+    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
+    where
+        Self: 'a,
+    {
+        let consumer = self.consumer.clone();
+        let client = client.clone();
+        let context = self.context();
+        Box::pin(async move {
+            crate::jetstream::prepare(&client, &consumer, &context)
+                .await
+                .map(|c| Source::JetStream(Box::new(c)))
+        })
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
+        let context = self.context();
+        match source {
+            Source::JetStream(consumer) => {
+                Box::pin(crate::jetstream::serve(self.consumer, self.handler, *consumer, run, context))
+            }
+            Source::Core(_) => Box::pin(async { Err(ServeError::new(ServeErrorKind::Consumer)) }),
+        }
     }
 }
 
@@ -526,6 +608,7 @@ async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) {
                     code: 500,
                     error_type: Cow::Borrowed("async_nats::PublishError"),
                     message: format!("failed to send the reply: {e}"),
+                    retry: crate::Retry::Backoff,
                 };
                 spans::record_failure(span, &failure);
             }

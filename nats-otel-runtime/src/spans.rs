@@ -211,3 +211,141 @@ impl<F: Future> Future for InSpan<'_, F> {
         this.inner.poll(cx)
     }
 }
+
+/// Builds `process {pattern}` CONSUMER spans for a JetStream consumer, and their
+/// `ack|nak|term {pattern}` CLIENT settle spans.
+#[derive(Debug)]
+pub(crate) struct JetStreamSpans {
+    name: Box<str>,
+    template: Option<Box<str>>,
+    durable: Box<str>,
+    stream: Box<str>,
+    settle_names: [Box<str>; 3],
+    settle_record: crate::jetstream::SettleRecord,
+    peer: Peer,
+    mode: TraceMode,
+    deprecated_names: bool,
+}
+
+impl JetStreamSpans {
+    pub(crate) fn new(consumer: &crate::JetStreamConsumer, peer: Peer) -> Self {
+        let pattern = consumer.pattern();
+        let has_wildcards = pattern.split('.').any(|t| t == "*" || t == ">");
+        Self {
+            name: format!("process {pattern}").into(),
+            template: has_wildcards.then(|| pattern.into()),
+            durable: consumer.durable_name().into(),
+            stream: consumer.stream_name().into(),
+            settle_names: [
+                format!("ack {pattern}").into(),
+                format!("nak {pattern}").into(),
+                format!("term {pattern}").into(),
+            ],
+            settle_record: consumer.settle_record,
+            peer,
+            mode: consumer.trace,
+            deprecated_names: semconv::emit_deprecated_names(),
+        }
+    }
+
+    pub(crate) fn start(
+        &self,
+        message: &Message,
+        info: Option<&crate::JetStreamInfo>,
+        context_in_body: bool,
+    ) -> tracing::Span {
+        let span = tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            "process",
+            otel.name = &*self.name,
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            error.type = Empty,
+            messaging.system = semconv::SYSTEM_NATS,
+            messaging.operation.name = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.subject.as_str(),
+            messaging.destination.template = self.template.as_deref(),
+            messaging.destination.subscription.name = &*self.durable,
+            messaging.consumer.group.name = &*self.durable,
+            messaging.message.id = Empty,
+            messaging.message.body.size = message.payload.len() as i64,
+            messaging.client.id = &*self.peer.client_id,
+            server.address = self.peer.address.as_deref(),
+            server.port = self.peer.port.map(i64::from),
+            messaging.nats.jetstream.stream = &*self.stream,
+            messaging.nats.jetstream.consumer = &*self.durable,
+            messaging.nats.jetstream.sequence = info.map(|i| i.stream_sequence as i64),
+            messaging.nats.jetstream.consumer_sequence = info.map(|i| i.consumer_sequence as i64),
+            messaging.nats.jetstream.num_delivered = info.map(|i| i.delivered),
+            messaging.nats.jetstream.num_pending = info.map(|i| i.pending as i64),
+            messaging.nats.jetstream.ack = Empty,
+            messaging.operation = Empty,
+            net.peer.name = Empty,
+            net.peer.port = Empty,
+        );
+        if span.is_disabled() {
+            return span;
+        }
+        let msg_id = message.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID));
+        match (msg_id, info) {
+            (Some(id), _) => span.record("messaging.message.id", id.as_str()),
+            (None, Some(info)) => {
+                span.record("messaging.message.id", format!("{}:{}", info.stream, info.stream_sequence))
+            }
+            (None, None) => &span,
+        };
+        if self.deprecated_names {
+            span.record("messaging.operation", "process");
+            span.record("net.peer.name", self.peer.address.as_deref());
+            span.record("net.peer.port", self.peer.port.map(i64::from));
+        }
+        let parent = crate::propagation::extract_parent(message.headers.as_ref())
+            .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
+        if let Some(parent) = parent {
+            use opentelemetry::trace::TraceContextExt;
+            match self.mode {
+                TraceMode::Parent => {
+                    let _ = span.set_parent(parent);
+                }
+                TraceMode::Link => span.add_link(parent.span().span_context().clone()),
+            }
+        }
+        span
+    }
+
+    /// The span a settlement is sent in: a CLIENT child span, or (with
+    /// `SettleRecord::Event`) the process span itself after an event.
+    pub(crate) fn settle(&self, process: &tracing::Span, settlement: crate::Settlement) -> tracing::Span {
+        let (name, operation) = match settlement {
+            crate::Settlement::Ack => (&self.settle_names[0], "ack"),
+            crate::Settlement::Nak(_) => (&self.settle_names[1], "nak"),
+            crate::Settlement::Term | crate::Settlement::DeadLetter => (&self.settle_names[2], "term"),
+        };
+        if self.settle_record == crate::jetstream::SettleRecord::Event {
+            tracing::info!(target: TARGET, parent: process, settlement = settlement.as_str(), "settle");
+            return process.clone();
+        }
+        tracing::info_span!(
+            target: TARGET,
+            parent: process,
+            "settle",
+            otel.name = &**name,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            error.type = Empty,
+            messaging.system = semconv::SYSTEM_NATS,
+            messaging.operation.name = operation,
+            messaging.operation.type = "settle",
+            messaging.destination.subscription.name = &*self.durable,
+            messaging.consumer.group.name = &*self.durable,
+            messaging.client.id = &*self.peer.client_id,
+            server.address = self.peer.address.as_deref(),
+            server.port = self.peer.port.map(i64::from),
+            messaging.nats.jetstream.ack = settlement.as_str(),
+        )
+    }
+}

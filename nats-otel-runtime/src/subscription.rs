@@ -116,4 +116,6 @@ impl Subscription {
 pub enum Endpoint {
     /// A core NATS subscription.
     Subscribe(Subscription),
+    /// A JetStream pull consumer.
+    Consume(crate::JetStreamConsumer),
 }

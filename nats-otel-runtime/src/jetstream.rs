@@ -1,0 +1,602 @@
+//! JetStream pull consumers: the consumer's configuration, the delivery metadata
+//! extractor, and the loop that settles every message from its handler's result.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tracing::instrument::WithSubscriber;
+
+use crate::error::{ServeError, ServeErrorKind};
+use crate::settle::{Policy, Settlement};
+use crate::spans::{self, InSpan, JetStreamSpans, Peer};
+use crate::{Extractor, FromMessage, Handler, Incoming, Rejection, TraceMode};
+
+/// Where a new consumer starts in the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Deliver {
+    /// From the first message in the stream (default).
+    #[default]
+    All,
+    /// Only messages published after the consumer is created.
+    New,
+    /// From the last message in the stream.
+    Last,
+    /// From the last message of each subject.
+    LastPerSubject,
+}
+
+/// When an ack counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AckMode {
+    /// Send the ack and go on (default): fastest; a lost ack means a redelivery.
+    #[default]
+    Fire,
+    /// Wait for the server to confirm each settlement (double ack).
+    Confirmed,
+}
+
+/// How settlements are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SettleRecord {
+    /// A CLIENT `ack|nak|term {pattern}` span, child of the process span (default).
+    #[default]
+    Span,
+    /// An event on the process span: less detail, less cost.
+    Event,
+}
+
+/// Default in-flight limit of a consumer when none is given.
+pub const DEFAULT_JETSTREAM_CONCURRENCY: usize = 32;
+
+/// A durable JetStream pull consumer and how its messages are handled.
+///
+/// `#[jetstream_consumer]` builds one from its (compile-time checked) arguments;
+/// without the macro, pass one to [`Service::consume`](crate::Service::consume).
+///
+/// ```
+/// use std::time::Duration;
+/// use nats_otel_runtime::JetStreamConsumer;
+/// let billing = JetStreamConsumer::new("ORDERS", "billing")
+///     .filter("orders.*.created")
+///     .max_deliver(5)
+///     .backoff([Duration::from_secs(1), Duration::from_secs(10)])
+///     .dead_letter("orders.dead");
+/// assert_eq!(billing.stream_name(), "ORDERS");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamConsumer {
+    pub(crate) stream: Cow<'static, str>,
+    pub(crate) durable: Cow<'static, str>,
+    pub(crate) filters: Vec<Cow<'static, str>>,
+    pub(crate) deliver: Deliver,
+    pub(crate) ack_wait: Option<Duration>,
+    pub(crate) max_deliver: Option<i64>,
+    pub(crate) backoff: Vec<Duration>,
+    pub(crate) max_ack_pending: Option<i64>,
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) ack: AckMode,
+    pub(crate) create: bool,
+    pub(crate) dead_letter: Option<Cow<'static, str>>,
+    pub(crate) trace: TraceMode,
+    pub(crate) settle_record: SettleRecord,
+    pub(crate) name: Option<Cow<'static, str>>,
+}
+
+impl JetStreamConsumer {
+    /// The durable consumer `durable` on `stream`.
+    pub fn new(stream: impl Into<Cow<'static, str>>, durable: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            stream: stream.into(),
+            durable: durable.into(),
+            filters: Vec::new(),
+            deliver: Deliver::All,
+            ack_wait: None,
+            max_deliver: None,
+            backoff: Vec::new(),
+            max_ack_pending: None,
+            concurrency: None,
+            ack: AckMode::Fire,
+            create: true,
+            dead_letter: None,
+            trace: TraceMode::Parent,
+            settle_record: SettleRecord::Span,
+            name: None,
+        }
+    }
+
+    /// Adds a filter subject (several are allowed).
+    #[must_use]
+    pub fn filter(mut self, subject: impl Into<Cow<'static, str>>) -> Self {
+        self.filters.push(subject.into());
+        self
+    }
+
+    /// Where a new consumer starts.
+    #[must_use]
+    pub fn deliver(mut self, deliver: Deliver) -> Self {
+        self.deliver = deliver;
+        self
+    }
+
+    /// How long the server waits for an ack before redelivering (server default 30 s).
+    #[must_use]
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = Some(ack_wait);
+        self
+    }
+
+    /// How many deliveries a message gets; the last failing one is termed or dead-lettered.
+    #[must_use]
+    pub fn max_deliver(mut self, max_deliver: i64) -> Self {
+        self.max_deliver = Some(max_deliver);
+        self
+    }
+
+    /// Redelivery delays by delivery number (also given to the server, which uses
+    /// them for ack timeouts).
+    #[must_use]
+    pub fn backoff(mut self, backoff: impl IntoIterator<Item = Duration>) -> Self {
+        self.backoff = backoff.into_iter().collect();
+        self
+    }
+
+    /// How many messages may be unacknowledged at once.
+    #[must_use]
+    pub fn max_ack_pending(mut self, max_ack_pending: i64) -> Self {
+        self.max_ack_pending = Some(max_ack_pending);
+        self
+    }
+
+    /// How many handlers run at once (default [`DEFAULT_JETSTREAM_CONCURRENCY`], at
+    /// most `max_ack_pending`).
+    #[must_use]
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
+
+    /// Fire-and-forget or confirmed acks.
+    #[must_use]
+    pub fn ack(mut self, mode: AckMode) -> Self {
+        self.ack = mode;
+        self
+    }
+
+    /// Create or update the consumer at start (default), or only bind to an
+    /// existing one (`false`), failing clearly when it is missing.
+    #[must_use]
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// Where messages go when they will not be retried (poison, permanent errors,
+    /// the last delivery failing).
+    #[must_use]
+    pub fn dead_letter(mut self, subject: impl Into<Cow<'static, str>>) -> Self {
+        self.dead_letter = Some(subject.into());
+        self
+    }
+
+    /// Parent or link to the publisher's context.
+    #[must_use]
+    pub fn trace(mut self, mode: TraceMode) -> Self {
+        self.trace = mode;
+        self
+    }
+
+    /// Record settlements as spans (default) or events.
+    #[must_use]
+    pub fn settle_record(mut self, record: SettleRecord) -> Self {
+        self.settle_record = record;
+        self
+    }
+
+    /// The handler's name in errors and logs.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The stream.
+    pub fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
+    /// The durable consumer name.
+    pub fn durable_name(&self) -> &str {
+        &self.durable
+    }
+
+    /// What spans are named after: the only filter, else the stream.
+    pub fn pattern(&self) -> &str {
+        match self.filters.as_slice() {
+            [only] => only,
+            _ => &self.stream,
+        }
+    }
+
+    /// The in-flight limit in effect.
+    pub fn concurrency_limit(&self) -> usize {
+        let limit = self.concurrency.unwrap_or(DEFAULT_JETSTREAM_CONCURRENCY);
+        match self.max_ack_pending {
+            Some(max) if max > 0 => limit.min(usize::try_from(max).unwrap_or(usize::MAX)),
+            _ => limit,
+        }
+        .max(1)
+    }
+
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            max_deliver: self.max_deliver,
+            backoff: self.backoff.clone(),
+            dead_letter: self.dead_letter.is_some(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        use nats_otel_subject::{Subject, Usage, validate_name};
+        validate_name(&self.stream).map_err(|e| format!("stream `{}`: {e}", self.stream))?;
+        validate_name(&self.durable).map_err(|e| format!("durable `{}`: {e}", self.durable))?;
+        for filter in &self.filters {
+            Subject::parse(filter, Usage::Subscribe).map_err(|e| format!("filter: {e}"))?;
+        }
+        if let Some(dead_letter) = &self.dead_letter {
+            Subject::parse(dead_letter, Usage::Publish).map_err(|e| format!("dead_letter: {e}"))?;
+        }
+        if self.concurrency == Some(0) {
+            return Err("concurrency must be at least 1".to_owned());
+        }
+        if let Some(max) = self.max_deliver
+            && max > 0
+            && self.backoff.len() as i64 >= max
+        {
+            return Err(format!(
+                "{} backoff delays need max_deliver above {}, but it is {max}",
+                self.backoff.len(),
+                self.backoff.len()
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn config(&self) -> pull::Config {
+        let mut config = pull::Config {
+            durable_name: Some(self.durable.to_string()),
+            deliver_policy: match self.deliver {
+                Deliver::All => DeliverPolicy::All,
+                Deliver::New => DeliverPolicy::New,
+                Deliver::Last => DeliverPolicy::Last,
+                Deliver::LastPerSubject => DeliverPolicy::LastPerSubject,
+            },
+            max_deliver: self.max_deliver.unwrap_or(-1),
+            backoff: self.backoff.clone(),
+            ..Default::default()
+        };
+        if let Some(ack_wait) = self.ack_wait {
+            config.ack_wait = ack_wait;
+        }
+        if let Some(max) = self.max_ack_pending {
+            config.max_ack_pending = max;
+        }
+        match self.filters.as_slice() {
+            [] => {}
+            [only] => config.filter_subject = only.to_string(),
+            many => config.filter_subjects = many.iter().map(|f| f.to_string()).collect(),
+        }
+        config
+    }
+}
+
+/// The JetStream metadata of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamInfo {
+    /// The stream.
+    pub stream: String,
+    /// The consumer.
+    pub consumer: String,
+    /// The message's sequence in the stream.
+    pub stream_sequence: u64,
+    /// The delivery's sequence in the consumer.
+    pub consumer_sequence: u64,
+    /// How many times the message has been delivered, this one included.
+    pub delivered: i64,
+    /// How many messages the consumer has yet to deliver.
+    pub pending: u64,
+    /// When the message was stored.
+    pub published: SystemTime,
+}
+
+impl JetStreamInfo {
+    fn from_message(message: &jetstream::Message) -> Option<Self> {
+        let info = message.info().ok()?;
+        Some(Self {
+            stream: info.stream.to_owned(),
+            consumer: info.consumer.to_owned(),
+            stream_sequence: info.stream_sequence,
+            consumer_sequence: info.consumer_sequence,
+            delivered: info.delivered,
+            pending: info.pending,
+            published: info.published.into(),
+        })
+    }
+}
+
+impl Extractor for JetStreamInfo {}
+
+impl<S> FromMessage<S> for JetStreamInfo {
+    fn from_message(incoming: &Incoming, _: &S) -> Result<Self, Rejection> {
+        incoming.jetstream().cloned().ok_or_else(|| {
+            Rejection::new("not_jetstream", "`JetStreamInfo` needs a message from a JetStream consumer")
+                .with_code(500)
+        })
+    }
+}
+
+/// Headers a dead-lettered message carries, besides the trace context.
+pub mod dead_letter_headers {
+    /// The subject the message was published to.
+    pub const SUBJECT: &str = "Nats-Otel-Subject";
+    /// The stream it was stored in.
+    pub const STREAM: &str = "Nats-Otel-Stream";
+    /// Its sequence in that stream.
+    pub const STREAM_SEQUENCE: &str = "Nats-Otel-Stream-Sequence";
+    /// The consumer that gave up on it.
+    pub const CONSUMER: &str = "Nats-Otel-Consumer";
+    /// How many times it was delivered.
+    pub const DELIVERED: &str = "Nats-Otel-Delivered";
+    /// Why the last delivery failed.
+    pub const ERROR: &str = "Nats-Otel-Error";
+    /// The `error.type` of that failure.
+    pub const ERROR_TYPE: &str = "Nats-Otel-Error-Type";
+}
+
+/// Binds to (or creates) the consumer.
+pub(crate) async fn prepare(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<PullConsumer, ServeError> {
+    spec.validate().map_err(|reason| {
+        ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
+    })?;
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
+        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
+    })?;
+    if spec.create {
+        stream
+            .create_consumer(spec.config())
+            .await
+            .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))
+    } else {
+        stream.get_consumer(spec.durable.as_ref()).await.map_err(|e| {
+            ServeError::with_source(ServeErrorKind::ConsumerNotFound, e).context(context.to_owned())
+        })
+    }
+}
+
+/// Shared by one consumer's handler tasks.
+struct Shared<H, S> {
+    handler: H,
+    state: Arc<S>,
+    jetstream: jetstream::Context,
+    spans: JetStreamSpans,
+    policy: Policy,
+    ack: AckMode,
+    progress_every: Option<Duration>,
+    dead_letter: Option<Cow<'static, str>>,
+}
+
+/// Pulls, processes and settles until stopped.
+pub(crate) async fn serve<H, T, S>(
+    spec: JetStreamConsumer,
+    handler: H,
+    consumer: PullConsumer,
+    run: crate::service::Run<S>,
+    context: String,
+) -> Result<(), ServeError>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    let limit = spec.concurrency_limit();
+    let ack_wait = consumer.cached_info().config.ack_wait;
+    let shared = Arc::new(Shared {
+        handler,
+        state: run.state,
+        jetstream: jetstream::new(run.client.clone()),
+        spans: JetStreamSpans::new(&spec, Peer::of(&run.client)),
+        policy: spec.policy(),
+        ack: spec.ack,
+        progress_every: (ack_wait > Duration::ZERO).then(|| ack_wait / 2),
+        dead_letter: spec.dead_letter.clone(),
+    });
+    let batch = limit.clamp(1, 512);
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.clone()))?;
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut stopped = run.stopped;
+
+    let ended = loop {
+        // A permit first: never pull more than we can handle right away.
+        let permit = tokio::select! {
+            biased;
+            _ = stopped.changed() => break Ok(()),
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break Ok(()),
+            },
+        };
+        let next = tokio::select! {
+            biased;
+            _ = stopped.changed() => break Ok(()),
+            next = messages.next() => next,
+        };
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                match e.kind() {
+                    Kind::ConsumerDeleted => {
+                        break Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e)
+                            .context(context.clone()));
+                    }
+                    // Heartbeats missed while disconnected, a pull refused during a
+                    // restart: async-nats re-pulls on its own; keep going.
+                    _ => {
+                        tracing::warn!(target: spans::TARGET, error = %e, "{context}: pull consumer error");
+                        continue;
+                    }
+                }
+            }
+            None => {
+                break Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context.clone()));
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(
+            async move {
+                shared.process(message).await;
+                drop(permit);
+            }
+            .with_subscriber(run.dispatch.clone()),
+        );
+    };
+    // Stop pulling, then let every in-flight handler finish and settle.
+    drop(messages);
+    let _all = permits.acquire_many(limit as u32).await;
+    ended
+}
+
+impl<H, S> Shared<H, S> {
+    async fn process<T>(&self, message: jetstream::Message)
+    where
+        H: Handler<T, S>,
+    {
+        let info = JetStreamInfo::from_message(&message);
+        let (message, acker) = message.split();
+        let span = self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY);
+        let mut incoming = Incoming::new(message, span);
+        incoming.jetstream = info;
+
+        let outcome = with_progress(
+            crate::service::invoke(&self.handler, &incoming, &self.state),
+            &acker,
+            self.progress_every,
+        )
+        .await;
+        if let crate::Outcome::Failure(failure) = &outcome {
+            spans::record_failure(&incoming.span, failure);
+        }
+        let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
+        let mut settlement = self.policy.settle(&outcome, delivered);
+        if settlement == Settlement::DeadLetter
+            && let Err(e) = self.publish_dead_letter(&incoming, &outcome).await
+        {
+            tracing::warn!(target: spans::TARGET, parent: &incoming.span, error = %e,
+                "dead-letter publish failed; the message will be redelivered");
+            settlement = Settlement::Nak(self.policy.backoff_for(delivered));
+        }
+        self.settle(&incoming, &acker, settlement).await;
+    }
+
+    async fn settle(&self, incoming: &Incoming, acker: &Acker, settlement: Settlement) {
+        let kind = match settlement {
+            Settlement::Ack => AckKind::Ack,
+            Settlement::Nak(delay) => AckKind::Nak(delay),
+            Settlement::Term | Settlement::DeadLetter => AckKind::Term,
+        };
+        let span = &incoming.span;
+        span.record("messaging.nats.jetstream.ack", settlement.as_str());
+        let settle_span = self.spans.settle(span, settlement);
+        let sent = InSpan::new(&settle_span, async {
+            match self.ack {
+                AckMode::Fire => acker.ack_with(kind).await,
+                AckMode::Confirmed => acker.double_ack_with(kind).await,
+            }
+        })
+        .await;
+        if let Err(e) = sent {
+            spans::record_error(&settle_span, "settle", &format!("failed to {}: {e}", settlement.as_str()));
+        }
+    }
+
+    async fn publish_dead_letter(&self, incoming: &Incoming, outcome: &crate::Outcome) -> Result<(), String> {
+        let Some(subject) = &self.dead_letter else { return Ok(()) };
+        let mut headers = incoming.headers().cloned().unwrap_or_else(HeaderMap::new);
+        let text = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+        headers.insert(dead_letter_headers::SUBJECT, text(incoming.subject()).as_str());
+        if let Some(info) = incoming.jetstream() {
+            headers.insert(dead_letter_headers::STREAM, text(&info.stream).as_str());
+            headers.insert(dead_letter_headers::CONSUMER, text(&info.consumer).as_str());
+            headers.insert(dead_letter_headers::STREAM_SEQUENCE, info.stream_sequence.to_string().as_str());
+            headers.insert(dead_letter_headers::DELIVERED, info.delivered.to_string().as_str());
+        }
+        if let crate::Outcome::Failure(failure) = outcome {
+            headers.insert(dead_letter_headers::ERROR, text(failure.message()).as_str());
+            headers.insert(dead_letter_headers::ERROR_TYPE, text(failure.error_type()).as_str());
+        }
+        // The dead letter continues the trace of the message it carries.
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        crate::propagation::inject_context(&incoming.span.context(), &mut headers);
+        let payload = incoming.payload().clone();
+        match self.jetstream.publish_with_headers(subject.to_string(), headers.clone(), payload.clone()).await
+        {
+            Ok(ack) => match ack.await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                    core_dead_letter(&self.jetstream, subject, headers, payload).await
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A dead-letter subject no stream captures: publish it on core NATS.
+async fn core_dead_letter(
+    jetstream: &jetstream::Context,
+    subject: &str,
+    headers: HeaderMap,
+    payload: bytes::Bytes,
+) -> Result<(), String> {
+    let client = jetstream.client();
+    client.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| e.to_string())?;
+    client.flush().await.map_err(|e| e.to_string())
+}
+
+/// Runs `future`, telling the server every `every` that the message is still being
+/// worked on (`+WPI`), so slow handlers are not redelivered while they run.
+async fn with_progress<F: std::future::Future>(
+    future: F,
+    acker: &Acker,
+    every: Option<Duration>,
+) -> F::Output {
+    let Some(every) = every else { return future.await };
+    tokio::pin!(future);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            output = &mut future => return output,
+            _ = ticks.tick() => {
+                let _ = acker.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}

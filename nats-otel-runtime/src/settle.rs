@@ -1,0 +1,208 @@
+//! How a JetStream message is settled, decided in one place.
+//!
+//! | handler outcome | delivery | settlement |
+//! |---|---|---|
+//! | `Ok` | any | **ack** |
+//! | `Err`, retryable (the default) | before the last allowed | **nak**, delayed by the error's [`Retry::After`], else the backoff entry for this delivery, else none |
+//! | `Err`, retryable | the last allowed (`delivered == max_deliver`) | **dead letter** then term when `dead_letter` is set, else **term** |
+//! | `Err` with [`Retry::Never`] (see [`Permanent`]) | any | **dead letter** then term when set, else **term** |
+//! | payload rejected by an extractor (poison) | any | **dead letter** then term when set, else **term**: never redelivered |
+//! | panic | as a retryable `Err` | nak with the backoff delay, recorded on the span |
+//!
+//! A dead letter is published (and, to a stream, acknowledged) before the term; if
+//! that publish fails the message is nak'ed instead, so it is never lost.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use crate::HandlerError;
+use crate::reply::{FailureKind, Outcome};
+
+/// Whether and when a failed message should be delivered again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Retry {
+    /// Redeliver, with the consumer's backoff schedule.
+    #[default]
+    Backoff,
+    /// Redeliver after this delay.
+    After(Duration),
+    /// Never redeliver: the failure is permanent.
+    Never,
+}
+
+/// What is done with a JetStream message after its handler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Processed: `+ACK`.
+    Ack,
+    /// Redeliver, after the delay if any: `-NAK`.
+    Nak(Option<Duration>),
+    /// Never redeliver: `+TERM`.
+    Term,
+    /// Publish to the dead-letter subject, then `+TERM`.
+    DeadLetter,
+}
+
+impl Settlement {
+    /// The name recorded as `messaging.nats.jetstream.ack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Ack => "ack",
+            Settlement::Nak(_) => "nak",
+            Settlement::Term => "term",
+            Settlement::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// The consumer settings the table needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    pub(crate) max_deliver: Option<i64>,
+    pub(crate) backoff: Vec<Duration>,
+    pub(crate) dead_letter: bool,
+}
+
+impl Policy {
+    /// The settlement for `outcome` on delivery number `delivered` (1 for the first).
+    pub(crate) fn settle(&self, outcome: &Outcome, delivered: i64) -> Settlement {
+        let failure = match outcome {
+            Outcome::Success(_) => return Settlement::Ack,
+            Outcome::Failure(failure) => failure,
+        };
+        let give_up = if self.dead_letter { Settlement::DeadLetter } else { Settlement::Term };
+        if failure.kind == FailureKind::Rejected || failure.retry == Retry::Never {
+            return give_up;
+        }
+        if self.max_deliver.is_some_and(|max| max > 0 && delivered >= max) {
+            return give_up;
+        }
+        match failure.retry {
+            Retry::After(delay) => Settlement::Nak(Some(delay)),
+            _ => Settlement::Nak(self.backoff_for(delivered)),
+        }
+    }
+
+    /// The backoff entry for delivery `delivered`: the first after the first
+    /// delivery, the last one for every delivery past the schedule.
+    pub(crate) fn backoff_for(&self, delivered: i64) -> Option<Duration> {
+        let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
+        self.backoff.get(index).or(self.backoff.last()).copied()
+    }
+}
+
+/// An error that must not be retried: the message is termed (or dead-lettered).
+///
+/// ```
+/// use nats_otel_runtime::{HandlerError, Permanent, ServiceError};
+/// fn validate(total: i64) -> Result<(), Permanent<ServiceError>> {
+///     if total < 0 { return Err(Permanent(ServiceError::new(422, "negative total"))); }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permanent<E>(pub E);
+
+impl<E: fmt::Display> fmt::Display for Permanent<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: HandlerError> HandlerError for Permanent<E> {
+    fn code(&self) -> u16 {
+        self.0.code()
+    }
+    fn error_type(&self) -> Cow<'static, str> {
+        self.0.error_type()
+    }
+    fn retry(&self) -> Retry {
+        Retry::Never
+    }
+}
+
+/// An error to retry after a given delay, whatever the backoff schedule says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryAfter<E> {
+    /// The error.
+    pub error: E,
+    /// How long until the message is delivered again.
+    pub delay: Duration,
+}
+
+impl<E> RetryAfter<E> {
+    /// Retry `error` after `delay`.
+    pub fn new(error: E, delay: Duration) -> Self {
+        Self { error, delay }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RetryAfter<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<E: HandlerError> HandlerError for RetryAfter<E> {
+    fn code(&self) -> u16 {
+        self.error.code()
+    }
+    fn error_type(&self) -> Cow<'static, str> {
+        self.error.error_type()
+    }
+    fn retry(&self) -> Retry {
+        Retry::After(self.delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::{Failure, Reply};
+
+    fn failure(kind: FailureKind, retry: Retry) -> Outcome {
+        Outcome::Failure(Failure { kind, code: 500, error_type: "e".into(), message: "m".into(), retry })
+    }
+
+    #[test]
+    fn the_table() {
+        let policy = Policy {
+            max_deliver: Some(3),
+            backoff: vec![Duration::from_secs(1), Duration::from_secs(10)],
+            dead_letter: false,
+        };
+        let err = failure(FailureKind::Handler, Retry::Backoff);
+        assert_eq!(policy.settle(&Outcome::Success(Reply::default()), 1), Settlement::Ack);
+        assert_eq!(policy.settle(&err, 1), Settlement::Nak(Some(Duration::from_secs(1))));
+        assert_eq!(policy.settle(&err, 2), Settlement::Nak(Some(Duration::from_secs(10))));
+        assert_eq!(policy.settle(&err, 3), Settlement::Term, "last allowed delivery");
+        let panic = failure(FailureKind::Panicked, Retry::Backoff);
+        assert_eq!(policy.settle(&panic, 1), Settlement::Nak(Some(Duration::from_secs(1))));
+        let later = failure(FailureKind::Handler, Retry::After(Duration::from_millis(250)));
+        assert_eq!(policy.settle(&later, 2), Settlement::Nak(Some(Duration::from_millis(250))));
+        assert_eq!(policy.settle(&failure(FailureKind::Handler, Retry::Never), 1), Settlement::Term);
+        assert_eq!(policy.settle(&failure(FailureKind::Rejected, Retry::Backoff), 1), Settlement::Term);
+
+        let dlq = Policy { dead_letter: true, ..policy };
+        assert_eq!(dlq.settle(&err, 3), Settlement::DeadLetter);
+        assert_eq!(dlq.settle(&failure(FailureKind::Rejected, Retry::Backoff), 1), Settlement::DeadLetter);
+        assert_eq!(dlq.settle(&err, 1), Settlement::Nak(Some(Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn without_max_deliver_or_backoff() {
+        let policy = Policy::default();
+        let err = failure(FailureKind::Handler, Retry::Backoff);
+        assert_eq!(policy.settle(&err, 1000), Settlement::Nak(None));
+        assert_eq!(policy.backoff_for(0), None);
+    }
+
+    #[test]
+    fn backoff_past_the_schedule_uses_the_last_entry() {
+        let policy =
+            Policy { backoff: vec![Duration::from_secs(1), Duration::from_secs(5)], ..Policy::default() };
+        assert_eq!(policy.backoff_for(1), Some(Duration::from_secs(1)));
+        assert_eq!(policy.backoff_for(7), Some(Duration::from_secs(5)));
+    }
+}

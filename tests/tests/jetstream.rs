@@ -1,0 +1,336 @@
+//! `#[jetstream_consumer]` against a real nats-server: settlement from the
+//! handler's result, checked against the consumer state the server reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use common::*;
+use nats_otel_runtime::jetstream::dead_letter_headers as dlq;
+use nats_otel_runtime::prelude::*;
+use nats_otel_runtime::{ServeErrorKind, Settlement};
+use opentelemetry::trace::{SpanKind, Status};
+use tokio::sync::Mutex;
+
+async fn orders_stream(client: &async_nats::Client) -> stream::Stream {
+    jetstream::new(client.clone())
+        .create_stream(stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// What handlers saw, shared with the test.
+#[derive(Clone, Default)]
+struct Log {
+    calls: Arc<Mutex<Vec<(u64, i64, Instant)>>>,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Log {
+    async fn record(&self, id: u64, info: &JetStreamInfo) {
+        self.calls.lock().await.push((id, info.delivered, Instant::now()));
+    }
+    async fn calls_for(&self, id: u64) -> Vec<(i64, Instant)> {
+        self.calls.lock().await.iter().filter(|c| c.0 == id).map(|c| (c.1, c.2)).collect()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "billing", filter = "orders.*.created", ack = "confirmed")]
+async fn bill(Json(order): Json<Order>, info: JetStreamInfo, State(log): State<Log>) {
+    log.record(order.id, &info).await;
+}
+
+#[tokio::test]
+async fn ok_acks_and_the_span_tree_is_publish_process_settle() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(bill)).await;
+
+    let publisher = Publisher::new(h.client.clone());
+    for id in 1..=5 {
+        publisher.publish_json("orders.eu.created", &Order { id }).await.unwrap();
+    }
+    let spans = h.recorder.wait_for(|s| count(s, "ack orders.*.created") == 5).await;
+
+    // The server agrees: everything acked, nothing pending.
+    let info = stream.clone().consumer_info("billing").await.unwrap().clone();
+    assert_eq!(info.ack_floor.stream_sequence, 5);
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.num_pending, 0);
+    assert_eq!(info.num_redelivered, 0);
+
+    let send = &named(&spans, "send orders.eu.created")[0];
+    let process = named(&spans, "process orders.*.created")
+        .into_iter()
+        .find(|p| p.parent_span_id == send.span_context.span_id())
+        .expect("process span parented on its publish");
+    assert_eq!(process.span_kind, SpanKind::Consumer);
+    assert_eq!(process.status, Status::Unset);
+    for (key, want) in [
+        ("messaging.system", "nats"),
+        ("messaging.operation.type", "process"),
+        ("messaging.destination.name", "orders.eu.created"),
+        ("messaging.destination.template", "orders.*.created"),
+        ("messaging.destination.subscription.name", "billing"),
+        ("messaging.consumer.group.name", "billing"),
+        ("messaging.nats.jetstream.stream", "ORDERS"),
+        ("messaging.nats.jetstream.consumer", "billing"),
+        ("messaging.nats.jetstream.ack", "ack"),
+    ] {
+        assert_eq!(attr_str(process, key).as_deref(), Some(want), "{key}");
+    }
+    let sequence = attr_i64(process, "messaging.nats.jetstream.sequence").unwrap();
+    assert_eq!(attr_str(process, "messaging.message.id"), Some(format!("ORDERS:{sequence}")));
+    assert_eq!(attr_i64(process, "messaging.nats.jetstream.num_delivered"), Some(1));
+    assert!(attr_i64(process, "messaging.nats.jetstream.consumer_sequence").is_some());
+    assert!(attr_i64(process, "messaging.nats.jetstream.num_pending").is_some());
+    assert!(attr(process, "messaging.nats.reply_to").is_none(), "ack subjects are not recorded");
+
+    let settle = named(&spans, "ack orders.*.created")
+        .into_iter()
+        .find(|s| s.parent_span_id == process.span_context.span_id())
+        .expect("settle span under the process span");
+    assert_eq!(settle.span_kind, SpanKind::Client);
+    assert_eq!(attr_str(settle, "messaging.operation.type").as_deref(), Some("settle"));
+    assert_eq!(attr_str(settle, "messaging.operation.name").as_deref(), Some("ack"));
+    assert!(attr(settle, "messaging.message.body.size").is_none(), "no size on settle spans");
+
+    assert_eq!(log.calls.lock().await.len(), 5);
+    running.stop().await.unwrap();
+}
+
+#[derive(Debug)]
+struct Flaky;
+impl std::fmt::Display for Flaky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("try again")
+    }
+}
+impl HandlerError for Flaky {}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "retry", ack = "confirmed", max_deliver = 3, backoff = ["1s"])]
+async fn fails_once(
+    Json(order): Json<Order>,
+    info: JetStreamInfo,
+    State(log): State<Log>,
+) -> Result<(), Flaky> {
+    log.record(order.id, &info).await;
+    if info.delivered == 1 { Err(Flaky) } else { Ok(()) }
+}
+
+#[tokio::test]
+async fn err_naks_with_the_backoff_delay_then_the_retry_acks() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(fails_once)).await;
+    Publisher::new(h.client.clone()).publish_json("orders.eu.created", &Order { id: 7 }).await.unwrap();
+
+    let spans = h.recorder.wait_for(|s| count(s, "ack ORDERS") == 1).await;
+    let calls = log.calls_for(7).await;
+    assert_eq!(calls.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 2]);
+    let waited = calls[1].1 - calls[0].1;
+    assert!(waited >= Duration::from_millis(950), "redelivered after {waited:?}, before the 1s backoff");
+
+    let nak = one(&spans, "nak ORDERS");
+    assert_eq!(attr_str(nak, "messaging.operation.name").as_deref(), Some("nak"));
+    let outcomes: Vec<_> = named(&spans, "process ORDERS")
+        .iter()
+        .map(|p| attr_str(p, "messaging.nats.jetstream.ack").unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["nak", "ack"]);
+    let failed = named(&spans, "process ORDERS")
+        .into_iter()
+        .find(|p| attr_i64(p, "messaging.nats.jetstream.num_delivered") == Some(1))
+        .unwrap();
+    assert!(matches!(failed.status, Status::Error { .. }));
+    let info = stream.clone().consumer_info("retry").await.unwrap().clone();
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "strict", ack = "confirmed", max_deliver = 5)]
+async fn strict(
+    Json(order): Json<Order>,
+    info: JetStreamInfo,
+    State(log): State<Log>,
+) -> Result<(), Permanent<ServiceError>> {
+    log.record(order.id, &info).await;
+    Err(Permanent(ServiceError::new(422, "order cannot be billed")))
+}
+
+#[tokio::test]
+async fn permanent_errors_and_poison_messages_are_termed_never_redelivered() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(strict)).await;
+    h.client.publish("orders.eu.created", r#"{"id": 1}"#.into()).await.unwrap();
+    h.client.publish("orders.eu.created", "not json".into()).await.unwrap();
+    h.client.publish("orders.eu.created", vec![0xff, 0x00].into()).await.unwrap();
+
+    let spans = h.recorder.wait_for(|s| count(s, "term ORDERS") == 3).await;
+    let info = stream.clone().consumer_info("strict").await.unwrap().clone();
+    assert_eq!(info.ack_floor.stream_sequence, 3, "terms count as settled");
+    assert_eq!((info.num_ack_pending, info.num_redelivered), (0, 0));
+    assert_eq!(
+        log.calls.lock().await.len(),
+        1,
+        "poison never reaches the handler; the permanent error runs once"
+    );
+
+    let processes = named(&spans, "process ORDERS");
+    assert!(processes.iter().all(|p| attr_str(p, "messaging.nats.jetstream.ack").as_deref() == Some("term")));
+    let poison = processes
+        .iter()
+        .filter(|p| attr_str(p, "error.type").as_deref() == Some("serde_json::Error"))
+        .count();
+    assert_eq!(poison, 2);
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "doomed", ack = "confirmed", max_deliver = 2, backoff = ["100ms"], dead_letter = "dead.orders")]
+async fn always_fails(
+    Json(order): Json<Order>,
+    info: JetStreamInfo,
+    State(log): State<Log>,
+) -> Result<(), Flaky> {
+    log.record(order.id, &info).await;
+    Err(Flaky)
+}
+
+#[tokio::test]
+async fn the_last_delivery_failing_is_dead_lettered_with_its_context() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let js = jetstream::new(h.client.clone());
+    let dead = js
+        .create_stream(stream::Config {
+            name: "DEAD".into(),
+            subjects: vec!["dead.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(always_fails)).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "order-9");
+    Publisher::new(h.client.clone())
+        .publish_with_headers("orders.us.created", headers, r#"{"id":9}"#)
+        .await
+        .unwrap();
+
+    let spans = h.recorder.wait_for(|s| count(s, "term ORDERS") == 1).await;
+    assert_eq!(log.calls_for(9).await.len(), 2, "delivered max_deliver times");
+    let last = named(&spans, "process ORDERS")
+        .into_iter()
+        .find(|p| attr_i64(p, "messaging.nats.jetstream.num_delivered") == Some(2))
+        .unwrap();
+    assert_eq!(
+        attr_str(last, "messaging.nats.jetstream.ack").as_deref(),
+        Some(Settlement::DeadLetter.as_str())
+    );
+    assert_eq!(attr_str(last, "messaging.message.id").as_deref(), Some("order-9"));
+
+    let letter = dead.get_raw_message(1).await.unwrap();
+    assert_eq!(letter.subject.as_str(), "dead.orders");
+    assert_eq!(&letter.payload[..], br#"{"id":9}"#);
+    let headers = letter.headers;
+    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(header(dlq::SUBJECT).as_deref(), Some("orders.us.created"));
+    assert_eq!(header(dlq::STREAM).as_deref(), Some("ORDERS"));
+    assert_eq!(header(dlq::STREAM_SEQUENCE).as_deref(), Some("1"));
+    assert_eq!(header(dlq::CONSUMER).as_deref(), Some("doomed"));
+    assert_eq!(header(dlq::DELIVERED).as_deref(), Some("2"));
+    assert_eq!(header(dlq::ERROR).as_deref(), Some("try again"));
+    assert_eq!(header("Nats-Msg-Id").as_deref(), Some("order-9"), "original headers kept");
+    let traceparent = header("traceparent").expect("trace context");
+    assert!(traceparent.contains(&last.span_context.trace_id().to_string()), "{traceparent}");
+
+    let info = stream.clone().consumer_info("doomed").await.unwrap().clone();
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "slow", ack = "confirmed", ack_wait = "1s")]
+async fn slow(Json(order): Json<Order>, info: JetStreamInfo, State(log): State<Log>) {
+    log.record(order.id, &info).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+#[tokio::test]
+async fn in_progress_heartbeats_keep_a_slow_handler_from_redelivery() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(slow)).await;
+    h.client.publish("orders.eu.created", r#"{"id":3}"#.into()).await.unwrap();
+    h.recorder.wait_for(|s| count(s, "ack ORDERS") == 1).await;
+    assert_eq!(log.calls_for(3).await.len(), 1, "handled once though it ran 3x ack_wait");
+    let info = stream.clone().consumer_info("slow").await.unwrap().clone();
+    assert_eq!((info.num_redelivered, info.num_ack_pending), (0, 0));
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "bounded", concurrency = 3)]
+async fn bounded(Json(order): Json<Order>, info: JetStreamInfo, State(log): State<Log>) {
+    let now = log.running.fetch_add(1, Ordering::SeqCst) + 1;
+    log.peak.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    log.record(order.id, &info).await;
+    log.running.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn never_more_than_concurrency_handlers_in_flight() {
+    let h = start().await;
+    orders_stream(&h.client).await;
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(bounded)).await;
+    for id in 0..30 {
+        h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
+    }
+    h.recorder.wait_for(|s| count(s, "ack ORDERS") == 30).await;
+    assert_eq!(log.peak.load(Ordering::SeqCst), 3);
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "missing", create = false)]
+async fn bind_only(_body: Bytes) {}
+
+#[tokio::test]
+async fn create_false_against_a_missing_consumer_is_a_clear_error() {
+    let h = start().await;
+    orders_stream(&h.client).await;
+    let err = Service::new(h.client.clone()).handler(bind_only).start().await.unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::ConsumerNotFound);
+    let text = err.to_string();
+    assert!(text.contains("bind_only") && text.contains("ORDERS") && text.contains("missing"), "{text}");
+
+    let err = Service::new(h.client.clone())
+        .consume(nats_otel_runtime::JetStreamConsumer::new("NOPE", "x"), bind_only_plain)
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::StreamNotFound);
+}
+
+async fn bind_only_plain(_body: Bytes) {}
