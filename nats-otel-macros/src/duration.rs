@@ -56,7 +56,7 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("10").is_err());
         assert!(parse("s").is_err());
-        assert_eq!(parse("10 s").unwrap_err().1, 2..4);
+        assert_eq!(parse("10 s").map_err(|e| e.1), Err(2..4));
         assert!(parse("5 minutes").is_err());
         assert!(parse("99999999999999999999h").is_err());
     }
