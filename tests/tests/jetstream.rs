@@ -334,3 +334,105 @@ async fn create_false_against_a_missing_consumer_is_a_clear_error() {
 }
 
 async fn bind_only_plain(_body: Bytes) {}
+
+/// Distinct ids seen, with a way to await a count.
+#[derive(Clone, Default)]
+struct Seen {
+    ids: Arc<Mutex<std::collections::HashMap<u64, usize>>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Seen {
+    async fn add(&self, id: u64) {
+        *self.ids.lock().await.entry(id).or_default() += 1;
+        self.changed.notify_waiters();
+    }
+    async fn wait_distinct(&self, n: usize) {
+        within("all ids processed", async {
+            loop {
+                let changed = self.changed.notified();
+                if self.ids.lock().await.len() >= n {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+}
+
+#[jetstream_consumer(
+    stream = "ORDERS",
+    durable = "steady",
+    ack = "confirmed",
+    ack_wait = "2s",
+    concurrency = 8
+)]
+async fn steady(Json(order): Json<Order>, State(seen): State<Seen>) {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    seen.add(order.id).await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_mid_stream_then_a_new_service_loses_nothing() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    const N: u64 = 300;
+    for id in 0..N {
+        h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
+    }
+    let seen = Seen::default();
+    let first =
+        spawn(Service::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(steady)).await;
+    seen.wait_distinct(100).await;
+    first.stop().await.unwrap();
+    let after_stop = seen.ids.lock().await.len();
+    assert!(after_stop < N as usize, "stopped mid-stream");
+
+    let second =
+        spawn(Service::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(steady)).await;
+    seen.wait_distinct(N as usize).await;
+    second.stop().await.unwrap();
+
+    let ids = seen.ids.lock().await;
+    assert_eq!(ids.len() as u64, N, "every id processed");
+    let twice = ids.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "in-flight handlers finished and acked before the stop: no duplicates");
+    let info = stream.clone().consumer_info("steady").await.unwrap().clone();
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+}
+
+#[jetstream_consumer(stream = "DURABLE", durable = "survivor", ack_wait = "2s", concurrency = 4)]
+async fn survivor(Json(order): Json<Order>, State(seen): State<Seen>) {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    seen.add(order.id).await;
+}
+
+#[tokio::test]
+async fn a_server_restart_mid_stream_loses_nothing() {
+    let mut h = start().await;
+    jetstream::new(h.client.clone())
+        .create_stream(stream::Config {
+            name: "DURABLE".into(),
+            subjects: vec!["durable.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    const N: u64 = 200;
+    let publisher = jetstream::new(h.client.clone());
+    for id in 0..N {
+        publisher.publish("durable.orders", format!(r#"{{"id":{id}}}"#).into()).await.unwrap().await.unwrap();
+    }
+    let seen = Seen::default();
+    let running =
+        spawn(Service::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(survivor)).await;
+    seen.wait_distinct(40).await;
+
+    h.server.restart().unwrap();
+    seen.wait_distinct(N as usize).await;
+    assert!(!running.is_finished(), "the service rode out the restart");
+    running.stop().await.unwrap();
+    assert_eq!(seen.ids.lock().await.len() as u64, N);
+}
