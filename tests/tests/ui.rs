@@ -9,3 +9,10 @@ fn nats_subscribe() {
     cases.pass("ui/nats_subscribe/pass/*.rs");
     cases.compile_fail("ui/nats_subscribe/fail/*.rs");
 }
+
+#[test]
+fn jetstream_consumer() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("ui/jetstream_consumer/pass/*.rs");
+    cases.compile_fail("ui/jetstream_consumer/fail/*.rs");
+}
