@@ -74,6 +74,10 @@ pub trait FromMessage<S>: Extractor + Sized {
     /// carry none, before it starts the `process` span.
     const TRACE_CONTEXT_IN_BODY: bool = false;
 
+    /// Whether taking this extractor means the handler settles JetStream messages
+    /// itself (as [`Acker`](crate::Acker) does).
+    const SETTLES_ITSELF: bool = false;
+
     /// Extracts the value, or explains why the message cannot be handled.
     fn from_message(incoming: &Incoming, state: &S) -> Result<Self, Rejection>;
 }

@@ -35,6 +35,8 @@ pub trait Handler<T, S>: Clone + Send + Sync + Sized + 'static {
     type Output: IntoOutcome;
     /// Whether one of the arguments carries the trace context in the payload.
     const TRACE_CONTEXT_IN_BODY: bool;
+    /// Whether one of the arguments settles JetStream messages itself.
+    const SETTLES_ITSELF: bool;
 
     /// Extracts the arguments and calls the function.
     fn call(&self, incoming: &Incoming, state: &S) -> Result<Self::Future, Rejection>;
@@ -52,6 +54,7 @@ macro_rules! impl_handler {
             type Future = Fut;
             type Output = Fut::Output;
             const TRACE_CONTEXT_IN_BODY: bool = false $(|| <$ty as FromMessage<S>>::TRACE_CONTEXT_IN_BODY)*;
+            const SETTLES_ITSELF: bool = false $(|| <$ty as FromMessage<S>>::SETTLES_ITSELF)*;
 
             #[allow(non_snake_case, unused_variables)]
             fn call(&self, incoming: &Incoming, state: &S) -> Result<Fut, Rejection> {

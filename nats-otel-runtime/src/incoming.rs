@@ -12,12 +12,13 @@ pub struct Incoming {
     pub(crate) message: Message,
     pub(crate) span: tracing::Span,
     pub(crate) jetstream: Option<crate::JetStreamInfo>,
+    pub(crate) settler: Option<std::sync::Arc<crate::jetstream::Settler>>,
 }
 
 impl Incoming {
     /// Wraps a message and the span it is processed in.
     pub fn new(message: Message, span: tracing::Span) -> Self {
-        Self { message, span, jetstream: None }
+        Self { message, span, jetstream: None, settler: None }
     }
 
     /// The JetStream metadata of the delivery, for messages from a consumer.

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
@@ -359,8 +358,33 @@ pub mod dead_letter_headers {
     pub const ERROR_TYPE: &str = "Nats-Otel-Error-Type";
 }
 
-/// Binds to (or creates) the consumer.
+/// A consumer ready to serve: bound, and watched for deletion.
+pub(crate) struct Prepared {
+    consumer: PullConsumer,
+    /// The server's `CONSUMER.DELETED` advisory for this consumer: a pull consumer
+    /// whose consumer is deleted otherwise just stops receiving.
+    deleted: Option<async_nats::Subscriber>,
+}
+
+/// Binds to (or creates) the consumer and watches for its deletion.
 pub(crate) async fn prepare(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<Prepared, ServeError> {
+    let consumer = bind(client, spec, context).await?;
+    let advisory = format!("$JS.EVENT.ADVISORY.CONSUMER.DELETED.{}.{}", spec.stream, spec.durable);
+    let deleted = match client.subscribe(advisory).await {
+        Ok(subscriber) => Some(subscriber),
+        Err(e) => {
+            tracing::warn!(target: spans::TARGET, error = %e, "{context}: cannot watch for consumer deletion");
+            None
+        }
+    };
+    Ok(Prepared { consumer, deleted })
+}
+
+async fn bind(
     client: &async_nats::Client,
     spec: &JetStreamConsumer,
     context: &str,
@@ -389,7 +413,7 @@ struct Shared<H, S> {
     handler: H,
     state: Arc<S>,
     jetstream: jetstream::Context,
-    spans: JetStreamSpans,
+    spans: Arc<JetStreamSpans>,
     policy: Policy,
     ack: AckMode,
     progress_every: Option<Duration>,
@@ -400,7 +424,7 @@ struct Shared<H, S> {
 pub(crate) async fn serve<H, T, S>(
     spec: JetStreamConsumer,
     handler: H,
-    consumer: PullConsumer,
+    prepared: Prepared,
     run: crate::service::Run<S>,
     context: String,
 ) -> Result<(), ServeError>
@@ -408,13 +432,23 @@ where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
+    let Prepared { consumer, mut deleted } = prepared;
+    let deleted_advisory = async move {
+        match deleted.as_mut() {
+            Some(deleted) => {
+                deleted.next().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(deleted_advisory);
     let limit = spec.concurrency_limit();
     let ack_wait = consumer.cached_info().config.ack_wait;
     let shared = Arc::new(Shared {
         handler,
         state: run.state,
         jetstream: jetstream::new(run.client.clone()),
-        spans: JetStreamSpans::new(&spec, Peer::of(&run.client)),
+        spans: Arc::new(JetStreamSpans::new(&spec, Peer::of(&run.client))),
         policy: spec.policy(),
         ack: spec.ack,
         progress_every: (ack_wait > Duration::ZERO).then(|| ack_wait / 2),
@@ -445,6 +479,9 @@ where
         let next = tokio::select! {
             biased;
             _ = stopped.changed() => break Ok(()),
+            () = &mut deleted_advisory => {
+                break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
+            }
             next = messages.next() => next,
         };
         let message = match next {
@@ -491,17 +528,33 @@ impl<H, S> Shared<H, S> {
         let info = JetStreamInfo::from_message(&message);
         let (message, acker) = message.split();
         let span = self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY);
+        let settler = Arc::new(Settler {
+            acker,
+            mode: self.ack,
+            spans: self.spans.clone(),
+            process: span.clone(),
+            settled: std::sync::atomic::AtomicBool::new(false),
+        });
         let mut incoming = Incoming::new(message, span);
         incoming.jetstream = info;
+        incoming.settler = Some(settler.clone());
 
         let outcome = with_progress(
             crate::service::invoke(&self.handler, &incoming, &self.state),
-            &acker,
+            &settler,
             self.progress_every,
         )
         .await;
         if let crate::Outcome::Failure(failure) = &outcome {
             spans::record_failure(&incoming.span, failure);
+        }
+        if settler.is_settled() {
+            return;
+        }
+        if H::SETTLES_ITSELF && matches!(outcome, crate::Outcome::Success(_)) {
+            tracing::warn!(target: spans::TARGET, parent: &incoming.span,
+                "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait");
+            return;
         }
         let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
         let mut settlement = self.policy.settle(&outcome, delivered);
@@ -512,28 +565,7 @@ impl<H, S> Shared<H, S> {
                 "dead-letter publish failed; the message will be redelivered");
             settlement = Settlement::Nak(self.policy.backoff_for(delivered));
         }
-        self.settle(&incoming, &acker, settlement).await;
-    }
-
-    async fn settle(&self, incoming: &Incoming, acker: &Acker, settlement: Settlement) {
-        let kind = match settlement {
-            Settlement::Ack => AckKind::Ack,
-            Settlement::Nak(delay) => AckKind::Nak(delay),
-            Settlement::Term | Settlement::DeadLetter => AckKind::Term,
-        };
-        let span = &incoming.span;
-        span.record("messaging.nats.jetstream.ack", settlement.as_str());
-        let settle_span = self.spans.settle(span, settlement);
-        let sent = InSpan::new(&settle_span, async {
-            match self.ack {
-                AckMode::Fire => acker.ack_with(kind).await,
-                AckMode::Confirmed => acker.double_ack_with(kind).await,
-            }
-        })
-        .await;
-        if let Err(e) = sent {
-            spans::record_error(&settle_span, "settle", &format!("failed to {}: {e}", settlement.as_str()));
-        }
+        let _ = settler.settle(settlement).await;
     }
 
     async fn publish_dead_letter(&self, incoming: &Incoming, outcome: &crate::Outcome) -> Result<(), String> {
@@ -581,11 +613,116 @@ async fn core_dead_letter(
     client.flush().await.map_err(|e| e.to_string())
 }
 
+/// Settles one message: sends the ack, nak or term, records it on the process
+/// span and in a settle span. Shared by automatic settlement and [`Acker`].
+pub(crate) struct Settler {
+    acker: async_nats::jetstream::message::Acker,
+    mode: AckMode,
+    spans: Arc<JetStreamSpans>,
+    process: tracing::Span,
+    settled: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Settler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settler").field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+impl Settler {
+    fn is_settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn settle(&self, settlement: Settlement) -> Result<(), async_nats::Error> {
+        let kind = match settlement {
+            Settlement::Ack => AckKind::Ack,
+            Settlement::Nak(delay) => AckKind::Nak(delay),
+            Settlement::Term | Settlement::DeadLetter => AckKind::Term,
+        };
+        self.settled.store(true, std::sync::atomic::Ordering::Release);
+        self.process.record("messaging.nats.jetstream.ack", settlement.as_str());
+        let settle_span = self.spans.settle(&self.process, settlement);
+        let sent = InSpan::new(&settle_span, async {
+            match self.mode {
+                AckMode::Fire => self.acker.ack_with(kind).await,
+                AckMode::Confirmed => self.acker.double_ack_with(kind).await,
+            }
+        })
+        .await;
+        if let Err(e) = &sent {
+            spans::record_error(&settle_span, "settle", &format!("failed to {}: {e}", settlement.as_str()));
+        }
+        sent
+    }
+
+    async fn progress(&self) {
+        let _ = self.acker.ack_with(AckKind::Progress).await;
+    }
+}
+
+/// Manual settlement: a handler that takes an `Acker` settles its message itself,
+/// and the service does not (unless the handler fails or panics before settling,
+/// when the settlement table applies).
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+/// use nats_otel_runtime::Acker;
+///
+/// #[jetstream_consumer(stream = "ORDERS", durable = "manual")]
+/// async fn handle(body: Bytes, acker: Acker) -> Result<(), async_nats::Error> {
+///     if body.is_empty() {
+///         acker.term().await?;
+///     } else {
+///         acker.ack().await?;
+///     }
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Debug, Clone)]
+pub struct Acker(Arc<Settler>);
+
+impl Acker {
+    /// Acknowledges: processed.
+    pub async fn ack(&self) -> Result<(), async_nats::Error> {
+        self.0.settle(Settlement::Ack).await
+    }
+
+    /// Asks for redelivery, after `delay` if given.
+    pub async fn nak(&self, delay: Option<Duration>) -> Result<(), async_nats::Error> {
+        self.0.settle(Settlement::Nak(delay)).await
+    }
+
+    /// Never redeliver.
+    pub async fn term(&self) -> Result<(), async_nats::Error> {
+        self.0.settle(Settlement::Term).await
+    }
+
+    /// Still working: resets the server's ack timer.
+    pub async fn in_progress(&self) {
+        self.0.progress().await;
+    }
+}
+
+impl Extractor for Acker {}
+
+impl<S> FromMessage<S> for Acker {
+    const SETTLES_ITSELF: bool = true;
+
+    fn from_message(incoming: &Incoming, _: &S) -> Result<Self, Rejection> {
+        incoming.settler.clone().map(Acker).ok_or_else(|| {
+            Rejection::new("not_jetstream", "`Acker` needs a message from a JetStream consumer")
+                .with_code(500)
+        })
+    }
+}
+
 /// Runs `future`, telling the server every `every` that the message is still being
 /// worked on (`+WPI`), so slow handlers are not redelivered while they run.
 async fn with_progress<F: std::future::Future>(
     future: F,
-    acker: &Acker,
+    settler: &Settler,
     every: Option<Duration>,
 ) -> F::Output {
     let Some(every) = every else { return future.await };
@@ -595,7 +732,9 @@ async fn with_progress<F: std::future::Future>(
         tokio::select! {
             output = &mut future => return output,
             _ = ticks.tick() => {
-                let _ = acker.ack_with(AckKind::Progress).await;
+                if !settler.is_settled() {
+                    settler.progress().await;
+                }
             }
         }
     }

@@ -88,7 +88,7 @@ pub use events::ClientEvents;
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
 pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
 pub use incoming::Incoming;
-pub use jetstream::{AckMode, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
+pub use jetstream::{AckMode, Acker, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use nats_otel_macros::{jetstream_consumer, nats_subscribe};

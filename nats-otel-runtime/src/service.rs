@@ -358,7 +358,7 @@ trait Serve<S>: Send {
 /// Where an endpoint's messages come from, ready before serving starts.
 enum Source {
     Core(Subscriber),
-    JetStream(Box<async_nats::jetstream::consumer::PullConsumer>),
+    JetStream(Box<crate::jetstream::Prepared>),
 }
 
 /// A stateless endpoint added before [`Service::state`].

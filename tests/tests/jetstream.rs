@@ -436,3 +436,50 @@ async fn a_server_restart_mid_stream_loses_nothing() {
     running.stop().await.unwrap();
     assert_eq!(seen.ids.lock().await.len() as u64, N);
 }
+
+#[jetstream_consumer(stream = "ORDERS", durable = "manual", ack = "confirmed", settle = "event")]
+async fn manual(
+    Json(order): Json<Order>,
+    acker: nats_otel_runtime::Acker,
+    State(seen): State<Seen>,
+) -> Result<(), async_nats::Error> {
+    seen.add(order.id).await;
+    if order.id % 2 == 0 { acker.ack().await } else { acker.term().await }
+}
+
+#[tokio::test]
+async fn a_handler_taking_an_acker_settles_itself_and_settle_events_replace_spans() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let seen = Seen::default();
+    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).handler(manual)).await;
+    for id in 0..4 {
+        h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
+    }
+    let spans = h.recorder.wait_for(|s| count(s, "process ORDERS") == 4).await;
+    assert_eq!(count(&spans, "ack ORDERS") + count(&spans, "term ORDERS"), 0, "settlements are events");
+    let mut outcomes: Vec<_> = named(&spans, "process ORDERS")
+        .iter()
+        .map(|p| attr_str(p, "messaging.nats.jetstream.ack").unwrap())
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["ack", "ack", "term", "term"]);
+    assert!(
+        named(&spans, "process ORDERS").iter().all(|p| p.events.events.iter().any(|e| e.name == "settle"))
+    );
+    let info = stream.clone().consumer_info("manual").await.unwrap().clone();
+    assert_eq!((info.ack_floor.stream_sequence, info.num_ack_pending, info.num_redelivered), (4, 0, 0));
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_deleted_while_running_ends_run_until_with_a_clear_error() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let seen = Seen::default();
+    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).handler(steady)).await;
+    stream.delete_consumer("steady").await.unwrap();
+    let err = within("run_until ends", running.join()).await.unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::ConsumerDeleted, "{err}");
+    assert!(err.to_string().contains("steady"), "{err}");
+}
