@@ -186,3 +186,55 @@ impl RequestError {
         self.source.as_deref().and_then(|s| s.downcast_ref::<crate::ServiceError>())
     }
 }
+
+/// Why a JetStream publish failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamPublishErrorKind {
+    /// The subject is not a valid publish subject.
+    InvalidSubject,
+    /// The payload could not be encoded.
+    Encode,
+    /// No stream captures the subject.
+    StreamNotFound,
+    /// The subject is captured by another stream than the expected one.
+    WrongExpectedStream,
+    /// No acknowledgement from the stream in time.
+    TimedOut,
+    /// The message is larger than the server accepts.
+    MaxPayloadExceeded,
+    /// Any other failure.
+    Other,
+}
+
+impl fmt::Display for StreamPublishErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidSubject => "invalid subject",
+            Self::Encode => "failed to encode the payload",
+            Self::StreamNotFound => "no stream captures the subject",
+            Self::WrongExpectedStream => "the subject belongs to another stream than expected",
+            Self::TimedOut => "no acknowledgement from the stream in time",
+            Self::MaxPayloadExceeded => "message larger than the server's max_payload",
+            Self::Other => "JetStream publish failed",
+        })
+    }
+}
+
+impl StreamPublishErrorKind {
+    /// The `error.type` recorded on the span.
+    pub(crate) fn error_type(self) -> &'static str {
+        match self {
+            Self::InvalidSubject => "invalid_subject",
+            Self::Encode => "encode",
+            Self::StreamNotFound => "stream_not_found",
+            Self::WrongExpectedStream => "wrong_expected_stream",
+            Self::TimedOut => "timeout",
+            Self::MaxPayloadExceeded => "max_payload_exceeded",
+            Self::Other => "_OTHER",
+        }
+    }
+}
+
+/// Error returned by [`Publisher::publish_to_stream`](crate::Publisher::publish_to_stream).
+pub type StreamPublishError = Error<StreamPublishErrorKind>;

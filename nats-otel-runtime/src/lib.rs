@@ -67,7 +67,7 @@ mod handler;
 mod incoming;
 pub mod jetstream;
 pub mod propagation;
-mod publisher;
+pub mod publisher;
 mod reply;
 pub mod semconv;
 mod service;
@@ -82,7 +82,7 @@ pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
 pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
-    ServeErrorKind,
+    ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
 pub use events::ClientEvents;
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};

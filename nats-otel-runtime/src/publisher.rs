@@ -10,7 +10,10 @@ use serde::de::DeserializeOwned;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::ServiceError;
-use crate::error::{PublishError, PublishErrorKind, RequestError, RequestErrorKind};
+use crate::error::{
+    PublishError, PublishErrorKind, RequestError, RequestErrorKind, StreamPublishError,
+    StreamPublishErrorKind,
+};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
 
@@ -34,14 +37,169 @@ use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
 #[derive(Debug, Clone)]
 pub struct Publisher {
     client: Client,
+    jetstream: async_nats::jetstream::Context,
     spans: Arc<SendSpans>,
+}
+
+/// Options of a JetStream publish.
+///
+/// ```
+/// use nats_otel_runtime::publisher::StreamPublish;
+/// let options = StreamPublish::new().message_id("order-42").expected_stream("ORDERS");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StreamPublish {
+    headers: HeaderMap,
+    message_id: Option<MessageId>,
+    expected_stream: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum MessageId {
+    Given(String),
+    Derived,
+}
+
+impl StreamPublish {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Headers to send (the trace context is added).
+    #[must_use]
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// `Nats-Msg-Id`: the stream drops a second message with the same id within its
+    /// duplicate window.
+    #[must_use]
+    pub fn message_id(mut self, id: impl Into<String>) -> Self {
+        self.message_id = Some(MessageId::Given(id.into()));
+        self
+    }
+
+    /// `Nats-Msg-Id` derived from the subject and payload, so publishing the same
+    /// content twice (a retry after a lost ack, say) is stored once.
+    #[must_use]
+    pub fn derived_message_id(mut self) -> Self {
+        self.message_id = Some(MessageId::Derived);
+        self
+    }
+
+    /// Fails unless the subject is captured by this stream.
+    #[must_use]
+    pub fn expected_stream(mut self, stream: impl Into<String>) -> Self {
+        self.expected_stream = Some(stream.into());
+        self
+    }
+}
+
+/// A stable id for `subject` and `payload`: FNV-1a, 64 bits, in hex.
+fn derived_id(subject: &str, payload: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in subject.as_bytes().iter().chain([0u8].iter()).chain(payload) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 impl Publisher {
     /// Wraps a connected client.
     pub fn new(client: Client) -> Self {
         let spans = Arc::new(SendSpans::new(Peer::of(&client)));
-        Self { client, spans }
+        let jetstream = async_nats::jetstream::new(client.clone());
+        Self { client, jetstream, spans }
+    }
+
+    /// Publishes to a JetStream stream and waits for its acknowledgement, in a
+    /// `send {subject}` PRODUCER span that records the ack
+    /// (`messaging.nats.jetstream.stream`, `.sequence`, `.duplicate`).
+    pub async fn publish_to_stream(
+        &self,
+        subject: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
+        self.publish_to_stream_with(subject, StreamPublish::new(), payload).await
+    }
+
+    /// Publishes `value` as JSON to a stream.
+    pub async fn publish_json_to_stream<T: Serialize + ?Sized>(
+        &self,
+        subject: impl AsRef<str>,
+        options: StreamPublish,
+        value: &T,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
+        let payload = serde_json::to_vec(value)
+            .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Encode, e))?;
+        self.publish_to_stream_with(subject, options, payload).await
+    }
+
+    /// Publishes to a stream with options: message id, expected stream, headers.
+    pub async fn publish_to_stream_with(
+        &self,
+        subject: impl AsRef<str>,
+        options: StreamPublish,
+        payload: impl Into<Bytes>,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
+        use async_nats::jetstream::context::PublishErrorKind as Js;
+        let subject = subject.as_ref();
+        let payload = payload.into();
+        let span = self.spans.start(Outbound::Send, subject, payload.len());
+        let StreamPublish { mut headers, message_id, expected_stream } = options;
+        let result = async {
+            let nats_subject = publish_subject(subject)
+                .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::InvalidSubject, e))?;
+            if let Some(id) = message_id {
+                let id = match id {
+                    MessageId::Given(id) => id,
+                    MessageId::Derived => derived_id(subject, &payload),
+                };
+                span.record("messaging.message.id", id.as_str());
+                let value = id
+                    .parse::<async_nats::HeaderValue>()
+                    .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Other, e))?;
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, value);
+            }
+            if let Some(stream) = &expected_stream {
+                let value = stream
+                    .parse::<async_nats::HeaderValue>()
+                    .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Other, e))?;
+                headers.insert(async_nats::header::NATS_EXPECTED_STREAM, value);
+            }
+            crate::propagation::inject_context(&span_context(&span), &mut headers);
+            let classify = |e: async_nats::jetstream::context::PublishError| {
+                let kind = match e.kind() {
+                    Js::StreamNotFound => StreamPublishErrorKind::StreamNotFound,
+                    Js::TimedOut => StreamPublishErrorKind::TimedOut,
+                    Js::MaxPayloadExceeded => StreamPublishErrorKind::MaxPayloadExceeded,
+                    _ if expected_stream.is_some() && e.to_string().contains("expected stream") => {
+                        StreamPublishErrorKind::WrongExpectedStream
+                    }
+                    _ => StreamPublishErrorKind::Other,
+                };
+                StreamPublishError::with_source(kind, e)
+            };
+            let ack = self
+                .jetstream
+                .publish_with_headers(nats_subject, headers, payload)
+                .await
+                .map_err(classify)?;
+            ack.await.map_err(classify)
+        };
+        let result = InSpan::new(&span, result).await;
+        match &result {
+            Ok(ack) => {
+                span.record("messaging.nats.jetstream.stream", ack.stream.as_str());
+                span.record("messaging.nats.jetstream.sequence", ack.sequence as i64);
+                span.record("messaging.nats.jetstream.duplicate", ack.duplicate);
+            }
+            Err(e) => record_error(&span, e.kind().error_type(), &e.to_string()),
+        }
+        result
     }
 
     /// The underlying client.

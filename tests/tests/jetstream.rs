@@ -483,3 +483,49 @@ async fn a_consumer_deleted_while_running_ends_run_until_with_a_clear_error() {
     assert_eq!(err.kind(), ServeErrorKind::ConsumerDeleted, "{err}");
     assert!(err.to_string().contains("steady"), "{err}");
 }
+
+#[tokio::test]
+async fn publishing_to_a_stream_records_the_ack_and_deduplicates() {
+    use nats_otel_runtime::StreamPublishErrorKind;
+    use nats_otel_runtime::publisher::StreamPublish;
+    let h = start().await;
+    orders_stream(&h.client).await;
+    let publisher = Publisher::new(h.client.clone());
+
+    let first = publisher
+        .publish_to_stream_with("orders.eu.created", StreamPublish::new().message_id("o-1"), "{}")
+        .await
+        .unwrap();
+    let again = publisher
+        .publish_to_stream_with("orders.eu.created", StreamPublish::new().message_id("o-1"), "{}")
+        .await
+        .unwrap();
+    assert_eq!((first.sequence, first.duplicate), (1, false));
+    assert!(again.duplicate, "same Nats-Msg-Id within the window is stored once");
+    let derived = StreamPublish::new().derived_message_id();
+    let a = publisher.publish_to_stream_with("orders.us.created", derived.clone(), "same").await.unwrap();
+    let b = publisher.publish_to_stream_with("orders.us.created", derived, "same").await.unwrap();
+    assert!(!a.duplicate && b.duplicate && a.sequence == b.sequence);
+
+    let missing = publisher.publish_to_stream("nowhere.at.all", "x").await.unwrap_err();
+    assert_eq!(missing.kind(), StreamPublishErrorKind::StreamNotFound);
+    let wrong = publisher
+        .publish_to_stream_with("orders.eu.created", StreamPublish::new().expected_stream("PAYMENTS"), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.kind(), StreamPublishErrorKind::WrongExpectedStream, "{wrong}");
+
+    let spans = h.recorder.wait_for(|s| count(s, "send orders.eu.created") == 3).await;
+    let sent = named(&spans, "send orders.eu.created");
+    let acked = sent.iter().find(|s| attr_i64(s, "messaging.nats.jetstream.sequence") == Some(1)).unwrap();
+    assert_eq!(acked.span_kind, SpanKind::Producer);
+    assert_eq!(attr_str(acked, "messaging.nats.jetstream.stream").as_deref(), Some("ORDERS"));
+    assert_eq!(attr_str(acked, "messaging.message.id").as_deref(), Some("o-1"));
+    assert!(matches!(
+        attr(acked, "messaging.nats.jetstream.duplicate"),
+        Some(opentelemetry::Value::Bool(false))
+    ));
+    let failed = one(&spans, "send nowhere.at.all");
+    assert!(matches!(failed.status, Status::Error { .. }));
+    assert_eq!(attr_str(failed, "error.type").as_deref(), Some("stream_not_found"));
+}
