@@ -364,6 +364,15 @@ pub(crate) struct Prepared {
     /// The server's `CONSUMER.DELETED` advisory for this consumer: a pull consumer
     /// whose consumer is deleted otherwise just stops receiving.
     deleted: Option<async_nats::Subscriber>,
+    /// How dead letters are published, decided once at start.
+    dead_letter: DeadLetterRoute,
+}
+
+/// Where dead letters go: into a stream (acknowledged), or to core subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadLetterRoute {
+    Stream,
+    Core,
 }
 
 /// Binds to (or creates) the consumer and watches for its deletion.
@@ -381,7 +390,17 @@ pub(crate) async fn prepare(
             None
         }
     };
-    Ok(Prepared { consumer, deleted })
+    // A stream capturing the dead-letter subject makes the dead letter durable
+    // and acknowledged; without one, a JetStream publish would be a request that
+    // any core subscriber could answer with something that is not a PubAck.
+    let dead_letter = match &spec.dead_letter {
+        Some(subject) => match jetstream::new(client.clone()).stream_by_subject(subject.to_string()).await {
+            Ok(_) => DeadLetterRoute::Stream,
+            Err(_) => DeadLetterRoute::Core,
+        },
+        None => DeadLetterRoute::Core,
+    };
+    Ok(Prepared { consumer, deleted, dead_letter })
 }
 
 async fn bind(
@@ -418,6 +437,7 @@ struct Shared<H, S> {
     ack: AckMode,
     progress_every: Option<Duration>,
     dead_letter: Option<Cow<'static, str>>,
+    dead_letter_route: DeadLetterRoute,
 }
 
 /// Pulls, processes and settles until stopped.
@@ -432,7 +452,7 @@ where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
-    let Prepared { consumer, mut deleted } = prepared;
+    let Prepared { consumer, mut deleted, dead_letter: dead_letter_route } = prepared;
     let deleted_advisory = async move {
         match deleted.as_mut() {
             Some(deleted) => {
@@ -453,6 +473,7 @@ where
         ack: spec.ack,
         progress_every: (ack_wait > Duration::ZERO).then(|| ack_wait / 2),
         dead_letter: spec.dead_letter.clone(),
+        dead_letter_route,
     });
     let batch = limit.clamp(1, 512);
     let mut messages = consumer
@@ -587,21 +608,20 @@ impl<H, S> Shared<H, S> {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         crate::propagation::inject_context(&incoming.span.context(), &mut headers);
         let payload = incoming.payload().clone();
-        match self.jetstream.publish_with_headers(subject.to_string(), headers.clone(), payload.clone()).await
-        {
-            Ok(ack) => match ack.await {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
-                    core_dead_letter(&self.jetstream, subject, headers, payload).await
-                }
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
+        if self.dead_letter_route == DeadLetterRoute::Core {
+            return core_dead_letter(&self.jetstream, subject, headers, payload).await;
         }
+        let ack = self
+            .jetstream
+            .publish_with_headers(subject.to_string(), headers, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
-/// A dead-letter subject no stream captures: publish it on core NATS.
+/// A dead-letter subject no stream captures: publish it on core NATS, for
+/// whoever subscribes to it.
 async fn core_dead_letter(
     jetstream: &jetstream::Context,
     subject: &str,

@@ -529,3 +529,31 @@ async fn publishing_to_a_stream_records_the_ack_and_deduplicates() {
     assert!(matches!(failed.status, Status::Error { .. }));
     assert_eq!(attr_str(failed, "error.type").as_deref(), Some("stream_not_found"));
 }
+
+#[jetstream_consumer(stream = "ORDERS", durable = "poisoned", ack = "confirmed", dead_letter = "dead.core")]
+async fn poisoned(Json(_order): Json<Order>) {}
+
+#[nats_subscribe("dead.core")]
+async fn dead_core(headers: HeaderMap, State(seen): State<Seen>) {
+    let sequence = headers.get(dlq::STREAM_SEQUENCE).map(|v| v.as_str().parse().unwrap()).unwrap();
+    seen.add(sequence).await;
+}
+
+#[tokio::test]
+async fn dead_letters_reach_core_subscribers_when_no_stream_captures_them() {
+    // Regression: a JetStream publish to a subject only a core handler serves was
+    // answered by that handler with a non-PubAck reply, and the poison message
+    // was nak'ed forever.
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let seen = Seen::default();
+    let running =
+        spawn(Service::new(h.client.clone()).state(seen.clone()).handler(poisoned).handler(dead_core)).await;
+    h.client.publish("orders.eu.created", "poison".into()).await.unwrap();
+    seen.wait_distinct(1).await;
+    h.recorder.wait_for(|s| count(s, "term ORDERS") == 1).await;
+    let info = stream.clone().consumer_info("poisoned").await.unwrap().clone();
+    assert_eq!((info.ack_floor.stream_sequence, info.num_redelivered), (1, 0));
+    assert_eq!(seen.ids.lock().await.get(&1), Some(&1), "one dead letter for stream sequence 1");
+    running.stop().await.unwrap();
+}
