@@ -50,6 +50,11 @@
 //! | `process {subscription subject}` | CONSUMER | `messaging.system`=`nats`, `messaging.operation.name`=`process`, `messaging.operation.type`=`process`, `messaging.destination.name` (concrete subject), `messaging.destination.template` (when the subject has wildcards), `messaging.consumer.group.name` (queue group), `messaging.message.body.size`, `messaging.client.id`, `server.address`, `server.port`, `messaging.nats.reply_to` (requests) |
 //! | `send {subject}` | PRODUCER | `messaging.system`, `messaging.operation.name`=`send`, `messaging.operation.type`=`send`, `messaging.destination.name`, `messaging.message.body.size`, `messaging.client.id`, `server.address`, `server.port` |
 //! | `request {subject}` | CLIENT | as `send`, with `messaging.operation.name`=`request` |
+//! | `process {filter or stream}` (JetStream) | CONSUMER | as core `process`, plus `messaging.destination.subscription.name` and `messaging.consumer.group.name` (durable), `messaging.message.id` (`Nats-Msg-Id`, else `{stream}:{sequence}`), `messaging.nats.jetstream.{stream, consumer, sequence, consumer_sequence, num_delivered, num_pending, ack}` |
+//! | `ack\|nak\|term {filter or stream}` | CLIENT | `messaging.operation.type`=`settle`, `messaging.operation.name`, the consumer attributes, `messaging.nats.jetstream.ack` |
+//! | `send {subject}` (to a stream) | PRODUCER | as `send`, plus `messaging.message.id`, `messaging.nats.jetstream.{stream, sequence, duplicate}` from the PubAck |
+//!
+//! JetStream messages are settled by one table: see [`settle`].
 //!
 //! Failures set status Error, `error.type`, and an `exception` event. With
 //! `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`, spans also carry the older
