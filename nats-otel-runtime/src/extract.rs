@@ -38,7 +38,7 @@ use crate::Incoming;
     message = "`{Self}` is not a nats-otel extractor",
     label = "this argument cannot be taken from a NATS message",
     note = "handler arguments must implement `nats_otel_runtime::FromMessage` and `nats_otel_runtime::Extractor`",
-    note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `Context`, `Envelope<T>`"
+    note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `Context`, `Envelope<T>`, and for JetStream `JetStreamInfo` and `Acker`"
 )]
 pub trait Extractor {}
 
