@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tracing::instrument::WithSubscriber;
 
 use crate::error::{ServeError, ServeErrorKind};
+use crate::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::settle::{Policy, Settlement};
 use crate::spans::{self, InSpan, JetStreamSpans, Peer};
 use crate::{Extractor, FromMessage, Handler, Incoming, Rejection, TraceMode};
@@ -438,6 +439,7 @@ struct Shared<H, S> {
     progress_every: Option<Duration>,
     dead_letter: Option<Cow<'static, str>>,
     dead_letter_route: DeadLetterRoute,
+    metrics: Arc<EndpointMetrics>,
 }
 
 /// Pulls, processes and settles until stopped.
@@ -464,16 +466,28 @@ where
     tokio::pin!(deleted_advisory);
     let limit = spec.concurrency_limit();
     let ack_wait = consumer.cached_info().config.ack_wait;
+    let peer = Peer::of(&run.client);
+    let metrics = Arc::new(EndpointMetrics::new(
+        run.instruments.clone(),
+        &peer,
+        EndpointIdentity {
+            destination: spec.pattern(),
+            group: Some(spec.durable_name()),
+            subscription: Some(spec.durable_name()),
+        },
+        true,
+    ));
     let shared = Arc::new(Shared {
         handler,
         state: run.state,
         jetstream: jetstream::new(run.client.clone()),
-        spans: Arc::new(JetStreamSpans::new(&spec, Peer::of(&run.client))),
+        spans: Arc::new(JetStreamSpans::new(&spec, peer)),
         policy: spec.policy(),
         ack: spec.ack,
         progress_every: (ack_wait > Duration::ZERO).then(|| ack_wait / 2),
         dead_letter: spec.dead_letter.clone(),
         dead_letter_route,
+        metrics,
     });
     let batch = limit.clamp(1, 512);
     let mut messages = consumer
@@ -546,7 +560,12 @@ impl<H, S> Shared<H, S> {
     where
         H: Handler<T, S>,
     {
+        let started = std::time::Instant::now();
         let info = JetStreamInfo::from_message(&message);
+        self.metrics.received(message.payload.len());
+        if let Some(info) = &info {
+            self.metrics.delivery(info.delivered, info.pending);
+        }
         let (message, acker) = message.split();
         let span = self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY);
         let settler = Arc::new(Settler {
@@ -555,6 +574,7 @@ impl<H, S> Shared<H, S> {
             spans: self.spans.clone(),
             process: span.clone(),
             settled: std::sync::atomic::AtomicBool::new(false),
+            metrics: self.metrics.clone(),
         });
         let mut incoming = Incoming::new(message, span);
         incoming.jetstream = info;
@@ -566,9 +586,14 @@ impl<H, S> Shared<H, S> {
             self.progress_every,
         )
         .await;
-        if let crate::Outcome::Failure(failure) = &outcome {
-            spans::record_failure(&incoming.span, failure);
-        }
+        let error_type = match &outcome {
+            crate::Outcome::Failure(failure) => {
+                spans::record_failure(&incoming.span, failure);
+                Some(failure.error_type())
+            }
+            crate::Outcome::Success(_) => None,
+        };
+        self.metrics.processed(started.elapsed(), error_type);
         if settler.is_settled() {
             return;
         }
@@ -641,6 +666,7 @@ pub(crate) struct Settler {
     spans: Arc<JetStreamSpans>,
     process: tracing::Span,
     settled: std::sync::atomic::AtomicBool,
+    metrics: Arc<EndpointMetrics>,
 }
 
 impl std::fmt::Debug for Settler {
@@ -663,6 +689,7 @@ impl Settler {
         self.settled.store(true, std::sync::atomic::Ordering::Release);
         self.process.record("messaging.nats.jetstream.ack", settlement.as_str());
         let settle_span = self.spans.settle(&self.process, settlement);
+        let started = std::time::Instant::now();
         let sent = InSpan::new(&settle_span, async {
             match self.mode {
                 AckMode::Fire => self.acker.ack_with(kind).await,
@@ -673,6 +700,7 @@ impl Settler {
         if let Err(e) = &sent {
             spans::record_error(&settle_span, "settle", &format!("failed to {}: {e}", settlement.as_str()));
         }
+        self.metrics.settled(settlement, started.elapsed(), sent.as_ref().err().map(|_| "settle"));
         sent
     }
 

@@ -71,6 +71,7 @@ pub mod extract;
 mod handler;
 mod incoming;
 pub mod jetstream;
+pub mod metrics;
 pub mod propagation;
 pub mod publisher;
 mod reply;

@@ -14,6 +14,7 @@ use crate::error::{
     PublishError, PublishErrorKind, RequestError, RequestErrorKind, StreamPublishError,
     StreamPublishErrorKind,
 };
+use crate::metrics::{Instruments, SendMetrics};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
 
@@ -39,6 +40,7 @@ pub struct Publisher {
     client: Client,
     jetstream: async_nats::jetstream::Context,
     spans: Arc<SendSpans>,
+    metrics: Arc<SendMetrics>,
 }
 
 /// Options of a JetStream publish.
@@ -110,9 +112,11 @@ fn derived_id(subject: &str, payload: &[u8]) -> String {
 impl Publisher {
     /// Wraps a connected client.
     pub fn new(client: Client) -> Self {
-        let spans = Arc::new(SendSpans::new(Peer::of(&client)));
+        let peer = Peer::of(&client);
+        let metrics = Arc::new(SendMetrics::new(Instruments::global(), &peer));
+        let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream, spans }
+        Self { client, jetstream, spans, metrics }
     }
 
     /// Publishes to a JetStream stream and waits for its acknowledgement, in a
@@ -148,7 +152,9 @@ impl Publisher {
         use async_nats::jetstream::context::PublishErrorKind as Js;
         let subject = subject.as_ref();
         let payload = payload.into();
-        let span = self.spans.start(Outbound::Send, subject, payload.len());
+        let body_size = payload.len();
+        let started = std::time::Instant::now();
+        let span = self.spans.start(Outbound::Send, subject, body_size);
         let StreamPublish { mut headers, message_id, expected_stream } = options;
         let result = async {
             let nats_subject = publish_subject(subject)
@@ -199,6 +205,8 @@ impl Publisher {
             }
             Err(e) => record_error(&span, e.kind().error_type(), &e.to_string()),
         }
+        let error_type = result.as_ref().err().map(|e| e.kind().error_type());
+        self.metrics.sent(false, None, body_size, started.elapsed(), error_type);
         result
     }
 
@@ -225,7 +233,9 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let subject = subject.as_ref();
         let payload = payload.into();
-        let span = self.spans.start(Outbound::Send, subject, payload.len());
+        let body_size = payload.len();
+        let started = std::time::Instant::now();
+        let span = self.spans.start(Outbound::Send, subject, body_size);
         let result = async {
             let subject = publish_subject(subject)
                 .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
@@ -236,9 +246,11 @@ impl Publisher {
                 .map_err(|e| PublishError::with_source(PublishErrorKind::Send, e))
         };
         let result = InSpan::new(&span, result).await;
+        let error_type = result.as_ref().err().map(|e| publish_error_type(e.kind()));
         if let Err(e) = &result {
             record_error(&span, publish_error_type(e.kind()), &e.to_string());
         }
+        self.metrics.sent(false, None, body_size, started.elapsed(), error_type);
         result
     }
 
@@ -276,7 +288,9 @@ impl Publisher {
     ) -> Result<Message, RequestError> {
         let subject = subject.as_ref();
         let payload = payload.into();
-        let span = self.spans.start(Outbound::Request, subject, payload.len());
+        let body_size = payload.len();
+        let started = std::time::Instant::now();
+        let span = self.spans.start(Outbound::Request, subject, body_size);
         let result = async {
             let subject = publish_subject(subject)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
@@ -298,13 +312,14 @@ impl Publisher {
             }
         };
         let result = InSpan::new(&span, result).await;
-        if let Err(e) = &result {
-            let error_type = match e.service_error() {
-                Some(service) => service.code().to_string(),
-                None => request_error_type(e.kind()).to_owned(),
-            };
-            record_error(&span, &error_type, &e.to_string());
+        let error_type = result.as_ref().err().map(|e| match e.service_error() {
+            Some(service) => service.code().to_string(),
+            None => request_error_type(e.kind()).to_owned(),
+        });
+        if let (Err(e), Some(error_type)) = (&result, &error_type) {
+            record_error(&span, error_type, &e.to_string());
         }
+        self.metrics.sent(true, None, body_size, started.elapsed(), error_type.as_deref());
         result
     }
 

@@ -21,6 +21,7 @@ use tracing::instrument::WithSubscriber;
 
 use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{DeclaredFuture, Descriptor};
+use crate::metrics::{EndpointIdentity, EndpointMetrics, Instruments};
 use crate::reply::{Failure, FailureKind, Outcome};
 use crate::spans::{self, InSpan, Peer, ProcessSpans};
 use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, JetStreamConsumer, Subscription};
@@ -232,6 +233,8 @@ impl<S: Send + Sync + 'static> Started<S> {
         let Started { client, state, subscribed, shutdown_timeout, dispatch, events } = self;
         let (stop, stopped) = watch::channel(false);
         let mut loops = JoinSet::new();
+        let instruments = Instruments::global();
+        instruments.observe_reconnects(&client, &Peer::of(&client));
         let subscriptions: Vec<(String, String)> =
             subscribed.iter().map(|(e, _)| (e.subject().to_owned(), e.describe())).collect();
         for (endpoint, source) in subscribed {
@@ -240,6 +243,7 @@ impl<S: Send + Sync + 'static> Started<S> {
                 state: state.clone(),
                 stopped: stopped.clone(),
                 dispatch: dispatch.clone(),
+                instruments: instruments.clone(),
             };
             loops.spawn(endpoint.serve(run, source).with_subscriber(dispatch.clone()));
         }
@@ -249,7 +253,7 @@ impl<S: Send + Sync + 'static> Started<S> {
             Some(ended) = loops.join_next() => Some(loop_result(ended).err().unwrap_or_else(|| {
                 ServeError::new(ServeErrorKind::SubscriptionClosed)
             })),
-            refused = refused_subscription(events, &subscriptions) => Some(refused),
+            refused = watch_events(events, &subscriptions, &instruments) => Some(refused),
         };
 
         let _ = stop.send(true);
@@ -311,15 +315,30 @@ async fn server_round_trip(client: &Client) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Waits for the server to refuse one of `subscriptions` (subject, description);
-/// pending forever without events.
-async fn refused_subscription(
+/// Follows the connection's events while serving: counts messages dropped for
+/// slow consumers (with a rate-limited warning), and returns when the server
+/// refuses one of `subscriptions` (subject, description). Pending forever without
+/// events.
+async fn watch_events(
     events: Option<broadcast::Receiver<async_nats::Event>>,
     subscriptions: &[(String, String)],
+    instruments: &Instruments,
 ) -> ServeError {
     let Some(mut events) = events else { return std::future::pending().await };
+    let attributes =
+        [opentelemetry::KeyValue::new(crate::semconv::MESSAGING_SYSTEM, crate::semconv::SYSTEM_NATS)];
+    let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
         match events.recv().await {
+            Ok(async_nats::Event::SlowConsumer(sid)) => {
+                instruments.dropped.add(1, &attributes);
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|at| now.duration_since(at) >= SLOW_CONSUMER_WARNING_INTERVAL) {
+                    last_warning = Some(now);
+                    tracing::warn!(target: spans::TARGET, sid,
+                        "slow consumer: the client dropped messages a subscription could not take in time");
+                }
+            }
             Ok(event) => {
                 let Some(subject) = crate::events::refused_subscription(&event) else { continue };
                 if let Some((_, described)) = subscriptions.iter().find(|(s, _)| s == subject) {
@@ -333,6 +352,9 @@ async fn refused_subscription(
     }
 }
 
+/// At most one slow-consumer warning per interval: the events can flood.
+const SLOW_CONSUMER_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
     ended.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
 }
@@ -343,6 +365,7 @@ pub(crate) struct Run<S> {
     pub(crate) state: Arc<S>,
     pub(crate) stopped: watch::Receiver<bool>,
     pub(crate) dispatch: Dispatch,
+    pub(crate) instruments: Arc<Instruments>,
 }
 
 /// A registered endpoint, with its handler type erased.
@@ -381,8 +404,13 @@ impl<S: Send + Sync + 'static> Serve<S> for Stateless {
     }
 
     fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
-        let run =
-            Run { client: run.client, state: Arc::new(()), stopped: run.stopped, dispatch: run.dispatch };
+        let run = Run {
+            client: run.client,
+            state: Arc::new(()),
+            stopped: run.stopped,
+            dispatch: run.dispatch,
+            instruments: run.instruments,
+        };
         self.0.serve(run, source)
     }
 }
@@ -508,6 +536,7 @@ struct Shared<H, S> {
     state: Arc<S>,
     client: Client,
     spans: ProcessSpans,
+    metrics: EndpointMetrics,
 }
 
 async fn serve_core<H, T, S>(
@@ -521,8 +550,20 @@ where
 {
     let context = endpoint.context();
     let limit = endpoint.subscription.concurrency_limit().max(1);
-    let spans = ProcessSpans::new(&endpoint.subscription, Peer::of(&run.client));
-    let shared = Arc::new(Shared { handler: endpoint.handler, state: run.state, client: run.client, spans });
+    let peer = Peer::of(&run.client);
+    let spans = ProcessSpans::new(&endpoint.subscription, peer.clone());
+    let metrics = EndpointMetrics::new(
+        run.instruments.clone(),
+        &peer,
+        EndpointIdentity {
+            destination: endpoint.subscription.subject(),
+            group: endpoint.subscription.queue_group(),
+            subscription: None,
+        },
+        false,
+    );
+    let shared =
+        Arc::new(Shared { handler: endpoint.handler, state: run.state, client: run.client, spans, metrics });
     let permits = Arc::new(Semaphore::new(limit));
     let mut stopped = run.stopped;
     let mut draining = false;
@@ -566,10 +607,13 @@ impl<H, S> Shared<H, S> {
     where
         H: Handler<T, S>,
     {
+        let started = std::time::Instant::now();
+        self.metrics.received(message.payload.len());
         let span = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
         let incoming = Incoming::new(message, span);
         let outcome = invoke(&self.handler, &incoming, &self.state).await;
-        finish(&self.client, &incoming, outcome).await;
+        let failed = finish(&self.client, &incoming, outcome).await;
+        self.metrics.processed(started.elapsed(), failed.as_deref());
     }
 }
 
@@ -592,12 +636,13 @@ where
     }
 }
 
-/// Records the outcome on the span and answers requests.
-async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) {
+/// Records the outcome on the span and answers requests; gives the `error.type`
+/// of a failure.
+async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) -> Option<Cow<'static, str>> {
     let span = &incoming.span;
     match outcome {
         Outcome::Success(reply) => {
-            let Some(reply_to) = incoming.reply() else { return };
+            let reply_to = incoming.reply()?;
             let sent = match reply.headers {
                 Some(headers) => client.publish_with_headers(reply_to.clone(), headers, reply.payload).await,
                 None => client.publish(reply_to.clone(), reply.payload).await,
@@ -611,15 +656,19 @@ async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) {
                     retry: crate::Retry::Backoff,
                 };
                 spans::record_failure(span, &failure);
+                return Some(failure.error_type);
             }
+            None
         }
         Outcome::Failure(failure) => {
             spans::record_failure(span, &failure);
-            let Some(reply_to) = incoming.reply() else { return };
-            let headers = service_error_headers(failure.code(), failure.message());
-            if let Err(e) = client.publish_with_headers(reply_to.clone(), headers, Bytes::new()).await {
-                tracing::warn!(target: spans::TARGET, parent: span, error = %e, "failed to send the error reply");
+            if let Some(reply_to) = incoming.reply() {
+                let headers = service_error_headers(failure.code(), failure.message());
+                if let Err(e) = client.publish_with_headers(reply_to.clone(), headers, Bytes::new()).await {
+                    tracing::warn!(target: spans::TARGET, parent: span, error = %e, "failed to send the error reply");
+                }
             }
+            Some(failure.error_type)
         }
     }
 }

@@ -1,0 +1,338 @@
+//! Metrics, through the global `MeterProvider`: the OpenTelemetry messaging
+//! semantic-convention metrics (v1.44) and the seed spec's NATS extras.
+//!
+//! | metric | instrument | unit | attributes |
+//! |---|---|---|---|
+//! | `messaging.process.duration` | histogram | `s` | system, `operation.name`=`process`, destination, consumer group, subscription (JetStream), server, `error.type` on failure |
+//! | `messaging.client.operation.duration` | histogram | `s` | system, `operation.name` (`send`, `request`, `ack`, `nak`, `term`), `operation.type` (`send`, `settle`), destination, server, `error.type` on failure |
+//! | `messaging.client.sent.messages` | counter | `{message}` | system, `operation.name`, destination template when known, server, `error.type` on failure |
+//! | `messaging.client.consumed.messages` | counter | `{message}` | as `process.duration`, without `error.type` |
+//! | `messaging.nats.sent.bytes` | counter | `By` | as `sent.messages` |
+//! | `messaging.nats.received.bytes` | counter | `By` | as `consumed.messages` |
+//! | `messaging.nats.jetstream.redeliveries` | counter | `{message}` | deliveries with a delivery count above 1 |
+//! | `messaging.nats.jetstream.settlements` | counter | `{message}` | plus `messaging.nats.jetstream.ack` = `ack`, `nak`, `term`, `dead_letter` |
+//! | `messaging.nats.dropped.messages` | counter | `{message}` | messages async-nats dropped for a slow consumer (needs [`ClientEvents`](crate::ClientEvents)) |
+//! | `messaging.nats.handlers.in_flight` | up-down counter | `{handler}` | as `consumed.messages` |
+//! | `messaging.nats.jetstream.consumer.pending` | observable gauge | `{message}` | messages the consumer has yet to deliver, per consumer |
+//! | `messaging.nats.client.reconnects` | observable counter | `{reconnect}` | `server.address`, `server.port` |
+//!
+//! Histograms use the semantic conventions' bucket boundaries. Destinations are
+//! subscription patterns and message templates, never raw subjects, so cardinality
+//! stays bounded. With no `MeterProvider` installed every instrument is a no-op.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+
+use crate::semconv;
+use crate::settle::Settlement;
+use crate::spans::Peer;
+
+/// The semantic conventions' advisory bucket boundaries for durations, in seconds.
+pub const DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// The instrumentation scope name of every nats-otel metric.
+pub const METER_NAME: &str = "nats-otel";
+
+/// Every instrument, created once per service or publisher.
+#[derive(Debug)]
+pub(crate) struct Instruments {
+    meter: Meter,
+    process_duration: Histogram<f64>,
+    operation_duration: Histogram<f64>,
+    sent: Counter<u64>,
+    consumed: Counter<u64>,
+    sent_bytes: Counter<u64>,
+    received_bytes: Counter<u64>,
+    redeliveries: Counter<u64>,
+    settlements: Counter<u64>,
+    pub(crate) dropped: Counter<u64>,
+    in_flight: UpDownCounter<i64>,
+    pending: Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>>,
+}
+
+impl Instruments {
+    /// Instruments from the global meter provider as it is now.
+    pub(crate) fn global() -> Arc<Self> {
+        let meter = opentelemetry::global::meter(METER_NAME);
+        let seconds = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build()
+        };
+        let count = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter.u64_counter(name).with_unit(unit).with_description(description).build()
+        };
+        let pending: Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>> = Arc::default();
+        let observed = pending.clone();
+        let _gauge = meter
+            .i64_observable_gauge("messaging.nats.jetstream.consumer.pending")
+            .with_unit("{message}")
+            .with_description("Messages the consumer has yet to deliver, as of its last delivery")
+            .with_callback(move |observer| {
+                if let Ok(consumers) = observed.lock() {
+                    for (attributes, value) in consumers.iter() {
+                        observer.observe(value.load(Ordering::Relaxed), attributes);
+                    }
+                }
+            })
+            .build();
+        Arc::new(Self {
+            process_duration: seconds("messaging.process.duration", "Duration of processing operation"),
+            operation_duration: seconds(
+                "messaging.client.operation.duration",
+                "Duration of messaging operation initiated by a producer or consumer client",
+            ),
+            sent: count(
+                "messaging.client.sent.messages",
+                "{message}",
+                "Number of messages producer attempted to send to the broker",
+            ),
+            consumed: count(
+                "messaging.client.consumed.messages",
+                "{message}",
+                "Number of messages that were delivered to the application",
+            ),
+            sent_bytes: count("messaging.nats.sent.bytes", "By", "Payload bytes published"),
+            received_bytes: count("messaging.nats.received.bytes", "By", "Payload bytes received"),
+            redeliveries: count(
+                "messaging.nats.jetstream.redeliveries",
+                "{message}",
+                "JetStream deliveries of a message delivered before",
+            ),
+            settlements: count(
+                "messaging.nats.jetstream.settlements",
+                "{message}",
+                "JetStream settlements by outcome",
+            ),
+            dropped: count(
+                "messaging.nats.dropped.messages",
+                "{message}",
+                "Messages dropped by the client because a subscription could not keep up",
+            ),
+            in_flight: meter
+                .i64_up_down_counter("messaging.nats.handlers.in_flight")
+                .with_unit("{handler}")
+                .with_description("Handlers running")
+                .build(),
+            pending,
+            meter,
+        })
+    }
+
+    /// Reports the client's reconnects (connects after the first).
+    pub(crate) fn observe_reconnects(&self, client: &async_nats::Client, peer: &Peer) {
+        let statistics = client.statistics();
+        let attributes = peer_attributes(peer);
+        let _counter = self
+            .meter
+            .u64_observable_counter("messaging.nats.client.reconnects")
+            .with_unit("{reconnect}")
+            .with_description("Reconnections of the client to the server")
+            .with_callback(move |observer| {
+                let connects = statistics.connects.load(Ordering::Relaxed);
+                observer.observe(connects.saturating_sub(1), &attributes);
+            })
+            .build();
+    }
+}
+
+fn peer_attributes(peer: &Peer) -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS)];
+    if let Some(address) = &peer.address {
+        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address.to_string()));
+    }
+    if let Some(port) = peer.port {
+        attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+    }
+    attributes
+}
+
+fn with(mut attributes: Vec<KeyValue>, extra: impl IntoIterator<Item = KeyValue>) -> Vec<KeyValue> {
+    attributes.extend(extra);
+    attributes
+}
+
+fn with_error(attributes: &[KeyValue], error_type: Option<&str>) -> Option<Vec<KeyValue>> {
+    error_type.map(|e| with(attributes.to_vec(), [KeyValue::new(semconv::ERROR_TYPE, e.to_owned())]))
+}
+
+/// What a consuming endpoint is: destination and group, for its attributes.
+#[derive(Debug)]
+pub(crate) struct EndpointIdentity<'a> {
+    /// The subscription subject or filter (a pattern when it has wildcards).
+    pub(crate) destination: &'a str,
+    /// Queue group or durable.
+    pub(crate) group: Option<&'a str>,
+    /// Durable, for JetStream.
+    pub(crate) subscription: Option<&'a str>,
+}
+
+/// Metrics of one consuming endpoint, with its attribute sets built once.
+#[derive(Debug)]
+pub(crate) struct EndpointMetrics {
+    instruments: Arc<Instruments>,
+    process: Vec<KeyValue>,
+    settle: [Vec<KeyValue>; 3],
+    settled: [Vec<KeyValue>; 4],
+    pending: Option<Arc<AtomicI64>>,
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(
+        instruments: Arc<Instruments>,
+        peer: &Peer,
+        endpoint: EndpointIdentity<'_>,
+        jetstream: bool,
+    ) -> Self {
+        let mut base = peer_attributes(peer);
+        let has_wildcards = endpoint.destination.split('.').any(|t| t == "*" || t == ">");
+        let destination_key = if has_wildcards {
+            semconv::MESSAGING_DESTINATION_TEMPLATE
+        } else {
+            semconv::MESSAGING_DESTINATION_NAME
+        };
+        base.push(KeyValue::new(destination_key, endpoint.destination.to_owned()));
+        if let Some(group) = endpoint.group {
+            base.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group.to_owned()));
+        }
+        if let Some(subscription) = endpoint.subscription {
+            base.push(KeyValue::new(
+                opentelemetry_semantic_conventions::attribute::MESSAGING_DESTINATION_SUBSCRIPTION_NAME,
+                subscription.to_owned(),
+            ));
+        }
+        let process = with(base.clone(), [KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process")]);
+        let settle_op = |name: &'static str| {
+            with(
+                base.clone(),
+                [
+                    KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
+                    KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "settle"),
+                ],
+            )
+        };
+        let outcome = |outcome: &'static str| {
+            with(process.clone(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)])
+        };
+        let pending = jetstream.then(|| {
+            let value = Arc::new(AtomicI64::new(0));
+            if let Ok(mut consumers) = instruments.pending.lock() {
+                consumers.push((base.clone(), value.clone()));
+            }
+            value
+        });
+        Self {
+            settle: [settle_op("ack"), settle_op("nak"), settle_op("term")],
+            settled: [outcome("ack"), outcome("nak"), outcome("term"), outcome("dead_letter")],
+            process,
+            pending,
+            instruments,
+        }
+    }
+
+    /// A message was delivered to this endpoint.
+    pub(crate) fn received(&self, body_size: usize) {
+        let i = &self.instruments;
+        i.consumed.add(1, &self.process);
+        i.received_bytes.add(body_size as u64, &self.process);
+        i.in_flight.add(1, &self.process);
+    }
+
+    /// JetStream delivery details: redelivery and the consumer's backlog.
+    pub(crate) fn delivery(&self, delivered: i64, pending: u64) {
+        if delivered > 1 {
+            self.instruments.redeliveries.add(1, &self.process);
+        }
+        if let Some(gauge) = &self.pending {
+            gauge.store(i64::try_from(pending).unwrap_or(i64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    /// Processing ended after `elapsed`, failed with `error_type` if any.
+    pub(crate) fn processed(&self, elapsed: Duration, error_type: Option<&str>) {
+        let i = &self.instruments;
+        i.in_flight.add(-1, &self.process);
+        match with_error(&self.process, error_type) {
+            Some(failed) => i.process_duration.record(elapsed.as_secs_f64(), &failed),
+            None => i.process_duration.record(elapsed.as_secs_f64(), &self.process),
+        }
+    }
+
+    /// A settlement was sent in `elapsed`.
+    pub(crate) fn settled(&self, settlement: Settlement, elapsed: Duration, error_type: Option<&str>) {
+        let (operation, outcome) = match settlement {
+            Settlement::Ack => (0, 0),
+            Settlement::Nak(_) => (1, 1),
+            Settlement::Term => (2, 2),
+            Settlement::DeadLetter => (2, 3),
+        };
+        let i = &self.instruments;
+        i.settlements.add(1, &self.settled[outcome]);
+        match with_error(&self.settle[operation], error_type) {
+            Some(failed) => i.operation_duration.record(elapsed.as_secs_f64(), &failed),
+            None => i.operation_duration.record(elapsed.as_secs_f64(), &self.settle[operation]),
+        }
+    }
+}
+
+/// Metrics of a publisher.
+#[derive(Debug)]
+pub(crate) struct SendMetrics {
+    instruments: Arc<Instruments>,
+    send: Vec<KeyValue>,
+    request: Vec<KeyValue>,
+}
+
+impl SendMetrics {
+    pub(crate) fn new(instruments: Arc<Instruments>, peer: &Peer) -> Self {
+        let op = |name: &'static str| {
+            with(
+                peer_attributes(peer),
+                [
+                    KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
+                    KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+                ],
+            )
+        };
+        Self { send: op("send"), request: op("request"), instruments }
+    }
+
+    /// A publish (`request == false`) or request of `body_size` bytes took `elapsed`.
+    ///
+    /// `template` is the subject template when the message type declares one; raw
+    /// subjects are never recorded, as they may carry ids.
+    pub(crate) fn sent(
+        &self,
+        request: bool,
+        template: Option<&str>,
+        body_size: usize,
+        elapsed: Duration,
+        error_type: Option<&str>,
+    ) {
+        let base = if request { &self.request } else { &self.send };
+        let mut owned = None;
+        if template.is_some() || error_type.is_some() {
+            let mut attributes = base.clone();
+            if let Some(template) = template {
+                attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
+            }
+            if let Some(error_type) = error_type {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+            }
+            owned = Some(attributes);
+        }
+        let attributes = owned.as_deref().unwrap_or(base);
+        let i = &self.instruments;
+        i.sent.add(1, attributes);
+        i.sent_bytes.add(body_size as u64, attributes);
+        i.operation_duration.record(elapsed.as_secs_f64(), attributes);
+    }
+}
