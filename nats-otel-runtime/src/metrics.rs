@@ -38,6 +38,9 @@ pub const DURATION_BUCKETS: [f64; 14] =
 /// The instrumentation scope name of every nats-otel metric.
 pub const METER_NAME: &str = "nats-otel";
 
+/// The consumers whose backlog the pending gauge reports: attributes and last value.
+type PendingConsumers = Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>>;
+
 /// Every instrument, created once per service or publisher.
 #[derive(Debug)]
 pub(crate) struct Instruments {
@@ -52,7 +55,7 @@ pub(crate) struct Instruments {
     settlements: Counter<u64>,
     pub(crate) dropped: Counter<u64>,
     in_flight: UpDownCounter<i64>,
-    pending: Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>>,
+    pending: PendingConsumers,
 }
 
 impl Instruments {
@@ -70,7 +73,7 @@ impl Instruments {
         let count = |name: &'static str, unit: &'static str, description: &'static str| {
             meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
-        let pending: Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>> = Arc::default();
+        let pending: PendingConsumers = Arc::default();
         let observed = pending.clone();
         let _gauge = meter
             .i64_observable_gauge("messaging.nats.jetstream.consumer.pending")
