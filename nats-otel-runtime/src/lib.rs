@@ -80,6 +80,8 @@ mod service;
 pub mod settle;
 mod spans;
 mod subscription;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tree;

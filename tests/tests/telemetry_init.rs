@@ -1,0 +1,50 @@
+//! `telemetry::init()` honours the standard OpenTelemetry environment. A binary of
+//! its own: it installs process-global providers and the global subscriber.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unsafe_code)] // `std::env::set_var`, before anything reads the environment.
+
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+#[tokio::test]
+async fn init_reads_service_name_sampler_propagators_and_exporter_from_the_environment() {
+    for (key, value) in [
+        ("OTEL_SERVICE_NAME", "checkout"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test,team=payments"),
+        ("OTEL_TRACES_SAMPLER", "always_off"),
+        ("OTEL_PROPAGATORS", "tracecontext"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("RUST_LOG", "warn"),
+    ] {
+        // SAFETY: first thing this single-test binary does.
+        unsafe { std::env::set_var(key, value) };
+    }
+    let telemetry = nats_otel_runtime::telemetry::init().expect("init");
+    assert!(telemetry.is_exporting());
+
+    let resource = telemetry.resource();
+    let get =
+        |key: &'static str| resource.get(&opentelemetry::Key::from_static_str(key)).map(|v| v.to_string());
+    assert_eq!(get("service.name").as_deref(), Some("checkout"));
+    assert_eq!(get("team").as_deref(), Some("payments"));
+    assert_eq!(get("deployment.environment.name").as_deref(), Some("test"));
+
+    // Only the W3C trace-context propagator: no baggage field.
+    let fields: Vec<String> =
+        opentelemetry::global::get_text_map_propagator(|p| p.fields().map(str::to_owned).collect());
+    assert_eq!(fields, ["traceparent", "tracestate"]);
+
+    // always_off: spans exist (context propagates) but are not sampled; RUST_LOG=warn
+    // does not filter the OpenTelemetry layer.
+    let span = tracing::info_span!("checkout");
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    assert!(span_context.is_valid(), "spans are created whatever RUST_LOG says");
+    assert!(!span_context.is_sampled(), "OTEL_TRACES_SAMPLER=always_off");
+
+    // A second init is a clear error, not a panic.
+    let again = nats_otel_runtime::telemetry::init().unwrap_err();
+    assert!(again.to_string().contains("already installed"), "{again}");
+    drop(telemetry);
+}
