@@ -14,7 +14,7 @@
 use async_nats::jetstream::{self, stream};
 use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::publisher::StreamPublish;
-use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
+use nats_otel_runtime::testing::install_w3c_propagators;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing::Instrument as _;
@@ -72,15 +72,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("jetstream_orders")))
         .init();
 
-    let local = match std::env::var("NATS_URL") {
-        Ok(_) => None,
-        Err(_) => Some(NatsServer::start()?),
-    };
-    let url = match &local {
-        Some(server) => server.url(),
-        None => std::env::var("NATS_URL")?,
-    };
-    let client = async_nats::connect(&url).await?;
+    let server = examples::server()?;
+    let client = async_nats::connect(&server.url).await?;
     jetstream::new(client.clone())
         .get_or_create_stream(stream::Config {
             name: "ORDERS".into(),

@@ -10,11 +10,7 @@
 //! of the terminal.
 
 use nats_otel_runtime::prelude::*;
-use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing::Instrument as _;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OrderPlaced {
@@ -50,31 +46,12 @@ async fn quote(Json(req): Json<QuoteRequest>) -> Result<Json<Quote>, ServiceErro
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Telemetry: OTLP when a collector is configured, else in memory for the tree.
-    install_w3c_propagators();
-    let memory = InMemorySpanExporter::default();
-    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Ok(_) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
-            SdkTracerProvider::builder().with_batch_exporter(exporter).build()
-        }
-        Err(_) => SdkTracerProvider::builder().with_simple_exporter(memory.clone()).build(),
-    };
-    tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("quickstart")))
-        .init();
-
-    // A server: $NATS_URL, or a throwaway local one.
-    let local = match std::env::var("NATS_URL") {
-        Ok(_) => None,
-        Err(_) => Some(NatsServer::start()?),
-    };
-    let url = match &local {
-        Some(server) => server.url(),
-        None => std::env::var("NATS_URL")?,
-    };
-    println!("nats-otel quickstart: connected to {url}");
-    let client = async_nats::connect(&url).await?;
+    // OTLP when a collector is configured, else the traces print here at the end.
+    let telemetry = examples::telemetry()?;
+    // $NATS_URL, or a throwaway local nats-server.
+    let server = examples::server()?;
+    println!("nats-otel quickstart: connected to {}", server.url);
+    let client = async_nats::connect(&server.url).await?;
 
     // The service, live before we publish.
     let service = Service::new(client.clone()).handler(ship).handler(quote).start().await?;
@@ -104,15 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Graceful stop: in-flight handlers finish, replies are flushed.
     let _ = stop.send(());
     running.await??;
-    provider.force_flush()?;
-
-    if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok() {
-        println!("spans exported over OTLP");
-    } else {
-        println!("\n{}", nats_otel_runtime::tree::render(&memory.get_finished_spans()?, true));
-    }
-    provider.shutdown()?;
+    println!();
+    drop(telemetry); // prints the trace tree (or flushes to the collector)
     Ok(())
 }
-
-use tracing::Instrument as _;

@@ -56,6 +56,7 @@ pub(crate) struct Instruments {
     pub(crate) dropped: Counter<u64>,
     in_flight: UpDownCounter<i64>,
     pending: PendingConsumers,
+    pending_gauge: std::sync::OnceLock<()>,
 }
 
 impl Instruments {
@@ -74,19 +75,6 @@ impl Instruments {
             meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
         let pending: PendingConsumers = Arc::default();
-        let observed = pending.clone();
-        let _gauge = meter
-            .i64_observable_gauge("messaging.nats.jetstream.consumer.pending")
-            .with_unit("{message}")
-            .with_description("Messages the consumer has yet to deliver, as of its last delivery")
-            .with_callback(move |observer| {
-                if let Ok(consumers) = observed.lock() {
-                    for (attributes, value) in consumers.iter() {
-                        observer.observe(value.load(Ordering::Relaxed), attributes);
-                    }
-                }
-            })
-            .build();
         Arc::new(Self {
             process_duration: seconds("messaging.process.duration", "Duration of processing operation"),
             operation_duration: seconds(
@@ -126,8 +114,29 @@ impl Instruments {
                 .with_description("Handlers running")
                 .build(),
             pending,
+            pending_gauge: std::sync::OnceLock::new(),
             meter,
         })
+    }
+
+    /// Registers the consumer-backlog gauge, once, when a first consumer needs it.
+    fn register_pending_gauge(&self) {
+        self.pending_gauge.get_or_init(|| {
+            let observed = self.pending.clone();
+            let _gauge = self
+                .meter
+                .i64_observable_gauge("messaging.nats.jetstream.consumer.pending")
+                .with_unit("{message}")
+                .with_description("Messages the consumer has yet to deliver, as of its last delivery")
+                .with_callback(move |observer| {
+                    if let Ok(consumers) = observed.lock() {
+                        for (attributes, value) in consumers.iter() {
+                            observer.observe(value.load(Ordering::Relaxed), attributes);
+                        }
+                    }
+                })
+                .build();
+        });
     }
 
     /// Reports the client's reconnects (connects after the first).
@@ -226,6 +235,7 @@ impl EndpointMetrics {
             with(process.clone(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)])
         };
         let pending = jetstream.then(|| {
+            instruments.register_pending_gauge();
             let value = Arc::new(AtomicI64::new(0));
             if let Ok(mut consumers) = instruments.pending.lock() {
                 consumers.push((base.clone(), value.clone()));

@@ -150,7 +150,11 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
     }
     let meter_provider = metrics.build();
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
-    opentelemetry::global::set_meter_provider(meter_provider.clone());
+    if endpoint("METRICS") {
+        // Without a reader, instruments would be created for nobody (and the SDK
+        // logs an error per observable instrument); the no-op default is right.
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+    }
 
     let logs = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
