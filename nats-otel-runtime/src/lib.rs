@@ -61,6 +61,13 @@
 //! `messaging.operation`, `net.peer.name` and `net.peer.port`.
 //!
 //! No payload bytes and no header values are recorded.
+//!
+//! ## Metrics, set-up, migration
+//!
+//! Metrics go through the global `MeterProvider`: see [`metrics`] for the table.
+//! [`telemetry::init`] (feature `telemetry`) configures everything from the
+//! standard `OTEL_*` environment. The repository's `docs/MIGRATION.md` compares
+//! hand-written async-nats + OpenTelemetry code with the macros, side by side.
 
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
