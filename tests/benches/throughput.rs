@@ -1,0 +1,741 @@
+//! Throughput of nats-otel against hand-written async-nats loops, in one run.
+//!
+//! ```sh
+//! ./scripts/bench                  # or: cargo bench -p tests --bench throughput
+//! NATS_OTEL_BENCH_MESSAGES=20000 NATS_OTEL_BENCH_ROUNDS=3 ./scripts/bench   # quicker
+//! ```
+//!
+//! Scenarios (see BENCHMARKS.md):
+//! - A: JetStream: consume ~256-byte JSON messages with a `traceparent` from a memory
+//!   stream through a durable pull consumer, decode, ack.
+//! - B: core request-reply: 64 requests in flight, the responder decodes and replies.
+//! - C: core publish: traced publishes against raw `publish_with_headers`.
+//! - D: peak RSS while consuming a 1,000,000-message backlog with full telemetry.
+//!
+//! Variants for A and B, alternated within each round:
+//! 1. raw async-nats loop, no tracing (the limit);
+//! 2. the same loop, hand-instrumented with the OpenTelemetry API, emitting the same
+//!    spans and attributes as the toolkit (seed guide §5);
+//! 3. the toolkit's handler, tracing on (AlwaysOn, batch processor into a no-op
+//!    exporter, metrics on);
+//! 4. the toolkit's handler with no subscriber and no providers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{PullConsumer, pull};
+use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use nats_otel_runtime::propagation::HeaderExtractor;
+use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
+use nats_otel_runtime::{JetStreamConsumer, Json, Publisher, Service, State, Subscription};
+use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::{KeyValue, global};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    customer: String,
+    sku: String,
+    quantity: u32,
+    cents: u64,
+    currency: String,
+    region: String,
+    note: String,
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Ack {
+    id: u64,
+    ok: bool,
+}
+
+fn order_payload(id: u64) -> Bytes {
+    let order = Order {
+        id,
+        customer: format!("customer-{:08}", id % 100_000),
+        sku: "SKU-4A7F-9921-BLUE-XL".into(),
+        quantity: 3,
+        cents: 129_900,
+        currency: "EUR".into(),
+        region: "eu-central".into(),
+        note: "leave at the door, ring twice, fragile contents inside the box".into(),
+        tags: vec!["priority".into(), "gift".into(), "returning-customer".into()],
+    };
+    Bytes::from(serde_json::to_vec(&order).unwrap())
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn traced_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("traceparent", TRACEPARENT);
+    headers
+}
+
+// ---------------------------------------------------------------- telemetry set-ups
+
+#[derive(Debug)]
+struct NoopSpans;
+impl opentelemetry_sdk::trace::SpanExporter for NoopSpans {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct NoopMetrics;
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoopMetrics {
+    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
+        Ok(())
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+/// The provider configuration shared by variants 2 and 3.
+struct Providers {
+    tracer: SdkTracerProvider,
+    meter: SdkMeterProvider,
+    dispatch: tracing::Dispatch,
+}
+
+impl Providers {
+    fn new() -> Self {
+        let tracer = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+            .with_batch_exporter(NoopSpans)
+            .build();
+        let meter =
+            SdkMeterProvider::builder().with_reader(PeriodicReader::builder(NoopMetrics).build()).build();
+        // A careful configuration: no per-span source locations or thread ids.
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer.tracer("bench"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false);
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        Self { tracer, meter, dispatch }
+    }
+
+    fn install_globals(&self) {
+        global::set_tracer_provider(self.tracer.clone());
+        global::set_meter_provider(self.meter.clone());
+    }
+}
+
+fn uninstall_globals() {
+    global::set_tracer_provider(opentelemetry::trace::noop::NoopTracerProvider::new());
+    global::set_meter_provider(opentelemetry::metrics::noop::NoopMeterProvider::new());
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Raw,
+    HandWritten,
+    Toolkit,
+    ToolkitBare,
+}
+
+const VARIANTS: [Variant; 4] = [Variant::Raw, Variant::HandWritten, Variant::Toolkit, Variant::ToolkitBare];
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Raw => "(1) raw async-nats",
+            Variant::HandWritten => "(2) hand-instrumented",
+            Variant::Toolkit => "(3) nats-otel, telemetry on",
+            Variant::ToolkitBare => "(4) nats-otel, no telemetry",
+        }
+    }
+}
+
+/// Counts handled messages; wakes the bench when the target is reached.
+#[derive(Default)]
+struct Done {
+    count: AtomicUsize,
+    target: AtomicUsize,
+    notify: Notify,
+}
+
+impl Done {
+    fn reset(&self, target: usize) {
+        self.count.store(0, Ordering::SeqCst);
+        self.target.store(target, Ordering::SeqCst);
+    }
+    fn hit(&self) {
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.target.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
+    }
+    async fn wait(&self) {
+        while self.count.load(Ordering::Acquire) < self.target.load(Ordering::Acquire) {
+            let notified = self.notify.notified();
+            if self.count.load(Ordering::Acquire) >= self.target.load(Ordering::Acquire) {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- memory
+
+/// Resets the peak resident set size (Linux: writing 5 to clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+// ---------------------------------------------------------------- A: JetStream
+
+const STREAM: &str = "BENCH";
+const FILTER: &str = "bench.orders";
+
+async fn consumer(js: &jetstream::Context, name: &str) -> PullConsumer {
+    let stream = js.get_stream(STREAM).await.unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.into()),
+            filter_subject: FILTER.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn js_raw(consumer: PullConsumer, n: usize) -> Duration {
+    let started = Instant::now();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..n {
+        let message = messages.next().await.unwrap().unwrap();
+        let order: Order = serde_json::from_slice(&message.payload).unwrap();
+        std::hint::black_box(order);
+        message.ack().await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The attributes the toolkit puts on a JetStream process span, written by hand.
+fn js_process_attributes(
+    message: &async_nats::jetstream::Message,
+    client_id: &str,
+    port: i64,
+) -> Vec<KeyValue> {
+    let info = message.info().unwrap();
+    vec![
+        KeyValue::new("messaging.system", "nats"),
+        KeyValue::new("messaging.operation.name", "process"),
+        KeyValue::new("messaging.operation.type", "process"),
+        KeyValue::new("messaging.destination.name", message.subject.to_string()),
+        KeyValue::new("messaging.destination.subscription.name", info.consumer.to_owned()),
+        KeyValue::new("messaging.consumer.group.name", info.consumer.to_owned()),
+        KeyValue::new("messaging.message.id", format!("{}:{}", info.stream, info.stream_sequence)),
+        KeyValue::new("messaging.message.body.size", message.payload.len() as i64),
+        KeyValue::new("messaging.client.id", client_id.to_owned()),
+        KeyValue::new("server.address", "127.0.0.1"),
+        KeyValue::new("server.port", port),
+        KeyValue::new("messaging.nats.jetstream.stream", info.stream.to_owned()),
+        KeyValue::new("messaging.nats.jetstream.consumer", info.consumer.to_owned()),
+        KeyValue::new("messaging.nats.jetstream.sequence", info.stream_sequence as i64),
+        KeyValue::new("messaging.nats.jetstream.consumer_sequence", info.consumer_sequence as i64),
+        KeyValue::new("messaging.nats.jetstream.num_delivered", info.delivered),
+        KeyValue::new("messaging.nats.jetstream.num_pending", info.pending as i64),
+    ]
+}
+
+async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n: usize) -> Duration {
+    let tracer = global::tracer("bench-hand-written");
+    let client_id = client.server_info().client_id.to_string();
+    let port = i64::from(client.server_info().port);
+    let started = Instant::now();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..n {
+        let message = messages.next().await.unwrap().unwrap();
+        let parent = message
+            .headers
+            .as_ref()
+            .map(|h| global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))))
+            .unwrap_or_default();
+        let span = tracer
+            .span_builder(format!("process {FILTER}"))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(js_process_attributes(&message, &client_id, port))
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        let order: Order = serde_json::from_slice(&message.payload).unwrap();
+        std::hint::black_box(order);
+        let mut settle = tracer
+            .span_builder(format!("ack {FILTER}"))
+            .with_kind(SpanKind::Client)
+            .with_attributes(vec![
+                KeyValue::new("messaging.system", "nats"),
+                KeyValue::new("messaging.operation.name", "ack"),
+                KeyValue::new("messaging.operation.type", "settle"),
+                KeyValue::new("messaging.consumer.group.name", "bench"),
+                KeyValue::new("messaging.nats.jetstream.ack", "ack"),
+            ])
+            .start_with_context(&tracer, &cx);
+        message.ack().await.unwrap();
+        settle.end();
+        cx.span().set_attribute(KeyValue::new("messaging.nats.jetstream.ack", "ack"));
+        cx.span().end();
+    }
+    started.elapsed()
+}
+
+async fn js_handler(Json(order): Json<Order>, State(done): State<Arc<Done>>) {
+    std::hint::black_box(order);
+    done.hit();
+}
+
+async fn js_toolkit(
+    client: &async_nats::Client,
+    name: &str,
+    n: usize,
+    dispatch: Option<&tracing::Dispatch>,
+) -> Duration {
+    let done = Arc::new(Done::default());
+    done.reset(n);
+    let service = Service::new(client.clone())
+        .state(done.clone())
+        .consume(JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false), js_handler);
+    let started = match dispatch {
+        Some(dispatch) => tracing::dispatcher::with_default(dispatch, || service.start()).await,
+        None => service.start().await,
+    }
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let clock = Instant::now();
+    let running = tokio::spawn(started.run_until(async move {
+        let _ = stopped.await;
+    }));
+    done.wait().await;
+    let elapsed = clock.elapsed();
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    elapsed
+}
+
+// ---------------------------------------------------------------- B: request-reply
+
+const RPC: &str = "bench.rpc";
+const IN_FLIGHT: usize = 64;
+
+async fn requests(requester: &async_nats::Client, n: usize) -> Duration {
+    let payload = order_payload(1);
+    let headers = traced_headers();
+    let started = Instant::now();
+    let answered = futures_util::stream::iter(0..n)
+        .map(|_| requester.request_with_headers(RPC, headers.clone(), payload.clone()))
+        .buffer_unordered(IN_FLIGHT)
+        .filter(|r| std::future::ready(r.is_ok()))
+        .count()
+        .await;
+    assert_eq!(answered, n, "every request answered");
+    started.elapsed()
+}
+
+fn ack_reply(order: &Order) -> Bytes {
+    Bytes::from(serde_json::to_vec(&Ack { id: order.id, ok: true }).unwrap())
+}
+
+async fn rpc_raw_responder(client: async_nats::Client, mut subscriber: async_nats::Subscriber) {
+    while let Some(message) = subscriber.next().await {
+        let order: Order = serde_json::from_slice(&message.payload).unwrap();
+        if let Some(reply) = message.reply {
+            client.publish(reply, ack_reply(&order)).await.unwrap();
+        }
+    }
+}
+
+fn rpc_attributes(message: &Message, client_id: &str, port: i64) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("messaging.system", "nats"),
+        KeyValue::new("messaging.operation.name", "process"),
+        KeyValue::new("messaging.operation.type", "process"),
+        KeyValue::new("messaging.destination.name", message.subject.to_string()),
+        KeyValue::new("messaging.message.body.size", message.payload.len() as i64),
+        KeyValue::new("messaging.client.id", client_id.to_owned()),
+        KeyValue::new("server.address", "127.0.0.1"),
+        KeyValue::new("server.port", port),
+    ];
+    if let Some(reply) = &message.reply {
+        attributes.push(KeyValue::new("messaging.nats.reply_to", reply.to_string()));
+    }
+    attributes
+}
+
+async fn rpc_hand_written_responder(client: async_nats::Client, mut subscriber: async_nats::Subscriber) {
+    let tracer = global::tracer("bench-hand-written");
+    let client_id = client.server_info().client_id.to_string();
+    let port = i64::from(client.server_info().port);
+    while let Some(message) = subscriber.next().await {
+        let parent = message
+            .headers
+            .as_ref()
+            .map(|h| global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))))
+            .unwrap_or_default();
+        let span = tracer
+            .span_builder(format!("process {RPC}"))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(rpc_attributes(&message, &client_id, port))
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        let order: Order = serde_json::from_slice(&message.payload).unwrap();
+        if let Some(reply) = message.reply {
+            client.publish(reply, ack_reply(&order)).await.unwrap();
+        }
+        cx.span().end();
+    }
+}
+
+async fn rpc_handler(Json(order): Json<Order>) -> Json<Ack> {
+    Json(Ack { id: order.id, ok: true })
+}
+
+async fn rpc_round(
+    server: &NatsServer,
+    requester: &async_nats::Client,
+    variant: Variant,
+    providers: &Providers,
+    n: usize,
+) -> Duration {
+    let client = server.connect().await.unwrap();
+    match variant {
+        Variant::Raw | Variant::HandWritten => {
+            let subscriber = client.subscribe(RPC).await.unwrap();
+            let responder = match variant {
+                Variant::Raw => tokio::spawn(rpc_raw_responder(client.clone(), subscriber)),
+                _ => tokio::spawn(rpc_hand_written_responder(client.clone(), subscriber)),
+            };
+            wait_for_interest(requester).await;
+            let elapsed = requests(requester, n).await;
+            responder.abort();
+            let _ = client.drain().await;
+            elapsed
+        }
+        Variant::Toolkit | Variant::ToolkitBare => {
+            let service = Service::new(client.clone()).subscribe_with(Subscription::new(RPC), rpc_handler);
+            let started = if variant == Variant::Toolkit {
+                tracing::dispatcher::with_default(&providers.dispatch, || service.start()).await
+            } else {
+                service.start().await
+            }
+            .unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let running = tokio::spawn(started.run_until(async move {
+                let _ = stopped.await;
+            }));
+            let elapsed = requests(requester, n).await;
+            let _ = stop.send(());
+            running.await.unwrap().unwrap();
+            let _ = client.drain().await;
+            elapsed
+        }
+    }
+}
+
+/// Waits until a request to the RPC subject is answered: the responder listens.
+async fn wait_for_interest(requester: &async_nats::Client) {
+    for _ in 0..1000 {
+        if requester.request_with_headers(RPC, traced_headers(), order_payload(0)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the responder never answered");
+}
+
+// ---------------------------------------------------------------- C: publish
+
+async fn publish_raw(client: &async_nats::Client, n: usize) -> Duration {
+    let payload = order_payload(1);
+    let headers = traced_headers();
+    let started = Instant::now();
+    for _ in 0..n {
+        client.publish_with_headers("bench.pub", headers.clone(), payload.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    started.elapsed()
+}
+
+async fn publish_traced(publisher: &Publisher, n: usize) -> Duration {
+    let payload = order_payload(1);
+    let started = Instant::now();
+    for _ in 0..n {
+        publisher.publish("bench.pub", payload.clone()).await.unwrap();
+    }
+    publisher.client().flush().await.unwrap();
+    started.elapsed()
+}
+
+// ---------------------------------------------------------------- reporting
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Results {
+    rates: Vec<Vec<f64>>,
+    rss: Vec<f64>,
+}
+
+impl Results {
+    fn new(variants: usize) -> Self {
+        Self { rates: vec![Vec::new(); variants], rss: vec![0.0; variants] }
+    }
+
+    fn print(&self, title: &str, labels: &[&str]) {
+        println!("\n{title}");
+        println!(
+            "| variant | msgs/s (median) | vs (1), median of ratios | vs (2), median of ratios | peak RSS MiB |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        for (i, label) in labels.iter().enumerate() {
+            let ratio_to = |base: usize| {
+                if base >= self.rates.len() {
+                    return "–".to_owned();
+                }
+                let ratios: Vec<f64> =
+                    self.rates[i].iter().zip(&self.rates[base]).map(|(v, b)| v / b).collect();
+                format!("{:.2}", median(ratios))
+            };
+            let to_hand = if labels.len() > 2 { ratio_to(1) } else { "–".to_owned() };
+            println!(
+                "| {label} | {:.0} | {} | {} | {:.1} |",
+                median(self.rates[i].clone()),
+                ratio_to(0),
+                to_hand,
+                self.rss[i]
+            );
+        }
+        println!(
+            "rounds: {:?}",
+            self.rates.iter().map(|r| r.iter().map(|v| v.round()).collect::<Vec<_>>()).collect::<Vec<_>>()
+        );
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let n = env_usize("NATS_OTEL_BENCH_MESSAGES", 100_000);
+    let rounds = env_usize("NATS_OTEL_BENCH_ROUNDS", 5);
+    let backlog = env_usize("NATS_OTEL_BENCH_BACKLOG", 1_000_000);
+    let only = std::env::var("NATS_OTEL_BENCH_ONLY").unwrap_or_default();
+    let run_scenario = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
+    install_w3c_propagators();
+    let providers = Providers::new();
+    let server = NatsServer::start().unwrap();
+    let client = server.connect().await.unwrap();
+    println!(
+        "nats-otel benchmark: {n} messages x {rounds} rounds; nats-server {}; {} cores",
+        client.server_info().version,
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
+    );
+
+    if run_scenario("A") {
+        let js = jetstream::new(client.clone());
+        js.create_stream(stream::Config {
+            name: STREAM.into(),
+            subjects: vec![FILTER.into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let headers = traced_headers();
+        for chunk in (0..n as u64).collect::<Vec<_>>().chunks(1000) {
+            let acks =
+                futures_util::future::join_all(chunk.iter().map(|id| {
+                    let js = js.clone();
+                    let headers = headers.clone();
+                    async move {
+                        js.publish_with_headers(FILTER, headers, order_payload(*id)).await.unwrap().await
+                    }
+                }))
+                .await;
+            assert!(acks.iter().all(Result::is_ok));
+        }
+        let mut results = Results::new(4);
+        for round in 0..rounds {
+            for (v, variant) in VARIANTS.iter().enumerate() {
+                let name = format!("r{round}v{v}");
+                let consumer = consumer(&js, &name).await;
+                let consumer_client = server.connect().await.unwrap();
+                if matches!(variant, Variant::HandWritten | Variant::Toolkit) {
+                    providers.install_globals();
+                } else {
+                    uninstall_globals();
+                }
+                reset_peak_rss();
+                let elapsed = match variant {
+                    Variant::Raw => js_raw(bind(&consumer_client, &name).await, n).await,
+                    Variant::HandWritten => {
+                        js_hand_written(bind(&consumer_client, &name).await, &consumer_client, n).await
+                    }
+                    Variant::Toolkit => {
+                        js_toolkit(&consumer_client, &name, n, Some(&providers.dispatch)).await
+                    }
+                    Variant::ToolkitBare => js_toolkit(&consumer_client, &name, n, None).await,
+                };
+                results.rss[v] = results.rss[v].max(peak_rss_mib());
+                results.rates[v].push(n as f64 / elapsed.as_secs_f64());
+                drop(consumer);
+                let _ = consumer_client.drain().await;
+                js.get_stream(STREAM).await.unwrap().delete_consumer(&name).await.unwrap();
+            }
+        }
+        results.print("A. JetStream consume + decode + ack", &VARIANTS.map(Variant::label));
+    }
+
+    if run_scenario("B") {
+        let requester = server.connect().await.unwrap();
+        let mut results = Results::new(4);
+        for _ in 0..rounds {
+            for (v, variant) in VARIANTS.iter().enumerate() {
+                if matches!(variant, Variant::HandWritten | Variant::Toolkit) {
+                    providers.install_globals();
+                } else {
+                    uninstall_globals();
+                }
+                reset_peak_rss();
+                let elapsed = rpc_round(&server, &requester, *variant, &providers, n).await;
+                results.rss[v] = results.rss[v].max(peak_rss_mib());
+                results.rates[v].push(n as f64 / elapsed.as_secs_f64());
+            }
+        }
+        results.print("B. Core request-reply, 64 in flight", &VARIANTS.map(Variant::label));
+    }
+
+    if run_scenario("C") {
+        let mut results = Results::new(2);
+        let publisher_client = server.connect().await.unwrap();
+        providers.install_globals();
+        let publisher = tracing::dispatcher::with_default(&providers.dispatch, || {
+            Publisher::new(publisher_client.clone())
+        });
+        for _ in 0..rounds {
+            reset_peak_rss();
+            let raw = publish_raw(&publisher_client, n).await;
+            results.rss[0] = results.rss[0].max(peak_rss_mib());
+            results.rates[0].push(n as f64 / raw.as_secs_f64());
+            reset_peak_rss();
+            let traced = publish_traced(&publisher, n).with_subscriber(providers.dispatch.clone()).await;
+            results.rss[1] = results.rss[1].max(peak_rss_mib());
+            results.rates[1].push(n as f64 / traced.as_secs_f64());
+        }
+        results.print(
+            "C. Core publish",
+            &["(1) raw publish_with_headers", "(3) Publisher::publish, telemetry on"],
+        );
+    }
+
+    if run_scenario("D") && backlog > 0 {
+        let js = jetstream::new(client.clone());
+        js.create_stream(stream::Config {
+            name: "BACKLOG".into(),
+            subjects: vec!["backlog.orders".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let headers = traced_headers();
+        let payload = order_payload(7);
+        for _ in 0..backlog / 1000 {
+            let acks =
+                futures_util::future::join_all(
+                    (0..1000).map(|_| {
+                        let js = js.clone();
+                        let headers = headers.clone();
+                        let payload = payload.clone();
+                        async move {
+                            js.publish_with_headers("backlog.orders", headers, payload).await.unwrap().await
+                        }
+                    }),
+                )
+                .await;
+            assert!(acks.iter().all(Result::is_ok));
+        }
+        js.get_stream("BACKLOG")
+            .await
+            .unwrap()
+            .create_consumer(pull::Config { durable_name: Some("drain".into()), ..Default::default() })
+            .await
+            .unwrap();
+        providers.install_globals();
+        let consumer_client = server.connect().await.unwrap();
+        reset_peak_rss();
+        let done = Arc::new(Done::default());
+        done.reset(backlog / 1000 * 1000);
+        let service = Service::new(consumer_client.clone())
+            .state(done.clone())
+            .consume(JetStreamConsumer::new("BACKLOG", "drain").create(false), js_handler);
+        let started =
+            tracing::dispatcher::with_default(&providers.dispatch, || service.start()).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let clock = Instant::now();
+        let running = tokio::spawn(started.run_until(async move {
+            let _ = stopped.await;
+        }));
+        done.wait().await;
+        let elapsed = clock.elapsed();
+        let _ = stop.send(());
+        running.await.unwrap().unwrap();
+        println!(
+            "\nD. {} message backlog, nats-otel with telemetry on: {:.0} msgs/s, peak RSS {:.1} MiB",
+            backlog / 1000 * 1000,
+            (backlog / 1000 * 1000) as f64 / elapsed.as_secs_f64(),
+            peak_rss_mib()
+        );
+    }
+}
+
+/// A consumer bound on its own connection, for the hand-written loops.
+async fn bind(client: &async_nats::Client, name: &str) -> PullConsumer {
+    jetstream::new(client.clone()).get_stream(STREAM).await.unwrap().get_consumer(name).await.unwrap()
+}
+
+use tracing::instrument::WithSubscriber as _;
