@@ -9,8 +9,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
-use tracing::instrument::WithSubscriber;
+use futures_util::stream::FuturesUnordered;
 
 use crate::error::{ServeError, ServeErrorKind};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};
@@ -300,9 +299,9 @@ impl JetStreamConsumer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamInfo {
     /// The stream.
-    pub stream: String,
+    pub stream: Arc<str>,
     /// The consumer.
-    pub consumer: String,
+    pub consumer: Arc<str>,
     /// The message's sequence in the stream.
     pub stream_sequence: u64,
     /// The delivery's sequence in the consumer.
@@ -316,11 +315,16 @@ pub struct JetStreamInfo {
 }
 
 impl JetStreamInfo {
-    fn from_message(message: &jetstream::Message) -> Option<Self> {
+    /// Parses the delivery metadata; `names` are the consumer's own stream and
+    /// consumer names, shared instead of allocated per message.
+    fn from_message(message: &jetstream::Message, names: &(Arc<str>, Arc<str>)) -> Option<Self> {
         let info = message.info().ok()?;
+        let shared = |parsed: &str, known: &Arc<str>| {
+            if parsed == &**known { known.clone() } else { Arc::from(parsed) }
+        };
         Some(Self {
-            stream: info.stream.to_owned(),
-            consumer: info.consumer.to_owned(),
+            stream: shared(info.stream, &names.0),
+            consumer: shared(info.consumer, &names.1),
             stream_sequence: info.stream_sequence,
             consumer_sequence: info.consumer_sequence,
             delivered: info.delivered,
@@ -440,6 +444,7 @@ struct Shared<H, S> {
     dead_letter: Option<Cow<'static, str>>,
     dead_letter_route: DeadLetterRoute,
     metrics: Arc<EndpointMetrics>,
+    names: (Arc<str>, Arc<str>),
 }
 
 /// Pulls, processes and settles until stopped.
@@ -477,7 +482,7 @@ where
         },
         true,
     ));
-    let shared = Arc::new(Shared {
+    let shared = Shared {
         handler,
         state: run.state,
         jetstream: jetstream::new(run.client.clone()),
@@ -488,8 +493,12 @@ where
         dead_letter: spec.dead_letter.clone(),
         dead_letter_route,
         metrics,
-    });
-    let batch = limit.clamp(1, 512);
+        names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
+    };
+    // Enough per pull to keep handlers busy while the next pull is on its way;
+    // bounded so that messages do not wait in the client long enough to burn
+    // their ack_wait.
+    let batch = (limit * 2).clamp(16, 512);
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -498,60 +507,37 @@ where
         .messages()
         .await
         .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.clone()))?;
-    let permits = Arc::new(Semaphore::new(limit));
     let mut stopped = run.stopped;
+    // Handlers run concurrently on this task (see the core loop), at most `limit`;
+    // no more is pulled than can be handled right away.
+    let mut in_flight = FuturesUnordered::new();
 
     let ended = loop {
-        // A permit first: never pull more than we can handle right away.
-        let permit = tokio::select! {
+        tokio::select! {
             biased;
-            _ = stopped.changed() => break Ok(()),
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break Ok(()),
-            },
-        };
-        let next = tokio::select! {
-            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             _ = stopped.changed() => break Ok(()),
             () = &mut deleted_advisory => {
                 break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
             }
-            next = messages.next() => next,
-        };
-        let message = match next {
-            Some(Ok(message)) => message,
-            Some(Err(e)) => {
-                use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
-                match e.kind() {
-                    Kind::ConsumerDeleted => {
-                        break Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e)
-                            .context(context.clone()));
+            next = messages.next(), if in_flight.len() < limit => match next {
+                Some(Ok(message)) => in_flight.push(shared.process(message)),
+                Some(Err(e)) => {
+                    use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                    if e.kind() == Kind::ConsumerDeleted {
+                        break Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e).context(context.clone()));
                     }
                     // Heartbeats missed while disconnected, a pull refused during a
                     // restart: async-nats re-pulls on its own; keep going.
-                    _ => {
-                        tracing::warn!(target: spans::TARGET, error = %e, "{context}: pull consumer error");
-                        continue;
-                    }
+                    tracing::warn!(target: spans::TARGET, error = %e, "{context}: pull consumer error");
                 }
-            }
-            None => {
-                break Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context.clone()));
-            }
-        };
-        let shared = shared.clone();
-        tokio::spawn(
-            async move {
-                shared.process(message).await;
-                drop(permit);
-            }
-            .with_subscriber(run.dispatch.clone()),
-        );
+                None => break Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context.clone())),
+            },
+        }
     };
     // Stop pulling, then let every in-flight handler finish and settle.
     drop(messages);
-    let _all = permits.acquire_many(limit as u32).await;
+    while in_flight.next().await.is_some() {}
     ended
 }
 
@@ -561,7 +547,7 @@ impl<H, S> Shared<H, S> {
         H: Handler<T, S>,
     {
         let started = std::time::Instant::now();
-        let info = JetStreamInfo::from_message(&message);
+        let info = JetStreamInfo::from_message(&message, &self.names);
         self.metrics.received(message.payload.len());
         if let Some(info) = &info {
             self.metrics.delivery(info.delivered, info.pending);
@@ -775,6 +761,10 @@ async fn with_progress<F: std::future::Future>(
 ) -> F::Output {
     let Some(every) = every else { return future.await };
     tokio::pin!(future);
+    // Most handlers finish on their first poll: they need no timer.
+    if let std::task::Poll::Ready(output) = futures_util::poll!(&mut future) {
+        return output;
+    }
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {

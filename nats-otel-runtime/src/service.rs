@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::Dispatch;
 use tracing::instrument::WithSubscriber;
@@ -562,43 +563,32 @@ where
         },
         false,
     );
-    let shared =
-        Arc::new(Shared { handler: endpoint.handler, state: run.state, client: run.client, spans, metrics });
-    let permits = Arc::new(Semaphore::new(limit));
+    let shared = Shared { handler: endpoint.handler, state: run.state, client: run.client, spans, metrics };
     let mut stopped = run.stopped;
     let mut draining = false;
+    // Handlers of one subscription run concurrently on this task, like
+    // `for_each_concurrent`: no task spawn, no cross-thread wake-up per message.
+    let mut in_flight = FuturesUnordered::new();
 
     loop {
-        let next = tokio::select! {
+        tokio::select! {
             biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             _ = stopped.changed(), if !draining => {
                 draining = true;
                 // Stop receiving; the stream still yields what was already delivered.
                 if let Err(e) = subscriber.drain().await {
                     tracing::warn!(target: spans::TARGET, error = %e, "{context}: drain failed");
                 }
-                continue;
             }
-            message = subscriber.next() => message,
-        };
-        let Some(message) = next else { break };
-        if limit == 1 {
-            shared.process(message).await;
-            continue;
+            message = subscriber.next(), if in_flight.len() < limit => match message {
+                Some(message) => in_flight.push(shared.process(message)),
+                None => break,
+            },
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        let shared = shared.clone();
-        tokio::spawn(
-            async move {
-                shared.process(message).await;
-                drop(permit);
-            }
-            .with_subscriber(run.dispatch.clone()),
-        );
     }
-
-    // Wait for every in-flight handler: each holds a permit until it is done.
-    let _all = permits.acquire_many(limit as u32).await;
+    // Let every in-flight handler finish.
+    while in_flight.next().await.is_some() {}
     if draining { Ok(()) } else { Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context)) }
 }
 

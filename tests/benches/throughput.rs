@@ -529,7 +529,7 @@ impl Results {
         println!("|---|---:|---:|---:|---:|");
         for (i, label) in labels.iter().enumerate() {
             let ratio_to = |base: usize| {
-                if base >= self.rates.len() {
+                if base >= self.rates.len() || self.rates[base].is_empty() || self.rates[i].is_empty() {
                     return "–".to_owned();
                 }
                 let ratios: Vec<f64> =
@@ -539,7 +539,7 @@ impl Results {
             let to_hand = if labels.len() > 2 { ratio_to(1) } else { "–".to_owned() };
             println!(
                 "| {label} | {:.0} | {} | {} | {:.1} |",
-                median(self.rates[i].clone()),
+                if self.rates[i].is_empty() { f64::NAN } else { median(self.rates[i].clone()) },
                 ratio_to(0),
                 to_hand,
                 self.rss[i]
@@ -600,7 +600,7 @@ async fn run() {
         }
         let mut results = Results::new(4);
         for round in 0..rounds {
-            for (v, variant) in VARIANTS.iter().enumerate() {
+            for (v, variant) in VARIANTS.iter().enumerate().filter(|(v, _)| selected(*v)) {
                 let name = format!("r{round}v{v}");
                 let consumer = consumer(&js, &name).await;
                 let consumer_client = server.connect().await.unwrap();
@@ -634,7 +634,7 @@ async fn run() {
         let requester = server.connect().await.unwrap();
         let mut results = Results::new(4);
         for _ in 0..rounds {
-            for (v, variant) in VARIANTS.iter().enumerate() {
+            for (v, variant) in VARIANTS.iter().enumerate().filter(|(v, _)| selected(*v)) {
                 if matches!(variant, Variant::HandWritten | Variant::Toolkit) {
                     providers.install_globals();
                 } else {
@@ -730,6 +730,14 @@ async fn run() {
             (backlog / 1000 * 1000) as f64 / elapsed.as_secs_f64(),
             peak_rss_mib()
         );
+    }
+}
+
+/// Whether variant index `v` runs (`NATS_OTEL_BENCH_VARIANTS=1,3`, 1-based; all by default).
+fn selected(v: usize) -> bool {
+    match std::env::var("NATS_OTEL_BENCH_VARIANTS") {
+        Ok(list) => list.split(',').any(|x| x.trim() == (v + 1).to_string()),
+        Err(_) => true,
     }
 }
 
