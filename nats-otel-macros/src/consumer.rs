@@ -18,6 +18,7 @@ const OPTIONS: &[&str] = &[
     "backoff",
     "max_ack_pending",
     "concurrency",
+    "batch",
     "ack",
     "create",
     "dead_letter",
@@ -93,6 +94,7 @@ fn endpoint(
         args.take("max_ack_pending", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));
     let concurrency =
         args.take("concurrency", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));
+    let batch = args.take("batch", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));
     let ack = args
         .take("ack", diagnostics)
         .and_then(|(k, v)| lit_choice(&k, &v, &["fire", "confirmed"], diagnostics));
@@ -166,6 +168,10 @@ fn endpoint(
         let n = n as usize;
         quote!(.concurrency(#n))
     });
+    let batch = batch.map(|(n, _)| {
+        let n = n as usize;
+        quote!(.batch(#n))
+    });
     let ack = ack.filter(|(a, _)| a == "confirmed").map(|_| quote!(.ack(#private::AckMode::Confirmed)));
     let create = create.map(|c| quote!(.create(#c)));
     let dead_letter = dead_letter.map(|d| quote!(.dead_letter(#d)));
@@ -176,7 +182,7 @@ fn endpoint(
         #private::Endpoint::Consume(
             #private::JetStreamConsumer::new(#stream, #durable)
                 #(#filters)* #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
-                #ack #create #dead_letter #settle #trace
+                #batch #ack #create #dead_letter #settle #trace
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };

@@ -181,6 +181,7 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `backoff = ["1s", "10s"]` | none | nak delay per delivery; needs `max_deliver` above its length |
 /// | `max_ack_pending = N` | server's (1000) | unacknowledged messages at once |
 /// | `concurrency = N` | 32, at most `max_ack_pending` | handlers at once |
+/// | `batch = N` | 200, at least `concurrency`, at most `max_ack_pending` | messages per pull; see `JetStreamConsumer::batch` for the trade-off with `ack_wait` |
 /// | `ack = "fire" \| "confirmed"` | `"fire"` | wait for the server to confirm settlements |
 /// | `create = true \| false` | `true` | create or update the consumer, or bind to an existing one |
 /// | `dead_letter = "subject"` | none | where given-up messages are published, with their headers and trace context |

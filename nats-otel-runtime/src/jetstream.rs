@@ -14,7 +14,7 @@ use futures_util::stream::FuturesUnordered;
 use crate::error::{ServeError, ServeErrorKind};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::settle::{Policy, Settlement};
-use crate::spans::{self, InSpan, JetStreamSpans, Peer};
+use crate::spans::{self, JetStreamSpans, Peer};
 use crate::{Extractor, FromMessage, Handler, Incoming, Rejection, TraceMode};
 
 /// Where a new consumer starts in the stream.
@@ -54,6 +54,9 @@ pub enum SettleRecord {
 /// Default in-flight limit of a consumer when none is given.
 pub const DEFAULT_JETSTREAM_CONCURRENCY: usize = 32;
 
+/// Default number of messages asked for per pull (as async-nats' own default).
+pub const DEFAULT_BATCH: usize = 200;
+
 /// A durable JetStream pull consumer and how its messages are handled.
 ///
 /// `#[jetstream_consumer]` builds one from its (compile-time checked) arguments;
@@ -80,6 +83,7 @@ pub struct JetStreamConsumer {
     pub(crate) backoff: Vec<Duration>,
     pub(crate) max_ack_pending: Option<i64>,
     pub(crate) concurrency: Option<usize>,
+    pub(crate) batch: Option<usize>,
     pub(crate) ack: AckMode,
     pub(crate) create: bool,
     pub(crate) dead_letter: Option<Cow<'static, str>>,
@@ -101,6 +105,7 @@ impl JetStreamConsumer {
             backoff: Vec::new(),
             max_ack_pending: None,
             concurrency: None,
+            batch: None,
             ack: AckMode::Fire,
             create: true,
             dead_letter: None,
@@ -159,6 +164,30 @@ impl JetStreamConsumer {
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.concurrency = Some(limit);
         self
+    }
+
+    /// How many messages one pull asks for (default [`DEFAULT_BATCH`], at least
+    /// `concurrency`, at most `max_ack_pending`).
+    ///
+    /// Larger batches keep handlers busy while the next pull is on its way; but a
+    /// pulled message waits in the client until a handler is free, and its
+    /// `ack_wait` runs meanwhile. For slow handlers with a short `ack_wait`, keep
+    /// `batch × handler time / concurrency` well under `ack_wait`.
+    #[must_use]
+    pub fn batch(mut self, messages: usize) -> Self {
+        self.batch = Some(messages);
+        self
+    }
+
+    /// The pull batch size in effect.
+    pub fn batch_size(&self) -> usize {
+        let limit = self.concurrency_limit();
+        let batch = self.batch.unwrap_or(DEFAULT_BATCH).max(limit);
+        match self.max_ack_pending {
+            Some(max) if max > 0 => batch.min(usize::try_from(max).unwrap_or(usize::MAX)),
+            _ => batch,
+        }
+        .max(1)
     }
 
     /// Fire-and-forget or confirmed acks.
@@ -253,6 +282,9 @@ impl JetStreamConsumer {
         }
         if self.concurrency == Some(0) {
             return Err("concurrency must be at least 1".to_owned());
+        }
+        if self.batch == Some(0) {
+            return Err("batch must be at least 1".to_owned());
         }
         if let Some(max) = self.max_deliver
             && max > 0
@@ -495,10 +527,7 @@ where
         metrics,
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
     };
-    // Enough per pull to keep handlers busy while the next pull is on its way;
-    // bounded so that messages do not wait in the client long enough to burn
-    // their ack_wait.
-    let batch = (limit * 2).clamp(16, 512);
+    let batch = spec.batch_size();
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -674,15 +703,14 @@ impl Settler {
         };
         self.settled.store(true, std::sync::atomic::Ordering::Release);
         self.process.record("messaging.nats.jetstream.ack", settlement.as_str());
+        // The settle span is never entered: nothing runs inside it, and entering
+        // costs a context switch of the subscriber on every settlement.
         let settle_span = self.spans.settle(&self.process, settlement);
         let started = std::time::Instant::now();
-        let sent = InSpan::new(&settle_span, async {
-            match self.mode {
-                AckMode::Fire => self.acker.ack_with(kind).await,
-                AckMode::Confirmed => self.acker.double_ack_with(kind).await,
-            }
-        })
-        .await;
+        let sent = match self.mode {
+            AckMode::Fire => self.acker.ack_with(kind).await,
+            AckMode::Confirmed => self.acker.double_ack_with(kind).await,
+        };
         if let Err(e) = &sent {
             spans::record_error(&settle_span, "settle", &format!("failed to {}: {e}", settlement.as_str()));
         }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 
 use crate::semconv;
 use crate::settle::Settlement;
@@ -38,8 +38,8 @@ pub const DURATION_BUCKETS: [f64; 14] =
 /// The instrumentation scope name of every nats-otel metric.
 pub const METER_NAME: &str = "nats-otel";
 
-/// The consumers whose backlog the pending gauge reports: attributes and last value.
-type PendingConsumers = Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>>;
+/// Values reported by an observable instrument: one per endpoint, with its attributes.
+type Observed = Arc<Mutex<Vec<(Vec<KeyValue>, Arc<AtomicI64>)>>>;
 
 /// Every instrument, created once per service or publisher.
 #[derive(Debug)]
@@ -54,8 +54,9 @@ pub(crate) struct Instruments {
     redeliveries: Counter<u64>,
     settlements: Counter<u64>,
     pub(crate) dropped: Counter<u64>,
-    in_flight: UpDownCounter<i64>,
-    pending: PendingConsumers,
+    in_flight: Observed,
+    in_flight_counter: std::sync::OnceLock<()>,
+    pending: Observed,
     pending_gauge: std::sync::OnceLock<()>,
 }
 
@@ -74,7 +75,6 @@ impl Instruments {
         let count = |name: &'static str, unit: &'static str, description: &'static str| {
             meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
-        let pending: PendingConsumers = Arc::default();
         Arc::new(Self {
             process_duration: seconds("messaging.process.duration", "Duration of processing operation"),
             operation_duration: seconds(
@@ -108,15 +108,32 @@ impl Instruments {
                 "{message}",
                 "Messages dropped by the client because a subscription could not keep up",
             ),
-            in_flight: meter
-                .i64_up_down_counter("messaging.nats.handlers.in_flight")
-                .with_unit("{handler}")
-                .with_description("Handlers running")
-                .build(),
-            pending,
+            in_flight: Observed::default(),
+            in_flight_counter: std::sync::OnceLock::new(),
+            pending: Observed::default(),
             pending_gauge: std::sync::OnceLock::new(),
             meter,
         })
+    }
+
+    /// Registers the in-flight handlers counter, once, when a first endpoint needs it.
+    fn register_in_flight_counter(&self) {
+        self.in_flight_counter.get_or_init(|| {
+            let observed = self.in_flight.clone();
+            let _counter = self
+                .meter
+                .i64_observable_up_down_counter("messaging.nats.handlers.in_flight")
+                .with_unit("{handler}")
+                .with_description("Handlers running")
+                .with_callback(move |observer| {
+                    if let Ok(endpoints) = observed.lock() {
+                        for (attributes, value) in endpoints.iter() {
+                            observer.observe(value.load(Ordering::Relaxed), attributes);
+                        }
+                    }
+                })
+                .build();
+        });
     }
 
     /// Registers the consumer-backlog gauge, once, when a first consumer needs it.
@@ -187,13 +204,20 @@ pub(crate) struct EndpointIdentity<'a> {
     pub(crate) subscription: Option<&'a str>,
 }
 
-/// Metrics of one consuming endpoint, with its attribute sets built once.
+/// Metrics of one consuming endpoint: its attribute sets are fixed, so the
+/// instruments are bound to them once and each message records without hashing.
 #[derive(Debug)]
 pub(crate) struct EndpointMetrics {
     instruments: Arc<Instruments>,
     process: Vec<KeyValue>,
     settle: [Vec<KeyValue>; 3],
-    settled: [Vec<KeyValue>; 4],
+    consumed: BoundCounter<u64>,
+    received_bytes: BoundCounter<u64>,
+    processed: BoundHistogram<f64>,
+    redeliveries: BoundCounter<u64>,
+    settle_durations: [BoundHistogram<f64>; 3],
+    settlements: [BoundCounter<u64>; 4],
+    in_flight: Arc<AtomicI64>,
     pending: Option<Arc<AtomicI64>>,
 }
 
@@ -231,21 +255,40 @@ impl EndpointMetrics {
                 ],
             )
         };
+        let settle = [settle_op("ack"), settle_op("nak"), settle_op("term")];
         let outcome = |outcome: &'static str| {
-            with(process.clone(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)])
+            instruments
+                .settlements
+                .bind(&with(process.clone(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)]))
         };
-        let pending = jetstream.then(|| {
-            instruments.register_pending_gauge();
+        let settlements = [outcome("ack"), outcome("nak"), outcome("term"), outcome("dead_letter")];
+        let observe = |registry: &Observed| {
             let value = Arc::new(AtomicI64::new(0));
-            if let Ok(mut consumers) = instruments.pending.lock() {
-                consumers.push((base.clone(), value.clone()));
+            if let Ok(mut values) = registry.lock() {
+                values.push((base.clone(), value.clone()));
             }
             value
+        };
+        instruments.register_in_flight_counter();
+        let in_flight = observe(&instruments.in_flight);
+        let pending = jetstream.then(|| {
+            instruments.register_pending_gauge();
+            observe(&instruments.pending)
         });
         Self {
-            settle: [settle_op("ack"), settle_op("nak"), settle_op("term")],
-            settled: [outcome("ack"), outcome("nak"), outcome("term"), outcome("dead_letter")],
+            consumed: instruments.consumed.bind(&process),
+            received_bytes: instruments.received_bytes.bind(&process),
+            processed: instruments.process_duration.bind(&process),
+            redeliveries: instruments.redeliveries.bind(&process),
+            settle_durations: [
+                instruments.operation_duration.bind(&settle[0]),
+                instruments.operation_duration.bind(&settle[1]),
+                instruments.operation_duration.bind(&settle[2]),
+            ],
+            settlements,
+            settle,
             process,
+            in_flight,
             pending,
             instruments,
         }
@@ -253,16 +296,15 @@ impl EndpointMetrics {
 
     /// A message was delivered to this endpoint.
     pub(crate) fn received(&self, body_size: usize) {
-        let i = &self.instruments;
-        i.consumed.add(1, &self.process);
-        i.received_bytes.add(body_size as u64, &self.process);
-        i.in_flight.add(1, &self.process);
+        self.consumed.add(1);
+        self.received_bytes.add(body_size as u64);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// JetStream delivery details: redelivery and the consumer's backlog.
     pub(crate) fn delivery(&self, delivered: i64, pending: u64) {
         if delivered > 1 {
-            self.instruments.redeliveries.add(1, &self.process);
+            self.redeliveries.add(1);
         }
         if let Some(gauge) = &self.pending {
             gauge.store(i64::try_from(pending).unwrap_or(i64::MAX), Ordering::Relaxed);
@@ -271,11 +313,10 @@ impl EndpointMetrics {
 
     /// Processing ended after `elapsed`, failed with `error_type` if any.
     pub(crate) fn processed(&self, elapsed: Duration, error_type: Option<&str>) {
-        let i = &self.instruments;
-        i.in_flight.add(-1, &self.process);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         match with_error(&self.process, error_type) {
-            Some(failed) => i.process_duration.record(elapsed.as_secs_f64(), &failed),
-            None => i.process_duration.record(elapsed.as_secs_f64(), &self.process),
+            Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),
+            None => self.processed.record(elapsed.as_secs_f64()),
         }
     }
 
@@ -287,21 +328,23 @@ impl EndpointMetrics {
             Settlement::Term => (2, 2),
             Settlement::DeadLetter => (2, 3),
         };
-        let i = &self.instruments;
-        i.settlements.add(1, &self.settled[outcome]);
+        self.settlements[outcome].add(1);
         match with_error(&self.settle[operation], error_type) {
-            Some(failed) => i.operation_duration.record(elapsed.as_secs_f64(), &failed),
-            None => i.operation_duration.record(elapsed.as_secs_f64(), &self.settle[operation]),
+            Some(failed) => self.instruments.operation_duration.record(elapsed.as_secs_f64(), &failed),
+            None => self.settle_durations[operation].record(elapsed.as_secs_f64()),
         }
     }
 }
 
-/// Metrics of a publisher.
+/// Metrics of a publisher; instruments bound to the common attribute sets.
 #[derive(Debug)]
 pub(crate) struct SendMetrics {
     instruments: Arc<Instruments>,
-    send: Vec<KeyValue>,
-    request: Vec<KeyValue>,
+    /// `send` and `request` attribute sets.
+    attributes: [Vec<KeyValue>; 2],
+    sent: [BoundCounter<u64>; 2],
+    sent_bytes: [BoundCounter<u64>; 2],
+    durations: [BoundHistogram<f64>; 2],
 }
 
 impl SendMetrics {
@@ -315,7 +358,20 @@ impl SendMetrics {
                 ],
             )
         };
-        Self { send: op("send"), request: op("request"), instruments }
+        let attributes = [op("send"), op("request")];
+        Self {
+            sent: [instruments.sent.bind(&attributes[0]), instruments.sent.bind(&attributes[1])],
+            sent_bytes: [
+                instruments.sent_bytes.bind(&attributes[0]),
+                instruments.sent_bytes.bind(&attributes[1]),
+            ],
+            durations: [
+                instruments.operation_duration.bind(&attributes[0]),
+                instruments.operation_duration.bind(&attributes[1]),
+            ],
+            attributes,
+            instruments,
+        }
     }
 
     /// A publish (`request == false`) or request of `body_size` bytes took `elapsed`.
@@ -330,22 +386,23 @@ impl SendMetrics {
         elapsed: Duration,
         error_type: Option<&str>,
     ) {
-        let base = if request { &self.request } else { &self.send };
-        let mut owned = None;
-        if template.is_some() || error_type.is_some() {
-            let mut attributes = base.clone();
-            if let Some(template) = template {
-                attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
-            }
-            if let Some(error_type) = error_type {
-                attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
-            }
-            owned = Some(attributes);
+        let which = usize::from(request);
+        if template.is_none() && error_type.is_none() {
+            self.sent[which].add(1);
+            self.sent_bytes[which].add(body_size as u64);
+            self.durations[which].record(elapsed.as_secs_f64());
+            return;
         }
-        let attributes = owned.as_deref().unwrap_or(base);
+        let mut attributes = self.attributes[which].clone();
+        if let Some(template) = template {
+            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
+        }
+        if let Some(error_type) = error_type {
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+        }
         let i = &self.instruments;
-        i.sent.add(1, attributes);
-        i.sent_bytes.add(body_size as u64, attributes);
-        i.operation_duration.record(elapsed.as_secs_f64(), attributes);
+        i.sent.add(1, &attributes);
+        i.sent_bytes.add(body_size as u64, &attributes);
+        i.operation_duration.record(elapsed.as_secs_f64(), &attributes);
     }
 }

@@ -608,22 +608,24 @@ impl<H, S> Shared<H, S> {
 }
 
 /// Extracts the arguments and runs the handler in its span, catching panics.
+///
+/// Extraction happens in the handler's first poll, so a handler that completes at
+/// once enters its span a single time.
 pub(crate) async fn invoke<H, T, S>(handler: &H, incoming: &Incoming, state: &S) -> Outcome
 where
     H: Handler<T, S>,
 {
-    let called = {
-        let _entered = incoming.span.enter();
-        std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(incoming, state)))
-    };
-    match called {
-        Ok(Ok(future)) => match InSpan::new(&incoming.span, AssertUnwindSafe(future).catch_unwind()).await {
-            Ok(output) => output.into_outcome(),
+    let run = async {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(incoming, state))) {
+            Ok(Ok(future)) => match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(output) => output.into_outcome(),
+                Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
+            },
+            Ok(Err(rejection)) => Outcome::Failure(Failure::rejected(rejection)),
             Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
-        },
-        Ok(Err(rejection)) => Outcome::Failure(Failure::rejected(rejection)),
-        Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
-    }
+        }
+    };
+    InSpan::new(&incoming.span, run).await
 }
 
 /// Records the outcome on the span and answers requests; gives the `error.type`

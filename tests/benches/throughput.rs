@@ -132,7 +132,8 @@ impl Providers {
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_target(false);
+            .with_target(false)
+            .with_context_activation(std::env::var_os("NATS_OTEL_BENCH_NO_ACTIVATION").is_none());
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         Self { tracer, meter, dispatch }
     }
