@@ -140,7 +140,11 @@ impl Providers {
 
     fn install_globals(&self) {
         global::set_tracer_provider(self.tracer.clone());
-        global::set_meter_provider(self.meter.clone());
+        if std::env::var("NATS_OTEL_BENCH_NO_METRICS").is_ok_and(|v| v == "1") {
+            global::set_meter_provider(opentelemetry::metrics::noop::NoopMeterProvider::new());
+        } else {
+            global::set_meter_provider(self.meter.clone());
+        }
     }
 }
 
