@@ -116,7 +116,7 @@ pub use matching::{matches, token_at};
 pub use name::{
     MAX_NAME_LEN, NameError, NameErrorKind, validate_name, validate_queue_group, validate_token_value,
 };
-pub use subject::{Segment, Subject, Token, Usage};
+pub use subject::{Segment, Subject, Token, Usage, validate};
 
 #[cfg(test)]
 mod tests;

@@ -125,48 +125,16 @@ impl<'a> Subject<'a> {
     /// assert_eq!(err.range, 7..11);
     /// ```
     pub fn parse(input: &'a str, usage: Usage) -> Result<Self, SubjectError> {
-        let fail = |kind: ErrorKind, range: Range<usize>| SubjectError::new(kind, range, input, usage);
-        if input.is_empty() {
-            return Err(fail(ErrorKind::Empty, 0..0));
-        }
         let mut segments: Vec<Segment<'a>> = Vec::new();
-        let mut start = 0;
-        let mut has_capture = false;
-        for text in input.split('.') {
-            let end = start + text.len();
-            if text.is_empty() {
-                return Err(fail(ErrorKind::EmptyToken, empty_token_range(input, start)));
+        walk(input, usage, |segment| {
+            if let Token::Capture(name) = segment.token
+                && segments.iter().any(|s| s.token == Token::Capture(name))
+            {
+                return Err(ErrorKind::DuplicateCapture(name.to_owned()));
             }
-            let token =
-                classify(text).map_err(|(kind, rel)| fail(kind, start + rel.start..start + rel.end))?;
-            let range = start..end;
-            match token {
-                Token::Literal(_) => {}
-                Token::Any | Token::Tail if !usage.allows_wildcards() => {
-                    return Err(fail(ErrorKind::WildcardNotAllowed, range));
-                }
-                Token::Any => {}
-                Token::Tail => {
-                    if end != input.len() {
-                        return Err(fail(ErrorKind::TailNotLast, range));
-                    }
-                    if has_capture {
-                        return Err(fail(ErrorKind::TailWithCapture, range));
-                    }
-                }
-                Token::Capture(_) if !usage.allows_captures() => {
-                    return Err(fail(ErrorKind::CaptureNotAllowed, range));
-                }
-                Token::Capture(name) => {
-                    if segments.iter().any(|s| s.token == Token::Capture(name)) {
-                        return Err(fail(ErrorKind::DuplicateCapture(name.to_owned()), range));
-                    }
-                    has_capture = true;
-                }
-            }
-            segments.push(Segment { token, range });
-            start = end + 1;
-        }
+            segments.push(segment);
+            Ok(())
+        })?;
         Ok(Subject { source: input, segments })
     }
 
@@ -367,4 +335,66 @@ pub(crate) fn classify(text: &str) -> Result<Token<'_>, (ErrorKind, Range<usize>
         t if t.contains(['*', '>']) => Err((ErrorKind::PartialWildcard, whole)),
         t => Ok(Token::Literal(t)),
     }
+}
+
+/// Checks `input` for `usage` like [`Subject::parse`], without keeping the
+/// segments: no allocation for subjects without captures. The runtime calls it
+/// on every traced publish.
+///
+/// ```
+/// use nats_otel_subject::{validate, Usage};
+/// assert!(validate("orders.eu.created", Usage::Publish).is_ok());
+/// assert!(validate("orders.*", Usage::Publish).is_err());
+/// ```
+pub fn validate(input: &str, usage: Usage) -> Result<(), SubjectError> {
+    if usage.allows_captures() {
+        // Duplicate captures need the segments seen so far.
+        return Subject::parse(input, usage).map(|_| ());
+    }
+    walk(input, usage, |_| Ok(()))
+}
+
+/// The grammar, once: splits `input` into tokens, checks each against `usage`,
+/// and hands every segment to `visit` (which may reject it with an error kind).
+fn walk<'a>(
+    input: &'a str,
+    usage: Usage,
+    mut visit: impl FnMut(Segment<'a>) -> Result<(), ErrorKind>,
+) -> Result<(), SubjectError> {
+    let fail = |kind: ErrorKind, range: Range<usize>| SubjectError::new(kind, range, input, usage);
+    if input.is_empty() {
+        return Err(fail(ErrorKind::Empty, 0..0));
+    }
+    let mut start = 0;
+    let mut has_capture = false;
+    for text in input.split('.') {
+        let end = start + text.len();
+        if text.is_empty() {
+            return Err(fail(ErrorKind::EmptyToken, empty_token_range(input, start)));
+        }
+        let token = classify(text).map_err(|(kind, rel)| fail(kind, start + rel.start..start + rel.end))?;
+        let range = start..end;
+        match token {
+            Token::Literal(_) => {}
+            Token::Any | Token::Tail if !usage.allows_wildcards() => {
+                return Err(fail(ErrorKind::WildcardNotAllowed, range));
+            }
+            Token::Any => {}
+            Token::Tail => {
+                if end != input.len() {
+                    return Err(fail(ErrorKind::TailNotLast, range));
+                }
+                if has_capture {
+                    return Err(fail(ErrorKind::TailWithCapture, range));
+                }
+            }
+            Token::Capture(_) if !usage.allows_captures() => {
+                return Err(fail(ErrorKind::CaptureNotAllowed, range));
+            }
+            Token::Capture(_) => has_capture = true,
+        }
+        visit(Segment { token, range: range.clone() }).map_err(|kind| fail(kind, range))?;
+        start = end + 1;
+    }
+    Ok(())
 }
