@@ -557,3 +557,35 @@ async fn dead_letters_reach_core_subscribers_when_no_stream_captures_them() {
     assert_eq!(seen.ids.lock().await.get(&1), Some(&1), "one dead letter for stream sequence 1");
     running.stop().await.unwrap();
 }
+
+#[jetstream_consumer(stream = "ORDERS", durable = "panicky", ack = "confirmed", max_deliver = 3, backoff = ["100ms"])]
+async fn panics_once(Json(order): Json<Order>, info: JetStreamInfo, State(seen): State<Seen>) {
+    if info.delivered == 1 {
+        panic!("boom on first delivery");
+    }
+    seen.add(order.id).await;
+}
+
+#[tokio::test]
+async fn a_panic_is_nakked_with_the_backoff_delay_and_the_loop_goes_on() {
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let seen = Seen::default();
+    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).handler(panics_once)).await;
+    for id in 0..3 {
+        h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
+    }
+    seen.wait_distinct(3).await;
+    let spans = h.recorder.wait_for(|s| count(s, "ack ORDERS") == 3).await;
+    assert_eq!(count(&spans, "nak ORDERS"), 3, "each panic nak'ed once");
+    let panicked: Vec<_> = named(&spans, "process ORDERS")
+        .into_iter()
+        .filter(|p| attr_str(p, "error.type").as_deref() == Some("panic"))
+        .collect();
+    assert_eq!(panicked.len(), 3);
+    assert!(panicked.iter().all(|p| attr_str(p, "messaging.nats.jetstream.ack").as_deref() == Some("nak")));
+    assert!(!running.is_finished());
+    let info = stream.clone().consumer_info("panicky").await.unwrap().clone();
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    running.stop().await.unwrap();
+}
