@@ -28,31 +28,7 @@ const OPTIONS: &[&str] = &[
 ];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut diagnostics = Diagnostics::default();
-    let item_fn: ItemFn = match syn::parse2(item.clone()) {
-        Ok(item_fn) => item_fn,
-        Err(e) => {
-            let error =
-                syn::Error::new(e.span(), "`#[jetstream_consumer]` goes on an `async fn`").to_compile_error();
-            return quote!(#item #error);
-        }
-    };
-    handler_fn::check(&item_fn, "jetstream_consumer", &mut diagnostics);
-    let endpoint = match Args::parse(args, OPTIONS) {
-        Ok(args) => endpoint(args, &item_fn, &mut diagnostics),
-        Err(e) => {
-            diagnostics.push(e);
-            None
-        }
-    };
-    let errors = diagnostics.to_compile_errors();
-    match endpoint {
-        Some((krate, endpoint)) if item_fn.sig.asyncness.is_some() && item_fn.sig.receiver().is_none() => {
-            let expanded = handler_fn::expand(&item_fn, &krate, endpoint);
-            quote!(#expanded #errors)
-        }
-        _ => quote!(#item_fn #errors),
-    }
+    handler_fn::expand_attribute("jetstream_consumer", OPTIONS, args, item, endpoint)
 }
 
 fn endpoint(

@@ -6,7 +6,51 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
 
+use crate::args::Args;
 use crate::diagnostics::{Diagnostics, with_help};
+
+/// Builds the `Endpoint` expression (and the runtime crate path) from the parsed
+/// arguments; `None` when they are too broken to describe an endpoint.
+pub(crate) type BuildEndpoint = fn(Args, &ItemFn, &mut Diagnostics) -> Option<(TokenStream, TokenStream)>;
+
+/// The shared shape of every handler attribute: parse the fn, check it, build the
+/// endpoint from the arguments, and emit the expansion with every error. When the
+/// expansion is impossible the user's item is emitted unchanged, so the IDE and the
+/// rest of the crate keep seeing it.
+pub(crate) fn expand_attribute(
+    macro_name: &str,
+    options: &'static [&'static str],
+    args: TokenStream,
+    item: TokenStream,
+    build: BuildEndpoint,
+) -> TokenStream {
+    let mut diagnostics = Diagnostics::default();
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item_fn) => item_fn,
+        Err(e) => {
+            // Not a function (or a body that does not parse yet): keep the tokens.
+            let message = format!("`#[{macro_name}]` goes on an `async fn`");
+            let error = syn::Error::new(e.span(), message).to_compile_error();
+            return quote!(#item #error);
+        }
+    };
+    check(&item_fn, macro_name, &mut diagnostics);
+    let endpoint = match Args::parse(args, options) {
+        Ok(args) => build(args, &item_fn, &mut diagnostics),
+        Err(e) => {
+            diagnostics.push(e);
+            None
+        }
+    };
+    let errors = diagnostics.to_compile_errors();
+    match endpoint {
+        Some((krate, endpoint)) if item_fn.sig.asyncness.is_some() && item_fn.sig.receiver().is_none() => {
+            let expanded = expand(&item_fn, &krate, endpoint);
+            quote!(#expanded #errors)
+        }
+        _ => quote!(#item_fn #errors),
+    }
+}
 
 /// Checks that `item` can be a handler; reports every problem.
 pub(crate) fn check(item: &ItemFn, macro_name: &str, diagnostics: &mut Diagnostics) {

@@ -11,41 +11,9 @@ use crate::handler_fn;
 const OPTIONS: &[&str] = &["subject", "queue", "concurrency", "trace", "crate"];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut diagnostics = Diagnostics::default();
-    let item_fn: ItemFn = match syn::parse2(item.clone()) {
-        Ok(item_fn) => item_fn,
-        Err(e) => {
-            // Not a function (or a body that does not parse yet): keep the tokens
-            // so the IDE still sees them, and say what is expected.
-            let error =
-                syn::Error::new(e.span(), "`#[nats_subscribe]` goes on an `async fn`").to_compile_error();
-            return quote!(#item #error);
-        }
-    };
-    handler_fn::check(&item_fn, "nats_subscribe", &mut diagnostics);
-
-    let endpoint = match Args::parse(args, OPTIONS) {
-        Ok(args) => endpoint(args, &item_fn, &mut diagnostics),
-        Err(e) => {
-            diagnostics.push(e);
-            None
-        }
-    };
-
-    match endpoint {
-        Some((krate, endpoint)) if item_fn.sig.asyncness.is_some() && item_fn.sig.receiver().is_none() => {
-            let expanded = handler_fn::expand(&item_fn, &krate, endpoint);
-            let errors = diagnostics.to_compile_errors();
-            quote!(#expanded #errors)
-        }
-        _ => {
-            let errors = diagnostics.to_compile_errors();
-            quote!(#item_fn #errors)
-        }
-    }
+    handler_fn::expand_attribute("nats_subscribe", OPTIONS, args, item, endpoint)
 }
 
-/// The `Endpoint` expression built from the arguments, and the runtime crate path.
 fn endpoint(
     mut args: Args,
     item: &ItemFn,

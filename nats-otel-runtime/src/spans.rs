@@ -92,22 +92,9 @@ impl ProcessSpans {
             return span;
         }
         if self.deprecated_names {
-            span.record("messaging.operation", "process");
-            span.record("net.peer.name", self.peer.address.as_deref());
-            span.record("net.peer.port", self.peer.port.map(i64::from));
+            record_deprecated_names(&span, "process", &self.peer);
         }
-        let parent = crate::propagation::extract_parent(message.headers.as_ref())
-            .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
-        if let Some(parent) = parent {
-            use opentelemetry::trace::TraceContextExt;
-            match self.mode {
-                TraceMode::Parent => {
-                    // Cannot fail: the span is enabled and has not been entered yet.
-                    let _ = span.set_parent(parent);
-                }
-                TraceMode::Link => span.add_link(parent.span().span_context().clone()),
-            }
-        }
+        attach_remote_parent(&span, message, context_in_body, self.mode);
         span
     }
 }
@@ -165,11 +152,33 @@ impl SendSpans {
         }
         span.record("otel.name", format!("{operation} {subject}"));
         if self.deprecated_names {
-            span.record("messaging.operation", "publish");
-            span.record("net.peer.name", self.peer.address.as_deref());
-            span.record("net.peer.port", self.peer.port.map(i64::from));
+            record_deprecated_names(&span, "publish", &self.peer);
         }
         span
+    }
+}
+
+/// The pre-1.25 names the seed spec uses, for `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`.
+fn record_deprecated_names(span: &tracing::Span, operation: &'static str, peer: &Peer) {
+    span.record("messaging.operation", operation);
+    span.record("net.peer.name", peer.address.as_deref());
+    span.record("net.peer.port", peer.port.map(i64::from));
+}
+
+/// Parents `span` on (or links it to) the context the publisher sent: from the
+/// headers, else from a JSON envelope when the handler reads one. Without a valid
+/// context the span stays a root.
+fn attach_remote_parent(span: &tracing::Span, message: &Message, context_in_body: bool, mode: TraceMode) {
+    use opentelemetry::trace::TraceContextExt;
+    let parent = crate::propagation::extract_parent(message.headers.as_ref())
+        .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
+    let Some(parent) = parent else { return };
+    match mode {
+        TraceMode::Parent => {
+            // Cannot fail: the span is enabled and has not been entered yet.
+            let _ = span.set_parent(parent);
+        }
+        TraceMode::Link => span.add_link(parent.span().span_context().clone()),
     }
 }
 
@@ -302,21 +311,9 @@ impl JetStreamSpans {
             (None, None) => &span,
         };
         if self.deprecated_names {
-            span.record("messaging.operation", "process");
-            span.record("net.peer.name", self.peer.address.as_deref());
-            span.record("net.peer.port", self.peer.port.map(i64::from));
+            record_deprecated_names(&span, "process", &self.peer);
         }
-        let parent = crate::propagation::extract_parent(message.headers.as_ref())
-            .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
-        if let Some(parent) = parent {
-            use opentelemetry::trace::TraceContextExt;
-            match self.mode {
-                TraceMode::Parent => {
-                    let _ = span.set_parent(parent);
-                }
-                TraceMode::Link => span.add_link(parent.span().span_context().clone()),
-            }
-        }
+        attach_remote_parent(&span, message, context_in_body, self.mode);
         span
     }
 
