@@ -214,3 +214,19 @@ pub(crate) fn lit_str_list(key: &Ident, value: &Expr, diagnostics: &mut Diagnost
         single => lit_str(key, single, diagnostics).map(|lit| vec![lit]),
     }
 }
+
+/// A type, written as a path: `message = OrderCreated`.
+pub(crate) fn type_path(key: &Ident, value: &Expr, diagnostics: &mut Diagnostics) -> Option<syn::Type> {
+    match value {
+        Expr::Path(path) => {
+            Some(syn::Type::Path(syn::TypePath { qself: path.qself.clone(), path: path.path.clone() }))
+        }
+        other => {
+            diagnostics.error(
+                other.span(),
+                with_help(format!("`{key}` takes a type"), format!("write `{key} = OrderCreated`")),
+            );
+            None
+        }
+    }
+}

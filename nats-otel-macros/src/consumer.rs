@@ -4,7 +4,9 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{ItemFn, LitStr};
 
-use crate::args::{Args, crate_path, lit_bool, lit_choice, lit_positive, lit_str, lit_str_list, trace_mode};
+use crate::args::{
+    Args, crate_path, lit_bool, lit_choice, lit_positive, lit_str, lit_str_list, trace_mode, type_path,
+};
 use crate::diagnostics::{Diagnostics, subspan, with_help};
 use crate::{duration, handler_fn};
 
@@ -12,6 +14,7 @@ const OPTIONS: &[&str] = &[
     "stream",
     "durable",
     "filter",
+    "message",
     "deliver",
     "ack_wait",
     "max_deliver",
@@ -45,6 +48,18 @@ fn endpoint(
     let stream = required_name(&mut args, "stream", "ORDERS", item, diagnostics);
     let durable = required_name(&mut args, "durable", "billing", item, diagnostics);
     let filters = args.take("filter", diagnostics).and_then(|(k, v)| lit_str_list(&k, &v, diagnostics));
+    let message = args.take("message", diagnostics).and_then(|(k, v)| type_path(&k, &v, diagnostics));
+    if let (Some(filters), Some(_)) = (&filters, &message) {
+        for filter in filters {
+            diagnostics.error(
+                filter.span(),
+                with_help(
+                    "`filter` and `message` together are not supported yet",
+                    "drop `filter`: the consumer filters on the message type's pattern",
+                ),
+            );
+        }
+    }
     for filter in filters.iter().flatten() {
         if let Err(e) =
             nats_otel_subject::Subject::parse(&filter.value(), nats_otel_subject::Usage::Subscribe)
@@ -120,6 +135,7 @@ fn endpoint(
     let (stream, durable) = (stream?, durable?);
     let name = &item.sig.ident;
     let private = quote!(#krate::__private);
+    let message_filter = message.map(|ty| quote!(.filter(<#ty as #private::NatsMessage>::PATTERN)));
     let filters = filters.unwrap_or_default().into_iter().map(|f| quote!(.filter(#f)));
     let deliver = deliver.map(|(d, _)| {
         let variant = match d.as_str() {
@@ -157,7 +173,7 @@ fn endpoint(
     let endpoint = quote! {
         #private::Endpoint::Consume(
             #private::JetStreamConsumer::new(#stream, #durable)
-                #(#filters)* #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
+                #(#filters)* #message_filter #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
                 #batch #ack #create #dead_letter #settle #trace
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )

@@ -8,6 +8,7 @@ mod consumer;
 mod diagnostics;
 mod duration;
 mod handler_fn;
+mod message;
 mod subscribe;
 
 use proc_macro::TokenStream;
@@ -220,6 +221,45 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn jetstream_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
     expand("jetstream_consumer", consumer::expand(args.into(), item.into()))
+}
+
+/// Gives a message type its subject template, checked at compile time.
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+/// use nats_otel_runtime::NatsMessage as _;
+///
+/// #[derive(Serialize, Deserialize, NatsMessage)]
+/// #[nats(subject = "orders.{region}.created", stream = "ORDERS")]
+/// struct OrderCreated { region: String, id: u64 }
+///
+/// assert_eq!(OrderCreated::PATTERN, "orders.*.created");
+/// assert_eq!(OrderCreated { region: "eu".into(), id: 1 }.subject().unwrap(), "orders.eu.created");
+/// ```
+///
+/// Each `{capture}` names a field whose type implements `Display`; its value must
+/// render as one token (checked when the subject is built). Handlers can take the
+/// type directly (decoded as JSON), and `Publisher::publish_message` publishes it
+/// to its own subject.
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(Serialize, Deserialize, NatsMessage)]
+/// #[nats(subject = "orders.{regoin}.created")] // error: no field `regoin`
+/// struct OrderCreated { region: String }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(Serialize, Deserialize, NatsMessage)]
+/// #[nats(subject = "orders.*.created")] // error: wildcards have no place in a publish template
+/// struct OrderCreated { region: String }
+/// # fn main() {}
+/// ```
+#[proc_macro_derive(NatsMessage, attributes(nats))]
+pub fn derive_nats_message(input: TokenStream) -> TokenStream {
+    expand("NatsMessage", message::derive(input.into()))
 }
 
 /// The one funnel every macro goes through: prints the expansion on request.

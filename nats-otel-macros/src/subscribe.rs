@@ -4,11 +4,11 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{ItemFn, LitStr};
 
-use crate::args::{Args, crate_path, lit_positive, lit_str, trace_mode};
+use crate::args::{Args, crate_path, lit_positive, lit_str, trace_mode, type_path};
 use crate::diagnostics::{Diagnostics, subspan, with_help};
 use crate::handler_fn;
 
-const OPTIONS: &[&str] = &["subject", "queue", "concurrency", "trace", "crate"];
+const OPTIONS: &[&str] = &["subject", "message", "queue", "concurrency", "trace", "crate"];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     handler_fn::expand_attribute("nats_subscribe", OPTIONS, args, item, endpoint)
@@ -20,6 +20,7 @@ fn endpoint(
     diagnostics: &mut Diagnostics,
 ) -> Option<(TokenStream, TokenStream)> {
     let named_subject = args.take("subject", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
+    let message = args.take("message", diagnostics).and_then(|(k, v)| type_path(&k, &v, diagnostics));
     let mut positional = std::mem::take(&mut args.positional).into_iter();
     let subject = match (positional.next(), named_subject) {
         (Some(lit), None) | (None, Some(lit)) => Some(lit),
@@ -33,12 +34,13 @@ fn endpoint(
             );
             None
         }
+        (None, None) if message.is_some() => None,
         (None, None) => {
             diagnostics.error(
                 item.sig.ident.span(),
                 with_help(
                     "`#[nats_subscribe]` needs a subject",
-                    "write `#[nats_subscribe(\"orders.*\")]` or `#[nats_subscribe(subject = \"orders.*\")]`",
+                    "write `#[nats_subscribe(\"orders.*\")]`, `#[nats_subscribe(subject = \"orders.*\")]` or `#[nats_subscribe(message = OrderCreated)]`",
                 ),
             );
             None
@@ -52,6 +54,15 @@ fn endpoint(
     }
     if let Some(lit) = &subject {
         check_subject(lit, diagnostics);
+        if message.is_some() {
+            diagnostics.error(
+                lit.span(),
+                with_help(
+                    "`subject` and `message` together are not supported yet",
+                    "drop `subject`: the handler subscribes to the message type's pattern",
+                ),
+            );
+        }
     }
 
     let queue = args.take("queue", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
@@ -66,7 +77,11 @@ fn endpoint(
     let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
-    let subject = subject?;
+    let subject = match (subject, &message) {
+        (Some(lit), _) => quote!(#lit),
+        (None, Some(ty)) => quote!(<#ty as #krate::__private::NatsMessage>::PATTERN),
+        (None, None) => return None,
+    };
     let name = &item.sig.ident;
     let queue = queue.map(|q| quote!(.queue(#q)));
     let concurrency = concurrency.map(|(n, _)| {

@@ -78,6 +78,7 @@ pub mod extract;
 mod handler;
 mod incoming;
 pub mod jetstream;
+pub mod message;
 pub mod metrics;
 pub mod propagation;
 pub mod publisher;
@@ -104,9 +105,10 @@ pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, St
 pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
 pub use incoming::Incoming;
 pub use jetstream::{AckMode, Acker, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
+pub use message::{NatsMessage, SubjectToken, SubjectValueError};
 #[cfg(feature = "macros")]
 #[doc(inline)]
-pub use nats_otel_macros::{jetstream_consumer, nats_subscribe};
+pub use nats_otel_macros::{NatsMessage, jetstream_consumer, nats_subscribe};
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
 pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
@@ -122,7 +124,7 @@ pub mod prelude {
         Publisher, RetryAfter, Service, ServiceError, State, Subject, TraceMode,
     };
     #[cfg(feature = "macros")]
-    pub use crate::{jetstream_consumer, nats_subscribe};
+    pub use crate::{NatsMessage, jetstream_consumer, nats_subscribe};
     pub use serde::{Deserialize, Serialize};
 }
 
@@ -133,6 +135,11 @@ pub mod __private {
     pub use crate::jetstream::{AckMode, Deliver, JetStreamConsumer, SettleRecord};
     pub use crate::subscription::{Endpoint, Subscription, TraceMode};
     pub use core::time::Duration;
+
+    pub use crate::message::{
+        NatsMessage, SubjectToken, SubjectValueError, extract, json_decode, json_encode,
+    };
+    pub use crate::{Extractor, FromMessage, Incoming, Rejection};
 
     /// Compile-time check that a handler argument is an extractor.
     pub const fn assert_extractor<T: crate::Extractor>() {}

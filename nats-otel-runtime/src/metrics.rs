@@ -11,7 +11,7 @@
 //! | `messaging.nats.received.bytes` | counter | `By` | as `consumed.messages` |
 //! | `messaging.nats.jetstream.redeliveries` | counter | `{message}` | deliveries with a delivery count above 1 |
 //! | `messaging.nats.jetstream.settlements` | counter | `{message}` | plus `messaging.nats.jetstream.ack` = `ack`, `nak`, `term`, `dead_letter` |
-//! | `messaging.nats.dropped.messages` | counter | `{message}` | messages async-nats dropped for a slow consumer (needs [`ClientEvents`](crate::ClientEvents)) |
+//! | `messaging.nats.dropped.messages` | counter | `{message}` | messages async-nats dropped for a slow consumer (needs [`ClientEvents`](crate::ClientEvents)); a lower bound, as async-nats may drop the events themselves in a burst |
 //! | `messaging.nats.handlers.in_flight` | up-down counter | `{handler}` | as `consumed.messages` |
 //! | `messaging.nats.jetstream.consumer.pending` | observable gauge | `{message}` | messages the consumer has yet to deliver, per consumer |
 //! | `messaging.nats.client.reconnects` | observable counter | `{reconnect}` | `server.address`, `server.port` |

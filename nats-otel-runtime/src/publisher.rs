@@ -154,7 +154,7 @@ impl Publisher {
         let payload = payload.into();
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Send, subject, body_size);
+        let span = self.spans.start(Outbound::Send, subject, None, body_size);
         let StreamPublish { mut headers, message_id, expected_stream } = options;
         let result = async {
             let nats_subject = publish_subject(subject)
@@ -228,14 +228,35 @@ impl Publisher {
     pub async fn publish_with_headers(
         &self,
         subject: impl AsRef<str>,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         payload: impl Into<Bytes>,
     ) -> Result<(), PublishError> {
-        let subject = subject.as_ref();
-        let payload = payload.into();
+        self.send(subject.as_ref(), None, headers, payload.into()).await
+    }
+
+    /// Publishes a typed message to its own subject, encoded with its codec, in a
+    /// `send {template}` span (`orders.{region}.created`): the concrete subject is
+    /// `messaging.destination.name`, the template `messaging.destination.template`.
+    ///
+    /// A field value that cannot be a subject token is an
+    /// [`InvalidSubject`](PublishErrorKind::InvalidSubject) error, never a wrong subject.
+    pub async fn publish_message<M: crate::NatsMessage>(&self, message: &M) -> Result<(), PublishError> {
+        let subject =
+            message.subject().map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
+        let payload = message.encode().map_err(|e| PublishError::with_source(PublishErrorKind::Encode, e))?;
+        self.send(&subject, Some(M::TEMPLATE), HeaderMap::new(), payload).await
+    }
+
+    async fn send(
+        &self,
+        subject: &str,
+        template: Option<&'static str>,
+        mut headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<(), PublishError> {
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Send, subject, body_size);
+        let span = self.spans.start(Outbound::Send, subject, template, body_size);
         // Not entered: a publish only enqueues, nothing of interest runs inside.
         let result = async {
             let subject = publish_subject(subject)
@@ -251,7 +272,7 @@ impl Publisher {
         if let Err(e) = &result {
             record_error(&span, publish_error_type(e.kind()), &e.to_string());
         }
-        self.metrics.sent(false, None, body_size, started.elapsed(), error_type);
+        self.metrics.sent(false, template, body_size, started.elapsed(), error_type);
         result
     }
 
@@ -291,7 +312,7 @@ impl Publisher {
         let payload = payload.into();
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Request, subject, body_size);
+        let span = self.spans.start(Outbound::Request, subject, None, body_size);
         let result = async {
             let subject = publish_subject(subject)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;

@@ -118,7 +118,15 @@ impl SendSpans {
         Self { peer, deprecated_names: semconv::emit_deprecated_names() }
     }
 
-    pub(crate) fn start(&self, kind: Outbound, subject: &str, body_size: usize) -> tracing::Span {
+    /// `template` names the span (and is recorded) for typed messages; the
+    /// concrete subject is always `messaging.destination.name`.
+    pub(crate) fn start(
+        &self,
+        kind: Outbound,
+        subject: &str,
+        template: Option<&'static str>,
+        body_size: usize,
+    ) -> tracing::Span {
         let (operation, otel_kind) = match kind {
             Outbound::Send => ("send", "producer"),
             Outbound::Request => ("request", "client"),
@@ -135,6 +143,7 @@ impl SendSpans {
             messaging.operation.name = operation,
             messaging.operation.type = "send",
             messaging.destination.name = subject,
+            messaging.destination.template = template,
             messaging.message.body.size = body_size as i64,
             messaging.message.id = Empty,
             messaging.client.id = &*self.peer.client_id,
@@ -150,7 +159,7 @@ impl SendSpans {
         if span.is_disabled() {
             return span;
         }
-        span.record("otel.name", format!("{operation} {subject}"));
+        span.record("otel.name", format!("{operation} {}", template.unwrap_or(subject)));
         if self.deprecated_names {
             record_deprecated_names(&span, "publish", &self.peer);
         }

@@ -16,3 +16,10 @@ fn jetstream_consumer() {
     cases.pass("ui/jetstream_consumer/pass/*.rs");
     cases.compile_fail("ui/jetstream_consumer/fail/*.rs");
 }
+
+#[test]
+fn nats_message() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("ui/nats_message/pass/*.rs");
+    cases.compile_fail("ui/nats_message/fail/*.rs");
+}

@@ -1,0 +1,123 @@
+//! Typed messages: subjects from the type, publishers and subscribers agreeing by
+//! construction.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use async_nats::jetstream::{self, stream};
+use common::*;
+use nats_otel_runtime::prelude::*;
+use nats_otel_runtime::{NATS_SERVICE_ERROR_CODE, PublishErrorKind};
+use opentelemetry::trace::SpanKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Region {
+    Eu,
+    Us,
+}
+
+impl std::fmt::Display for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Region::Eu => "eu",
+            Region::Us => "us",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, NatsMessage)]
+#[nats(subject = "orders.{region}.{shop}.created", stream = "ORDERS")]
+struct OrderCreated {
+    region: Region,
+    shop: String,
+    id: u64,
+}
+
+#[test]
+fn the_derive_renders_subjects_and_patterns() {
+    let order = OrderCreated { region: Region::Eu, shop: "berlin-1".into(), id: 7 };
+    assert_eq!(order.subject().unwrap(), "orders.eu.berlin-1.created");
+    assert_eq!(OrderCreated::TEMPLATE, "orders.{region}.{shop}.created");
+    assert_eq!(OrderCreated::PATTERN, "orders.*.*.created");
+    assert_eq!(OrderCreated::STREAM, Some("ORDERS"));
+    for bad in ["", "a.b", "*", ">", "two words", "tab\there"] {
+        let order = OrderCreated { region: Region::Us, shop: bad.into(), id: 1 };
+        let err = order.subject().unwrap_err();
+        assert_eq!(err.field, "shop", "{bad:?}");
+        assert_eq!(err.value, bad);
+    }
+    let decoded = OrderCreated::decode(&order.encode().unwrap()).unwrap();
+    assert_eq!(decoded, order);
+}
+
+#[nats_subscribe(message = OrderCreated, queue = "billing")]
+async fn on_order(order: OrderCreated, subject: Subject) -> String {
+    format!("{} {} {}", order.id, order.region, subject)
+}
+
+#[tokio::test]
+async fn a_typed_publish_reaches_a_typed_handler_with_template_named_spans() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(on_order)).await;
+    let publisher = Publisher::new(h.client.clone());
+
+    let order = OrderCreated { region: Region::Us, shop: "nyc".into(), id: 42 };
+    publisher.publish_message(&order).await.unwrap();
+    // A request to the concrete subject gets the handler's view of it.
+    let reply =
+        h.client.request(order.subject().unwrap(), serde_json::to_vec(&order).unwrap().into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"42 us orders.us.nyc.created");
+
+    let spans = h.recorder.wait_for(|s| count(s, "process orders.*.*.created") == 2).await;
+    let send = one(&spans, "send orders.{region}.{shop}.created");
+    assert_eq!(send.span_kind, SpanKind::Producer);
+    assert_eq!(attr_str(send, "messaging.destination.name").as_deref(), Some("orders.us.nyc.created"));
+    assert_eq!(
+        attr_str(send, "messaging.destination.template").as_deref(),
+        Some("orders.{region}.{shop}.created")
+    );
+    let process = named(&spans, "process orders.*.*.created")
+        .into_iter()
+        .find(|p| p.parent_span_id == send.span_context.span_id())
+        .expect("the typed publish's process span");
+    assert_eq!(attr_str(process, "messaging.destination.template").as_deref(), Some("orders.*.*.created"));
+
+    // A value that cannot be a token is refused before anything is sent.
+    let bad = OrderCreated { region: Region::Eu, shop: "a.b".into(), id: 1 };
+    assert_eq!(publisher.publish_message(&bad).await.unwrap_err().kind(), PublishErrorKind::InvalidSubject);
+
+    // A payload that is not an `OrderCreated` is rejected, named after the type.
+    let reply = h.client.request("orders.eu.x.created", "{}".into()).await.unwrap();
+    assert_eq!(reply.headers.unwrap().get(NATS_SERVICE_ERROR_CODE).unwrap().as_str(), "400");
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(message = OrderCreated, stream = "ORDERS", durable = "typed", ack = "confirmed")]
+async fn bill(order: OrderCreated, State(seen): State<tokio::sync::mpsc::Sender<u64>>) {
+    seen.send(order.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_by_message_type_filters_on_its_pattern() {
+    let h = start().await;
+    jetstream::new(h.client.clone())
+        .create_stream(stream::Config {
+            name: OrderCreated::STREAM.unwrap().into(),
+            subjects: vec!["orders.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (seen, mut ids) = tokio::sync::mpsc::channel(8);
+    let running = spawn(Service::new(h.client.clone()).state(seen).handler(bill)).await;
+    let publisher = Publisher::new(h.client.clone());
+    publisher.publish_message(&OrderCreated { region: Region::Eu, shop: "b".into(), id: 1 }).await.unwrap();
+    h.client.publish("orders.eu.b.cancelled", "{}".into()).await.unwrap(); // not the pattern
+    publisher.publish_message(&OrderCreated { region: Region::Us, shop: "c".into(), id: 2 }).await.unwrap();
+    assert_eq!(within("first", ids.recv()).await, Some(1));
+    assert_eq!(within("second", ids.recv()).await, Some(2));
+    let spans = h.recorder.wait_for(|s| count(s, "ack orders.*.*.created") == 2).await;
+    assert_eq!(count(&spans, "process orders.*.*.created"), 2);
+    running.stop().await.unwrap();
+}
