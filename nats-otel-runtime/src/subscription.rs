@@ -56,6 +56,11 @@ impl Subscription {
 
     /// How many handlers may run at once (default [`DEFAULT_CONCURRENCY`]); `1`
     /// processes messages one by one, in order.
+    ///
+    /// The handlers of one subscription run concurrently on that subscription's
+    /// task (like `for_each_concurrent`), not one task per message: much cheaper
+    /// per message, and I/O-bound handlers overlap fully. Move CPU-heavy work to
+    /// `tokio::task::spawn_blocking` so it does not hold up its siblings.
     #[must_use]
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.concurrency = limit;
