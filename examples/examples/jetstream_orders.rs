@@ -84,10 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     let service = Service::new(client.clone()).handler(bill).handler(dead_letters).start().await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(service.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = service.spawn();
 
     let publisher = Publisher::new(client.clone());
     async {
@@ -112,8 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while settled(&exporter) < 7 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     provider.force_flush()?;
     println!("\n{}", nats_otel_runtime::tree::render(&exporter.get_finished_spans()?, true));
     Ok(())

@@ -28,18 +28,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = examples::server()?;
     let client = async_nats::connect(&server.url).await?;
     let service = Service::new(client.clone()).handler(greet).start().await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(service.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = service.spawn();
 
     let publisher = Publisher::new(client);
     for name in ["ada", "grace", "edsger"] {
         let reply = publisher.request(format!("greet.{name}"), name).await?;
         println!("{}", String::from_utf8_lossy(&reply.payload));
     }
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     drop(telemetry); // flushes spans and metrics to the collector
     Ok(())
 }

@@ -80,10 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = App { publisher: publisher.clone(), done };
     let service =
         Service::with_state(client, app).handler(validate).handler(charge).handler(notify).start().await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(service.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = service.spawn();
 
     publisher
         .publish_json_to_stream("orders.placed", Default::default(), &Order { id: 7, cents: 4_200 })
@@ -92,8 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = finished.recv().await;
     println!("order {id:?} went through validate → charge → notify\n");
 
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     drop(telemetry);
     Ok(())
 }

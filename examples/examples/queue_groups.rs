@@ -21,12 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut instances = Vec::new();
     for name in ["instance-a", "instance-b"] {
         let client = async_nats::connect(&server.url).await?;
-        let service = Service::new(client).state(name).handler(resize).start().await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(service.run_until(async move {
-            let _ = stopped.await;
-        }));
-        instances.push((stop, running));
+        instances.push(Service::new(client).state(name).handler(resize).start().await?.spawn());
     }
 
     let client = async_nats::connect(&server.url).await?;
@@ -38,18 +33,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("200 requests with both instances: {handled:?}");
 
-    let (stop_a, running_a) = instances.remove(0);
-    let _ = stop_a.send(());
-    running_a.await??;
+    instances.remove(0).stop().await?;
     let mut after = BTreeMap::<String, u32>::new();
     for size in 0..50u32 {
         let (instance, _): (String, u32) = publisher.request_json("resize.image", &size).await?;
         *after.entry(instance).or_default() += 1;
     }
     println!("50 requests after instance-a stopped: {after:?}");
-    for (stop, running) in instances {
-        let _ = stop.send(());
-        running.await??;
+    for running in instances {
+        running.stop().await?;
     }
     Ok(())
 }

@@ -55,10 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The service, live before we publish.
     let service = Service::new(client.clone()).handler(ship).handler(quote).start().await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(service.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = service.spawn();
 
     // A client side, in a span of its own, like an HTTP handler would be.
     let publisher = Publisher::new(client.clone());
@@ -79,8 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
 
     // Graceful stop: in-flight handlers finish, replies are flushed.
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     println!();
     drop(telemetry); // prints the trace tree (or flushes to the collector)
     Ok(())

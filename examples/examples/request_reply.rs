@@ -70,10 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = examples::server()?;
     let client = async_nats::connect(&server.url).await?;
     let service = Service::new(client.clone()).handler(transfer).start().await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(service.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = service.spawn();
 
     let publisher = Publisher::new(client);
     for (from, cents) in [("alice", 2_500), ("mallory", 100), ("bob", 50_000)] {
@@ -87,8 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => return Err(e.into()),
         }
     }
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     drop(telemetry);
     Ok(())
 }

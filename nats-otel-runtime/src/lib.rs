@@ -112,7 +112,9 @@ pub use nats_otel_macros::{NatsMessage, jetstream_consumer, nats_subscribe};
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
 pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
-pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service, Started};
+pub use service::{
+    DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service, ServiceHandle, Started,
+};
 pub use settle::{Permanent, Retry, RetryAfter, Settlement};
 pub use spans::TARGET;
 pub use subscription::{DEFAULT_CONCURRENCY, Endpoint, Subscription, TraceMode};

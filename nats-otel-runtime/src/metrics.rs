@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
+use opentelemetry::metrics::{AsyncInstrument, BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 
 use crate::semconv;
 use crate::settle::Settlement;
@@ -119,19 +119,12 @@ impl Instruments {
     /// Registers the in-flight handlers counter, once, when a first endpoint needs it.
     fn register_in_flight_counter(&self) {
         self.in_flight_counter.get_or_init(|| {
-            let observed = self.in_flight.clone();
             let _counter = self
                 .meter
                 .i64_observable_up_down_counter("messaging.nats.handlers.in_flight")
                 .with_unit("{handler}")
                 .with_description("Handlers running")
-                .with_callback(move |observer| {
-                    if let Ok(endpoints) = observed.lock() {
-                        for (attributes, value) in endpoints.iter() {
-                            observer.observe(value.load(Ordering::Relaxed), attributes);
-                        }
-                    }
-                })
+                .with_callback(report_each(&self.in_flight))
                 .build();
         });
     }
@@ -139,19 +132,12 @@ impl Instruments {
     /// Registers the consumer-backlog gauge, once, when a first consumer needs it.
     fn register_pending_gauge(&self) {
         self.pending_gauge.get_or_init(|| {
-            let observed = self.pending.clone();
             let _gauge = self
                 .meter
                 .i64_observable_gauge("messaging.nats.jetstream.consumer.pending")
                 .with_unit("{message}")
                 .with_description("Messages the consumer has yet to deliver, as of its last delivery")
-                .with_callback(move |observer| {
-                    if let Ok(consumers) = observed.lock() {
-                        for (attributes, value) in consumers.iter() {
-                            observer.observe(value.load(Ordering::Relaxed), attributes);
-                        }
-                    }
-                })
+                .with_callback(report_each(&self.pending))
                 .build();
         });
     }
@@ -170,6 +156,18 @@ impl Instruments {
                 observer.observe(connects.saturating_sub(1), &attributes);
             })
             .build();
+    }
+}
+
+/// An observable instrument's callback: reports each endpoint's current value.
+fn report_each(values: &Observed) -> impl Fn(&dyn AsyncInstrument<i64>) + Send + Sync + 'static {
+    let values = values.clone();
+    move |observer| {
+        if let Ok(values) = values.lock() {
+            for (attributes, value) in values.iter() {
+                observer.observe(value.load(Ordering::Relaxed), attributes);
+            }
+        }
     }
 }
 

@@ -228,6 +228,26 @@ impl<S> std::fmt::Debug for Started<S> {
 }
 
 impl<S: Send + Sync + 'static> Started<S> {
+    /// Serves in the background on the current Tokio runtime; the handle stops it
+    /// gracefully. Dropping the handle stops it too (without waiting).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
+    /// use nats_otel_runtime::Service;
+    /// async fn ping() {}
+    /// let running = Service::new(client).subscribe("ping", ping).start().await?.spawn();
+    /// // … the subscriptions are live …
+    /// running.stop().await?; // in-flight handlers finish, replies are flushed
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(self) -> ServiceHandle {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run_until(async move {
+            let _ = stopped.await;
+        }));
+        ServiceHandle { stop: Some(stop), task }
+    }
+
     /// Serves messages until `signal` completes, then shuts down gracefully (see
     /// [`Service::run_until`]).
     pub async fn run_until<F: Future + Send>(self, signal: F) -> Result<(), ServeError> {
@@ -243,7 +263,6 @@ impl<S: Send + Sync + 'static> Started<S> {
                 client: client.clone(),
                 state: state.clone(),
                 stopped: stopped.clone(),
-                dispatch: dispatch.clone(),
                 instruments: instruments.clone(),
             };
             loops.spawn(endpoint.serve(run, source).with_subscriber(dispatch.clone()));
@@ -356,6 +375,35 @@ async fn watch_events(
 /// At most one slow-consumer warning per interval: the events can flood.
 const SLOW_CONSUMER_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A service serving in the background; see [`Started::spawn`].
+#[derive(Debug)]
+pub struct ServiceHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl ServiceHandle {
+    /// Stops gracefully (drain, finish in-flight handlers, flush) and returns how
+    /// the service ended.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join().await
+    }
+
+    /// Waits for the service to end on its own (it only does on an error).
+    pub async fn join(self) -> Result<(), ServeError> {
+        let task = self.task;
+        task.await.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
+    }
+
+    /// Whether the service has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
 fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
     ended.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
 }
@@ -365,7 +413,6 @@ pub(crate) struct Run<S> {
     pub(crate) client: Client,
     pub(crate) state: Arc<S>,
     pub(crate) stopped: watch::Receiver<bool>,
-    pub(crate) dispatch: Dispatch,
     pub(crate) instruments: Arc<Instruments>,
 }
 
@@ -409,7 +456,6 @@ impl<S: Send + Sync + 'static> Serve<S> for Stateless {
             client: run.client,
             state: Arc::new(()),
             stopped: run.stopped,
-            dispatch: run.dispatch,
             instruments: run.instruments,
         };
         self.0.serve(run, source)

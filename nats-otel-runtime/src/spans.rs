@@ -50,7 +50,7 @@ pub(crate) struct ProcessSpans {
 impl ProcessSpans {
     pub(crate) fn new(subscription: &Subscription, peer: Peer) -> Self {
         let subject = subscription.subject();
-        let has_wildcards = subject.split('.').any(|t| t == "*" || t == ">");
+        let has_wildcards = crate::subscription::has_wildcards(subject);
         Self {
             name: format!("process {subject}").into(),
             template: has_wildcards.then(|| subject.into()),
@@ -252,7 +252,7 @@ pub(crate) struct JetStreamSpans {
 impl JetStreamSpans {
     pub(crate) fn new(consumer: &crate::JetStreamConsumer, peer: Peer) -> Self {
         let pattern = consumer.pattern();
-        let has_wildcards = pattern.split('.').any(|t| t == "*" || t == ">");
+        let has_wildcards = crate::subscription::has_wildcards(pattern);
         Self {
             name: format!("process {pattern}").into(),
             template: has_wildcards.then(|| pattern.into()),
@@ -357,5 +357,49 @@ impl JetStreamSpans {
             server.port = self.peer.port.map(i64::from),
             messaging.nats.jetstream.ack = settlement.as_str(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::registry::LookupSpan;
+
+    use super::*;
+
+    fn message(subject: &str) -> Message {
+        Message {
+            subject: subject.into(),
+            reply: None,
+            payload: bytes::Bytes::from_static(b"{}"),
+            headers: None,
+            status: None,
+            description: None,
+            length: 2,
+        }
+    }
+
+    fn peer() -> Peer {
+        Peer { client_id: "1".into(), address: Some("127.0.0.1".into()), port: Some(4222) }
+    }
+
+    #[test]
+    fn process_spans_are_roots_even_inside_an_application_span() {
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry());
+        tracing::dispatcher::with_default(&dispatch, || {
+            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>().unwrap();
+            let has_parent =
+                |span: &tracing::Span| registry.span(&span.id().unwrap()).unwrap().parent().is_some();
+            let core = ProcessSpans::new(&Subscription::new("orders.*"), peer());
+            let jetstream = JetStreamSpans::new(&crate::JetStreamConsumer::new("ORDERS", "billing"), peer());
+
+            let application = tracing::info_span!("application");
+            let _entered = application.enter();
+            assert!(has_parent(&tracing::info_span!("contextual")), "the set-up adopts contextual spans");
+            assert!(!has_parent(&core.start(&message("orders.eu"), false)), "a core process span is a root");
+            assert!(
+                !has_parent(&jetstream.start(&message("orders.eu"), None, false)),
+                "so is a JetStream one"
+            );
+        });
     }
 }

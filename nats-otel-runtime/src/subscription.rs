@@ -103,8 +103,8 @@ impl Subscription {
 
     /// Checks the subject and queue group against the NATS grammar.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        use nats_otel_subject::{Subject, Usage, validate_queue_group};
-        Subject::parse(&self.subject, Usage::Subscribe).map_err(|e| e.to_string())?;
+        use nats_otel_subject::{Usage, validate, validate_queue_group};
+        validate(&self.subject, Usage::Subscribe).map_err(|e| e.to_string())?;
         if let Some(queue) = &self.queue {
             validate_queue_group(queue).map_err(|e| format!("queue group `{queue}`: {e}"))?;
         }
@@ -113,6 +113,13 @@ impl Subscription {
         }
         Ok(())
     }
+}
+
+/// Whether a subscription subject or filter has wildcards, by the shared grammar
+/// (an invalid subject has none: it is rejected before it is used).
+pub(crate) fn has_wildcards(subject: &str) -> bool {
+    nats_otel_subject::Subject::parse(subject, nats_otel_subject::Usage::Subscribe)
+        .is_ok_and(|s| s.has_wildcards())
 }
 
 /// What a declared handler is attached to.

@@ -339,15 +339,11 @@ async fn js_toolkit(
         None => service.start().await,
     }
     .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let clock = Instant::now();
-    let running = tokio::spawn(started.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let running = started.spawn();
     done.wait().await;
     let elapsed = clock.elapsed();
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     elapsed
 }
 
@@ -457,13 +453,9 @@ async fn rpc_round(
                 service.start().await
             }
             .unwrap();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let running = tokio::spawn(started.run_until(async move {
-                let _ = stopped.await;
-            }));
+            let running = started.spawn();
             let elapsed = requests(requester, n).await;
-            let _ = stop.send(());
-            running.await.unwrap().unwrap();
+            running.stop().await.unwrap();
             let _ = client.drain().await;
             elapsed
         }
@@ -720,15 +712,11 @@ async fn run() {
             .consume(JetStreamConsumer::new("BACKLOG", "drain").create(false), js_handler);
         let started =
             tracing::dispatcher::with_default(&providers.dispatch, || service.start()).await.unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let clock = Instant::now();
-        let running = tokio::spawn(started.run_until(async move {
-            let _ = stopped.await;
-        }));
+        let running = started.spawn();
         done.wait().await;
         let elapsed = clock.elapsed();
-        let _ = stop.send(());
-        running.await.unwrap().unwrap();
+        running.stop().await.unwrap();
         println!(
             "\nD. {} message backlog, nats-otel with telemetry on: {:.0} msgs/s, peak RSS {:.1} MiB",
             backlog / 1000 * 1000,

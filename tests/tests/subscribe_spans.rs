@@ -136,27 +136,6 @@ async fn missing_or_invalid_traceparent_gives_a_root_span() {
 }
 
 #[tokio::test]
-async fn a_handler_inside_an_ambient_span_is_not_adopted_by_it() {
-    // A service run inside an application span must still produce root spans
-    // for messages without context, not children of that ambient span.
-    let h = start().await;
-    let ambient = tracing::info_span!("application");
-    let started = {
-        let _entered = ambient.enter();
-        Service::new(h.client.clone()).handler(on_order).start().await.unwrap()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(started.run_until(async move {
-        let _ = stopped.await;
-    }));
-    h.client.publish("orders.x", "{\"id\":3}".into()).await.unwrap();
-    let spans = h.recorder.wait_for(|s| count(s, "process orders.*") == 1).await;
-    assert_eq!(one(&spans, "process orders.*").parent_span_id, SpanId::INVALID);
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
-}
-
-#[tokio::test]
 async fn envelope_carries_trace_context_in_the_payload() {
     let h = start().await;
     let publisher = Publisher::new(h.client.clone());

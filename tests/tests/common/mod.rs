@@ -5,11 +5,9 @@
 use std::future::Future;
 
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
-use nats_otel_runtime::{ServeError, Service};
+use nats_otel_runtime::{Service, ServiceHandle};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub struct Harness {
     pub server: NatsServer,
@@ -24,37 +22,9 @@ pub async fn start() -> Harness {
     Harness { server, client, recorder }
 }
 
-/// A service running in the background until `stop` is called.
-pub struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), ServeError>>,
-}
-
-impl Running {
-    pub async fn stop(mut self) -> Result<(), ServeError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("service task")
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    pub async fn join(self) -> Result<(), ServeError> {
-        self.task.await.expect("service task")
-    }
-}
-
 /// Starts `service` in the background; returns once its subscriptions are live.
-pub async fn spawn<S: Send + Sync + 'static>(service: Service<S>) -> Running {
-    let started = service.start().await.expect("service subscribes");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(started.run_until(async move {
-        let _ = stopped.await;
-    }));
-    Running { stop: Some(stop), task }
+pub async fn spawn<S: Send + Sync + 'static>(service: Service<S>) -> ServiceHandle {
+    service.start().await.expect("service subscribes").spawn()
 }
 
 pub fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
