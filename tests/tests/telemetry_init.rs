@@ -31,8 +31,10 @@ async fn init_reads_service_name_sampler_propagators_and_exporter_from_the_envir
     assert_eq!(get("deployment.environment.name").as_deref(), Some("test"));
 
     // Only the W3C trace-context propagator: no baggage field.
-    let fields: Vec<String> =
+    // The composite propagator reports its fields from a set: compare them sorted.
+    let mut fields: Vec<String> =
         opentelemetry::global::get_text_map_propagator(|p| p.fields().map(str::to_owned).collect());
+    fields.sort();
     assert_eq!(fields, ["traceparent", "tracestate"]);
 
     // always_off: spans exist (context propagates) but are not sampled; RUST_LOG=warn
