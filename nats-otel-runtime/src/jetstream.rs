@@ -472,7 +472,8 @@ struct Shared<H, S> {
     spans: Arc<JetStreamSpans>,
     policy: Policy,
     ack: AckMode,
-    progress_every: Option<Duration>,
+    /// The consumer's `ack_wait`, as the server holds it.
+    ack_wait: Duration,
     dead_letter: Option<Cow<'static, str>>,
     dead_letter_route: DeadLetterRoute,
     metrics: Arc<EndpointMetrics>,
@@ -521,7 +522,7 @@ where
         spans: Arc::new(JetStreamSpans::new(&spec, peer)),
         policy: spec.policy(),
         ack: spec.ack,
-        progress_every: (ack_wait > Duration::ZERO).then(|| ack_wait / 2),
+        ack_wait,
         dead_letter: spec.dead_letter.clone(),
         dead_letter_route,
         metrics,
@@ -595,10 +596,11 @@ impl<H, S> Shared<H, S> {
         incoming.jetstream = info;
         incoming.settler = Some(settler.clone());
 
+        let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
         let outcome = with_progress(
             crate::service::invoke(&self.handler, &incoming, &self.state),
             &settler,
-            self.progress_every,
+            self.progress_every(delivered),
         )
         .await;
         let error_type = match &outcome {
@@ -617,7 +619,6 @@ impl<H, S> Shared<H, S> {
                 "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait");
             return;
         }
-        let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
         let mut settlement = self.policy.settle(&outcome, delivered);
         if settlement == Settlement::DeadLetter
             && let Err(e) = self.publish_dead_letter(&incoming, &outcome).await
@@ -627,6 +628,12 @@ impl<H, S> Shared<H, S> {
             settlement = Settlement::Nak(self.policy.backoff_for(delivered));
         }
         let _ = settler.settle(settlement).await;
+    }
+
+    /// Heartbeats at half the ack timeout the server applies to this delivery.
+    fn progress_every(&self, delivered: i64) -> Option<Duration> {
+        let ack_wait = self.policy.ack_wait_for(delivered, self.ack_wait);
+        (ack_wait > Duration::ZERO).then(|| ack_wait / 2)
     }
 
     async fn publish_dead_letter(&self, incoming: &Incoming, outcome: &crate::Outcome) -> Result<(), String> {

@@ -84,6 +84,13 @@ impl Policy {
         }
     }
 
+    /// How long the server waits for an ack of delivery `delivered`: with a
+    /// backoff schedule, nats-server uses its entry for that delivery instead of
+    /// `ack_wait`.
+    pub(crate) fn ack_wait_for(&self, delivered: i64, ack_wait: Duration) -> Duration {
+        self.backoff_for(delivered).unwrap_or(ack_wait)
+    }
+
     /// The backoff entry for delivery `delivered`: the first after the first
     /// delivery, the last one for every delivery past the schedule.
     pub(crate) fn backoff_for(&self, delivered: i64) -> Option<Duration> {
@@ -196,6 +203,18 @@ mod tests {
         let err = failure(FailureKind::Handler, Retry::Backoff);
         assert_eq!(policy.settle(&err, 1000), Settlement::Nak(None));
         assert_eq!(policy.backoff_for(0), None);
+    }
+
+    #[test]
+    fn the_ack_timeout_follows_the_backoff_schedule_when_there_is_one() {
+        let thirty = Duration::from_secs(30);
+        let plain = Policy::default();
+        assert_eq!(plain.ack_wait_for(1, thirty), thirty);
+        let backoff =
+            Policy { backoff: vec![Duration::from_secs(1), Duration::from_secs(5)], ..Policy::default() };
+        assert_eq!(backoff.ack_wait_for(1, thirty), Duration::from_secs(1));
+        assert_eq!(backoff.ack_wait_for(2, thirty), Duration::from_secs(5));
+        assert_eq!(backoff.ack_wait_for(9, thirty), Duration::from_secs(5));
     }
 
     #[test]

@@ -205,7 +205,7 @@ async fn permanent_errors_and_poison_messages_are_termed_never_redelivered() {
     running.stop().await.unwrap();
 }
 
-#[jetstream_consumer(stream = "ORDERS", durable = "doomed", ack = "confirmed", max_deliver = 2, backoff = ["100ms"], dead_letter = "dead.orders")]
+#[jetstream_consumer(stream = "ORDERS", durable = "doomed", ack = "confirmed", max_deliver = 2, backoff = ["1s"], dead_letter = "dead.orders")]
 async fn always_fails(
     Json(order): Json<Order>,
     info: JetStreamInfo,
@@ -558,7 +558,7 @@ async fn dead_letters_reach_core_subscribers_when_no_stream_captures_them() {
     running.stop().await.unwrap();
 }
 
-#[jetstream_consumer(stream = "ORDERS", durable = "panicky", ack = "confirmed", max_deliver = 3, backoff = ["100ms"])]
+#[jetstream_consumer(stream = "ORDERS", durable = "panicky", ack = "confirmed", max_deliver = 3, backoff = ["1s"])]
 async fn panics_once(Json(order): Json<Order>, info: JetStreamInfo, State(seen): State<Seen>) {
     if info.delivered == 1 {
         panic!("boom on first delivery");
@@ -587,5 +587,38 @@ async fn a_panic_is_nakked_with_the_backoff_delay_and_the_loop_goes_on() {
     assert!(!running.is_finished());
     let info = stream.clone().consumer_info("panicky").await.unwrap().clone();
     assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "slow_backoff", ack = "confirmed", max_deliver = 3, backoff = ["2s", "500ms"])]
+async fn slow_retry(
+    Json(order): Json<Order>,
+    info: JetStreamInfo,
+    State(log): State<Log>,
+) -> Result<(), Flaky> {
+    log.record(order.id, &info).await;
+    if info.delivered == 1 {
+        return Err(Flaky);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn heartbeats_follow_the_ack_timeout_of_each_delivery() {
+    // With `backoff`, nats-server times out delivery n after backoff[n-1]; it
+    // creates the consumer with ack_wait = backoff[0] (2s), but the retry here
+    // times out after 500ms: heartbeats must keep to that, or the slow retry is
+    // redelivered while it runs.
+    let h = start().await;
+    let stream = orders_stream(&h.client).await;
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(slow_retry)).await;
+    h.client.publish("orders.eu.created", r#"{"id":5}"#.into()).await.unwrap();
+    h.recorder.wait_for(|s| count(s, "ack ORDERS") == 1).await;
+    let deliveries: Vec<i64> = log.calls_for(5).await.iter().map(|c| c.0).collect();
+    assert_eq!(deliveries, [1, 2], "the slow retry ran 3x its ack timeout and was not redelivered");
+    let info = stream.clone().consumer_info("slow_backoff").await.unwrap().clone();
+    assert_eq!(info.num_ack_pending, 0);
     running.stop().await.unwrap();
 }

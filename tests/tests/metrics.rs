@@ -100,7 +100,7 @@ async fn work(subject: Subject) -> Result<(), Nope> {
     if subject.ends_with(".bad") { Err(Nope) } else { Ok(()) }
 }
 
-#[jetstream_consumer(stream = "JOBS", durable = "runner", ack = "confirmed", max_deliver = 3, backoff = ["50ms"], dead_letter = "dead.jobs")]
+#[jetstream_consumer(stream = "JOBS", durable = "runner", ack = "confirmed", max_deliver = 3, backoff = ["1s"], dead_letter = "dead.jobs")]
 async fn run_job(body: String, info: JetStreamInfo) -> Result<(), Nope> {
     if body == "flaky" && info.delivered == 1 { Err(Nope) } else { Ok(()) }
 }
