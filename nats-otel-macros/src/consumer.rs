@@ -8,7 +8,9 @@ use crate::args::{
     Args, crate_path, lit_bool, lit_choice, lit_positive, lit_str, lit_str_list, trace_mode, type_path,
 };
 use crate::diagnostics::{Diagnostics, subspan, with_help};
-use crate::{duration, handler_fn};
+use crate::duration;
+use crate::handler_fn::{self, Built};
+use crate::handler_subject::HandlerSubject;
 
 const OPTIONS: &[&str] = &[
     "stream",
@@ -34,11 +36,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     handler_fn::expand_attribute("jetstream_consumer", OPTIONS, args, item, endpoint)
 }
 
-fn endpoint(
-    mut args: Args,
-    item: &ItemFn,
-    diagnostics: &mut Diagnostics,
-) -> Option<(TokenStream, TokenStream)> {
+fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Option<Built> {
     for extra in std::mem::take(&mut args.positional) {
         diagnostics.error(
             extra.span(),
@@ -49,22 +47,20 @@ fn endpoint(
     let durable = required_name(&mut args, "durable", "billing", item, diagnostics);
     let filters = args.take("filter", diagnostics).and_then(|(k, v)| lit_str_list(&k, &v, diagnostics));
     let message = args.take("message", diagnostics).and_then(|(k, v)| type_path(&k, &v, diagnostics));
-    if let (Some(filters), Some(_)) = (&filters, &message) {
-        for filter in filters {
+    let filters: Vec<HandlerSubject> = filters
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|lit| HandlerSubject::parse(lit, diagnostics))
+        .collect();
+    if filters.len() > 1 {
+        for capture in filters.iter().flat_map(|f| &f.captures) {
             diagnostics.error(
-                filter.span(),
+                capture.span,
                 with_help(
-                    "`filter` and `message` together are not supported yet",
-                    "drop `filter`: the consumer filters on the message type's pattern",
+                    "captures need a single `filter`",
+                    "use one filter with captures, or `*` in each of several filters",
                 ),
             );
-        }
-    }
-    for filter in filters.iter().flatten() {
-        if let Err(e) =
-            nats_otel_subject::Subject::parse(&filter.value(), nats_otel_subject::Usage::Subscribe)
-        {
-            diagnostics.error(subspan(filter, e.range.clone()), with_help(e.message(), e.help()));
         }
     }
     let deliver = args
@@ -135,8 +131,33 @@ fn endpoint(
     let (stream, durable) = (stream?, durable?);
     let name = &item.sig.ident;
     let private = quote!(#krate::__private);
-    let message_filter = message.map(|ty| quote!(.filter(<#ty as #private::NatsMessage>::PATTERN)));
-    let filters = filters.unwrap_or_default().into_iter().map(|f| quote!(.filter(#f)));
+    let checks: TokenStream = match &message {
+        Some(message) => filters.iter().map(|f| f.covered_by(message, &krate)).collect(),
+        None => TokenStream::new(),
+    };
+    let message_filter = match &message {
+        Some(ty) if filters.is_empty() => quote! {
+            .filter(<#ty as #private::NatsMessage>::PATTERN)
+            .template(<#ty as #private::NatsMessage>::TEMPLATE)
+        },
+        _ => TokenStream::new(),
+    };
+    let filter_calls: Vec<TokenStream> = filters
+        .iter()
+        .map(|f| {
+            let pattern = &f.pattern;
+            quote!(.filter(#pattern))
+        })
+        .collect();
+    let template = match filters.as_slice() {
+        [only] => only.template_call(),
+        _ => TokenStream::new(),
+    };
+    let captures = match filters.len() {
+        1 => filters.into_iter().flat_map(|f| f.captures).collect(),
+        _ => Vec::new(),
+    };
+
     let deliver = deliver.map(|(d, _)| {
         let variant = match d.as_str() {
             "new" => quote!(New),
@@ -173,12 +194,12 @@ fn endpoint(
     let endpoint = quote! {
         #private::Endpoint::Consume(
             #private::JetStreamConsumer::new(#stream, #durable)
-                #(#filters)* #message_filter #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
+                #(#filter_calls)* #message_filter #template #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
                 #batch #ack #create #dead_letter #settle #trace
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };
-    Some((krate, endpoint))
+    Some(Built { krate, endpoint, captures, checks })
 }
 
 fn required_name(

@@ -8,6 +8,7 @@ mod consumer;
 mod diagnostics;
 mod duration;
 mod handler_fn;
+mod handler_subject;
 mod message;
 mod subscribe;
 

@@ -2,11 +2,12 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{ItemFn, LitStr};
+use syn::ItemFn;
 
 use crate::args::{Args, crate_path, lit_positive, lit_str, trace_mode, type_path};
 use crate::diagnostics::{Diagnostics, subspan, with_help};
-use crate::handler_fn;
+use crate::handler_fn::{self, Built};
+use crate::handler_subject::HandlerSubject;
 
 const OPTIONS: &[&str] = &["subject", "message", "queue", "concurrency", "trace", "crate"];
 
@@ -14,11 +15,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     handler_fn::expand_attribute("nats_subscribe", OPTIONS, args, item, endpoint)
 }
 
-fn endpoint(
-    mut args: Args,
-    item: &ItemFn,
-    diagnostics: &mut Diagnostics,
-) -> Option<(TokenStream, TokenStream)> {
+fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Option<Built> {
     let named_subject = args.take("subject", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
     let message = args.take("message", diagnostics).and_then(|(k, v)| type_path(&k, &v, diagnostics));
     let mut positional = std::mem::take(&mut args.positional).into_iter();
@@ -52,18 +49,7 @@ fn endpoint(
             with_help("unexpected string", "options are `key = value`, e.g. `queue = \"workers\"`"),
         );
     }
-    if let Some(lit) = &subject {
-        check_subject(lit, diagnostics);
-        if message.is_some() {
-            diagnostics.error(
-                lit.span(),
-                with_help(
-                    "`subject` and `message` together are not supported yet",
-                    "drop `subject`: the handler subscribes to the message type's pattern",
-                ),
-            );
-        }
-    }
+    let subject = subject.and_then(|lit| HandlerSubject::parse(&lit, diagnostics));
 
     let queue = args.take("queue", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
     if let Some(lit) = &queue
@@ -77,9 +63,21 @@ fn endpoint(
     let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
-    let subject = match (subject, &message) {
-        (Some(lit), _) => quote!(#lit),
-        (None, Some(ty)) => quote!(<#ty as #krate::__private::NatsMessage>::PATTERN),
+    let checks = match (&subject, &message) {
+        (Some(subject), Some(message)) => subject.covered_by(message, &krate),
+        _ => TokenStream::new(),
+    };
+    let (subject, template, captures) = match (subject, &message) {
+        (Some(subject), _) => {
+            let template = subject.template_call();
+            let pattern = subject.pattern;
+            (quote!(#pattern), template, subject.captures)
+        }
+        (None, Some(ty)) => (
+            quote!(<#ty as #krate::__private::NatsMessage>::PATTERN),
+            quote!(.template(<#ty as #krate::__private::NatsMessage>::TEMPLATE)),
+            Vec::new(),
+        ),
         (None, None) => return None,
     };
     let name = &item.sig.ident;
@@ -92,16 +90,9 @@ fn endpoint(
     let endpoint = quote! {
         #krate::__private::Endpoint::Subscribe(
             #krate::__private::Subscription::new(#subject)
-                #queue #concurrency #trace
+                #template #queue #concurrency #trace
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };
-    Some((krate, endpoint))
-}
-
-fn check_subject(lit: &LitStr, diagnostics: &mut Diagnostics) {
-    let value = lit.value();
-    if let Err(e) = nats_otel_subject::Subject::parse(&value, nats_otel_subject::Usage::Subscribe) {
-        diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
-    }
+    Some(Built { krate, endpoint, captures, checks })
 }

@@ -38,6 +38,7 @@ use crate::Incoming;
     message = "`{Self}` is not a nats-otel extractor",
     label = "this argument cannot be taken from a NATS message",
     note = "handler arguments must implement `nats_otel_runtime::FromMessage` and `nats_otel_runtime::Extractor`",
+    note = "an argument named like a `{{capture}}` of the handler's subject is parsed from that token instead",
     note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `Context`, `Envelope<T>`, and for JetStream `JetStreamInfo` and `Acker`"
 )]
 pub trait Extractor {}
@@ -68,7 +69,7 @@ pub trait Extractor {}
     message = "`{Self}` cannot be extracted from a NATS message with state `{S}`",
     note = "for `State<T>`, the service's state must provide `T` through `FromRef`"
 )]
-pub trait FromMessage<S>: Extractor + Sized {
+pub trait FromMessage<S>: Sized {
     /// Whether this extractor carries the trace context in the payload (as
     /// [`Envelope`] does); the service then reads it from there when the headers
     /// carry none, before it starts the `process` span.

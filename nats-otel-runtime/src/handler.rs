@@ -2,8 +2,6 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use crate::{FromMessage, Incoming, IntoOutcome, Rejection};
 
@@ -90,19 +88,38 @@ pub trait Descriptor: 'static {
     fn endpoint() -> crate::Endpoint;
 }
 
-pin_project_lite::pin_project! {
-    /// The future a macro-declared handler returns: the user's future, unchanged,
-    /// tagged with the handler's [`Descriptor`] `D`.
-    ///
-    /// Awaiting it gives exactly what the user's `async fn` returns, so the function
-    /// stays callable as written (in unit tests, say); the tag is how
-    /// [`Service::handler`](crate::Service::handler) finds the subject and options
-    /// from the function alone.
-    pub struct Declared<F, D> {
-        #[pin]
-        inner: F,
-        descriptor: PhantomData<fn() -> D>,
-    }
+/// How a macro-declared handler gets its arguments `Args` (a tuple of the
+/// function's argument types) from a message, with service state `S`.
+///
+/// Implemented by the marker type the macros emit. Extractor arguments go
+/// through [`FromMessage`]; arguments named after a `{capture}` of the subject
+/// are parsed from that subject token. This is what lets a handler take
+/// `region: Region` although `Region` is not an extractor.
+#[diagnostic::on_unimplemented(
+    message = "the arguments of this handler cannot be extracted with state `{S}`",
+    note = "for `State<T>`, the service's state must provide `T` through `FromRef`"
+)]
+pub trait Declaration<S, Args>: Descriptor {
+    /// Whether one of the arguments carries the trace context in the payload.
+    const TRACE_CONTEXT_IN_BODY: bool;
+    /// Whether one of the arguments settles JetStream messages itself.
+    const SETTLES_ITSELF: bool;
+
+    /// Extracts every argument, in order.
+    fn extract(incoming: &Incoming, state: &S) -> Result<Args, Rejection>;
+}
+
+/// The future of a macro-declared handler: the user's future, unchanged, tagged
+/// with the handler's [`Descriptor`] `D`.
+///
+/// It is an [`IntoFuture`](std::future::IntoFuture), so `handler(args).await`
+/// gives exactly what the user's `async fn` returns: the function stays callable
+/// as written (in unit tests, say). The tag is how
+/// [`Service::handler`](crate::Service::handler) finds the subject, the options
+/// and the argument extraction from the function alone.
+pub struct Declared<F, D> {
+    inner: F,
+    descriptor: PhantomData<fn() -> D>,
 }
 
 impl<F, D> Declared<F, D> {
@@ -110,13 +127,19 @@ impl<F, D> Declared<F, D> {
     pub fn new(inner: F) -> Self {
         Self { inner, descriptor: PhantomData }
     }
+
+    /// The user's future.
+    pub fn into_inner(self) -> F {
+        self.inner
+    }
 }
 
-impl<F: Future, D> Future for Declared<F, D> {
+impl<F: Future, D> std::future::IntoFuture for Declared<F, D> {
     type Output = F::Output;
+    type IntoFuture = F;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+    fn into_future(self) -> F {
+        self.inner
     }
 }
 
@@ -126,17 +149,69 @@ impl<F, D> std::fmt::Debug for Declared<F, D> {
     }
 }
 
-/// Implemented by the futures of macro-declared handlers; gives their [`Descriptor`].
+/// The `T` of [`Handler<T, S>`] for macro-declared handlers: their descriptor `D`
+/// and argument tuple `Args`.
 #[diagnostic::on_unimplemented(
     message = "this handler was not declared with `#[nats_subscribe]` or `#[jetstream_consumer]`",
     label = "`Service::handler` needs a declared handler",
     note = "use `Service::subscribe(\"subject\", handler)` to register an undecorated async fn"
 )]
-pub trait DeclaredFuture {
+pub trait DeclaredHandler {
     /// The handler's description.
     type Descriptor: Descriptor;
 }
 
-impl<F, D: Descriptor> DeclaredFuture for Declared<F, D> {
+/// See [`DeclaredHandler`].
+pub struct DeclaredArgs<D, Args>(PhantomData<fn() -> (D, Args)>);
+
+impl<D, Args> std::fmt::Debug for DeclaredArgs<D, Args> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<D>())
+    }
+}
+
+impl<D: Descriptor, Args> DeclaredHandler for DeclaredArgs<D, Args> {
     type Descriptor = D;
 }
+
+macro_rules! impl_declared_handler {
+    ($($ty:ident),*) => {
+        impl<F, Fut, D, S, $($ty,)*> Handler<DeclaredArgs<D, ($($ty,)*)>, S> for F
+        where
+            F: Fn($($ty),*) -> Declared<Fut, D> + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: IntoOutcome,
+            D: Declaration<S, ($($ty,)*)>,
+        {
+            type Future = Fut;
+            type Output = Fut::Output;
+            const TRACE_CONTEXT_IN_BODY: bool = D::TRACE_CONTEXT_IN_BODY;
+            const SETTLES_ITSELF: bool = D::SETTLES_ITSELF;
+
+            #[allow(non_snake_case)]
+            #[inline]
+            fn call(&self, incoming: &Incoming, state: &S) -> Result<Fut, Rejection> {
+                let ($($ty,)*) = D::extract(incoming, state)?;
+                Ok(self($($ty),*).into_inner())
+            }
+        }
+    };
+}
+
+impl_declared_handler!();
+impl_declared_handler!(T1);
+impl_declared_handler!(T1, T2);
+impl_declared_handler!(T1, T2, T3);
+impl_declared_handler!(T1, T2, T3, T4);
+impl_declared_handler!(T1, T2, T3, T4, T5);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15);
+impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16);

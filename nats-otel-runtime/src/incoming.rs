@@ -13,12 +13,14 @@ pub struct Incoming {
     pub(crate) span: tracing::Span,
     pub(crate) jetstream: Option<crate::JetStreamInfo>,
     pub(crate) settler: Option<std::sync::Arc<crate::jetstream::Settler>>,
+    /// Tokens of the service's subject prefix, skipped when reading captures.
+    pub(crate) subject_offset: usize,
 }
 
 impl Incoming {
     /// Wraps a message and the span it is processed in.
     pub fn new(message: Message, span: tracing::Span) -> Self {
-        Self { message, span, jetstream: None, settler: None }
+        Self { message, span, jetstream: None, settler: None, subject_offset: 0 }
     }
 
     /// The JetStream metadata of the delivery, for messages from a consumer.

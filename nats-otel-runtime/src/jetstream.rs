@@ -77,6 +77,7 @@ pub struct JetStreamConsumer {
     pub(crate) stream: Cow<'static, str>,
     pub(crate) durable: Cow<'static, str>,
     pub(crate) filters: Vec<Cow<'static, str>>,
+    pub(crate) template: Option<Cow<'static, str>>,
     pub(crate) deliver: Deliver,
     pub(crate) ack_wait: Option<Duration>,
     pub(crate) max_deliver: Option<i64>,
@@ -99,6 +100,7 @@ impl JetStreamConsumer {
             stream: stream.into(),
             durable: durable.into(),
             filters: Vec::new(),
+            template: None,
             deliver: Deliver::All,
             ack_wait: None,
             max_deliver: None,
@@ -119,6 +121,15 @@ impl JetStreamConsumer {
     #[must_use]
     pub fn filter(mut self, subject: impl Into<Cow<'static, str>>) -> Self {
         self.filters.push(subject.into());
+        self
+    }
+
+    /// The template with `{captures}` the only filter was derived from
+    /// (`orders.{region}.created` for `orders.*.created`): spans are named after it
+    /// and record it as `messaging.destination.template`.
+    #[must_use]
+    pub fn template(mut self, template: impl Into<Cow<'static, str>>) -> Self {
+        self.template = Some(template.into());
         self
     }
 

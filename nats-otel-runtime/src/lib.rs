@@ -72,6 +72,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod capture;
 mod error;
 mod events;
 pub mod extract;
@@ -96,13 +97,14 @@ pub mod tree;
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
+pub use capture::FromToken;
 pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
 pub use events::ClientEvents;
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
-pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
+pub use handler::{Declaration, Declared, DeclaredArgs, DeclaredHandler, Descriptor, Handler};
 pub use incoming::Incoming;
 pub use jetstream::{AckMode, Acker, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
 pub use message::{NatsMessage, SubjectToken, SubjectValueError};
@@ -133,7 +135,8 @@ pub mod prelude {
 /// Items the macros expand to. Not public API: no semver guarantees.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handler::{Declared, Descriptor};
+    pub use crate::capture::capture;
+    pub use crate::handler::{Declaration, Declared, Descriptor};
     pub use crate::jetstream::{AckMode, Deliver, JetStreamConsumer, SettleRecord};
     pub use crate::subscription::{Endpoint, Subscription, TraceMode};
     pub use core::time::Duration;
@@ -145,6 +148,15 @@ pub mod __private {
 
     /// Compile-time check that a handler argument is an extractor.
     pub const fn assert_extractor<T: crate::Extractor>() {}
+
+    /// Compile-time check that a handler's subject lies within its message type's
+    /// pattern; fails the build with `failure`.
+    #[allow(clippy::panic)] // only ever evaluated at compile time, in a `const _`
+    pub const fn assert_covers(message_pattern: &str, handler_subject: &str, failure: &str) {
+        if !nats_otel_subject::covers(message_pattern, handler_subject) {
+            panic!("{}", failure);
+        }
+    }
 
     /// Compile-time check that a handler's return type is an outcome.
     pub const fn assert_outcome<T: crate::IntoOutcome>() {}

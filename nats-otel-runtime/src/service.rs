@@ -21,7 +21,7 @@ use tracing::Dispatch;
 use tracing::instrument::WithSubscriber;
 
 use crate::error::{ServeError, ServeErrorKind};
-use crate::handler::{DeclaredFuture, Descriptor};
+use crate::handler::{DeclaredHandler, Descriptor};
 use crate::metrics::{EndpointIdentity, EndpointMetrics, Instruments};
 use crate::reply::{Failure, FailureKind, Outcome};
 use crate::spans::{self, InSpan, Peer, ProcessSpans};
@@ -120,10 +120,9 @@ impl<S: Send + Sync + 'static> Service<S> {
     pub fn handler<H, T>(self, handler: H) -> Self
     where
         H: Handler<T, S>,
-        H::Future: DeclaredFuture,
-        T: 'static,
+        T: DeclaredHandler + 'static,
     {
-        match <<H::Future as DeclaredFuture>::Descriptor as Descriptor>::endpoint() {
+        match <T::Descriptor as Descriptor>::endpoint() {
             Endpoint::Subscribe(subscription) => self.subscribe_with(subscription, handler),
             Endpoint::Consume(consumer) => self.consume(consumer, handler),
         }

@@ -49,11 +49,11 @@ pub(crate) struct ProcessSpans {
 
 impl ProcessSpans {
     pub(crate) fn new(subscription: &Subscription, peer: Peer) -> Self {
-        let subject = subscription.subject();
-        let has_wildcards = crate::subscription::has_wildcards(subject);
+        let (destination, template) =
+            crate::subscription::destination_names(subscription.subject(), subscription.subject_template());
         Self {
-            name: format!("process {subject}").into(),
-            template: has_wildcards.then(|| subject.into()),
+            name: format!("process {destination}").into(),
+            template,
             group: subscription.queue_group().map(Into::into),
             peer,
             mode: subscription.trace_mode(),
@@ -251,11 +251,14 @@ pub(crate) struct JetStreamSpans {
 
 impl JetStreamSpans {
     pub(crate) fn new(consumer: &crate::JetStreamConsumer, peer: Peer) -> Self {
-        let pattern = consumer.pattern();
-        let has_wildcards = crate::subscription::has_wildcards(pattern);
+        let template = match consumer.filters.as_slice() {
+            [_] => consumer.template.as_deref(),
+            _ => None,
+        };
+        let (pattern, template) = crate::subscription::destination_names(consumer.pattern(), template);
         Self {
             name: format!("process {pattern}").into(),
-            template: has_wildcards.then(|| pattern.into()),
+            template,
             durable: consumer.durable_name().into(),
             stream: consumer.stream_name().into(),
             settle_names: [

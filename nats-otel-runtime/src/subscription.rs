@@ -29,6 +29,7 @@ pub enum TraceMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub(crate) subject: Cow<'static, str>,
+    pub(crate) template: Option<Cow<'static, str>>,
     pub(crate) queue: Option<Cow<'static, str>>,
     pub(crate) concurrency: usize,
     pub(crate) trace: TraceMode,
@@ -40,11 +41,22 @@ impl Subscription {
     pub fn new(subject: impl Into<Cow<'static, str>>) -> Self {
         Self {
             subject: subject.into(),
+            template: None,
             queue: None,
             concurrency: DEFAULT_CONCURRENCY,
             trace: TraceMode::Parent,
             name: None,
         }
+    }
+
+    /// The template with `{captures}` the subject was derived from
+    /// (`orders.{region}.created` for `orders.*.created`): spans are named after it
+    /// and record it as `messaging.destination.template`. `#[nats_subscribe]` sets it
+    /// for subjects with captures.
+    #[must_use]
+    pub fn template(mut self, template: impl Into<Cow<'static, str>>) -> Self {
+        self.template = Some(template.into());
+        self
     }
 
     /// Joins a queue group: each message goes to one member of the group.
@@ -86,6 +98,11 @@ impl Subscription {
         &self.subject
     }
 
+    /// The subject template, when one was set.
+    pub fn subject_template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
     /// The queue group.
     pub fn queue_group(&self) -> Option<&str> {
         self.queue.as_deref()
@@ -112,6 +129,15 @@ impl Subscription {
             return Err("concurrency must be at least 1".to_owned());
         }
         Ok(())
+    }
+}
+
+/// What spans call a destination: `(name, template)`. The template is the one
+/// given, else the subject itself when it has wildcards.
+pub(crate) fn destination_names(subject: &str, template: Option<&str>) -> (String, Option<Box<str>>) {
+    match template {
+        Some(template) => (template.to_owned(), Some(template.into())),
+        None => (subject.to_owned(), has_wildcards(subject).then(|| subject.into())),
     }
 }
 

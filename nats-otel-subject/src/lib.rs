@@ -112,7 +112,7 @@ mod name;
 mod subject;
 
 pub use error::{ErrorKind, SubjectError};
-pub use matching::{matches, token_at};
+pub use matching::{covers, matches, token_at};
 pub use name::{
     MAX_NAME_LEN, NameError, NameErrorKind, validate_name, validate_queue_group, validate_token_value,
 };

@@ -99,3 +99,93 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
 pub fn token_at(subject: &str, index: usize) -> Option<&str> {
     subject.split('.').nth(index).filter(|t| !t.is_empty())
 }
+
+/// Whether every concrete subject that pattern `inner` matches is also matched
+/// by pattern `outer`: [`Subject::covers`](crate::Subject::covers) on strings,
+/// as a `const fn`, so the macros can check at compile time that a handler's
+/// subject lies within a message type's pattern.
+///
+/// Captures act as `*`. Both patterns must be valid [`Usage::Template`](crate::Usage::Template)
+/// subjects (an empty pattern covers nothing and is covered by nothing).
+///
+/// ```
+/// use nats_otel_subject::covers;
+///
+/// const OK: bool = covers("orders.*.created", "orders.{region}.created");
+/// assert!(OK);
+/// assert!(covers("orders.>", "orders.eu.created"));
+/// assert!(!covers("orders.*.created", "orders.>"));
+/// assert!(!covers("orders.eu.created", "orders.*.created"));
+/// ```
+pub const fn covers(outer: &str, inner: &str) -> bool {
+    let (outer, inner) = (outer.as_bytes(), inner.as_bytes());
+    if outer.is_empty() || inner.is_empty() {
+        return false;
+    }
+    let (mut o, mut i) = (0, 0);
+    loop {
+        let (o_end, i_end) = (token_end(outer, o), token_end(inner, i));
+        match (token_kind(outer, o, o_end), token_kind(inner, i, i_end)) {
+            // `>` matches any non-empty rest; `inner` has at least one more token.
+            (TokenKind::Tail, _) => return true,
+            // `inner`'s `>` matches arbitrarily long subjects; one token does not.
+            (_, TokenKind::Tail) => return false,
+            (TokenKind::Any, _) => {}
+            (TokenKind::Literal, TokenKind::Literal) => {
+                if !bytes_eq(outer, o, o_end, inner, i, i_end) {
+                    return false;
+                }
+            }
+            (TokenKind::Literal, TokenKind::Any) => return false,
+        }
+        let (outer_done, inner_done) = (o_end == outer.len(), i_end == inner.len());
+        if outer_done || inner_done {
+            return outer_done && inner_done;
+        }
+        o = o_end + 1;
+        i = i_end + 1;
+    }
+}
+
+/// What one token of a pattern matches, for [`covers`].
+enum TokenKind {
+    Literal,
+    /// `*` or a `{capture}`.
+    Any,
+    /// `>`.
+    Tail,
+}
+
+const fn token_end(bytes: &[u8], start: usize) -> usize {
+    let mut end = start;
+    while end < bytes.len() && bytes[end] != b'.' {
+        end += 1;
+    }
+    end
+}
+
+const fn token_kind(bytes: &[u8], start: usize, end: usize) -> TokenKind {
+    if end == start + 1 && bytes[start] == b'*' {
+        TokenKind::Any
+    } else if end == start + 1 && bytes[start] == b'>' {
+        TokenKind::Tail
+    } else if end >= start + 2 && bytes[start] == b'{' && bytes[end - 1] == b'}' {
+        TokenKind::Any
+    } else {
+        TokenKind::Literal
+    }
+}
+
+const fn bytes_eq(a: &[u8], a_start: usize, a_end: usize, b: &[u8], b_start: usize, b_end: usize) -> bool {
+    if a_end - a_start != b_end - b_start {
+        return false;
+    }
+    let mut k = 0;
+    while k < a_end - a_start {
+        if a[a_start + k] != b[b_start + k] {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}

@@ -488,6 +488,7 @@ fn matching_treats_nats_literal_data_as_data() {
 #[track_caller]
 fn check_covers(a: &str, b: &str, expected: bool) {
     assert_eq!(parse(a).covers(&parse(b)), expected, "{a:?} covers {b:?}");
+    assert_eq!(crate::covers(a, b), expected, "const covers({a:?}, {b:?})");
 }
 
 #[test]

@@ -68,7 +68,7 @@ async fn a_typed_publish_reaches_a_typed_handler_with_template_named_spans() {
         h.client.request(order.subject().unwrap(), serde_json::to_vec(&order).unwrap().into()).await.unwrap();
     assert_eq!(&reply.payload[..], b"42 us orders.us.nyc.created");
 
-    let spans = h.recorder.wait_for(|s| count(s, "process orders.*.*.created") == 2).await;
+    let spans = h.recorder.wait_for(|s| count(s, "process orders.{region}.{shop}.created") == 2).await;
     let send = one(&spans, "send orders.{region}.{shop}.created");
     assert_eq!(send.span_kind, SpanKind::Producer);
     assert_eq!(attr_str(send, "messaging.destination.name").as_deref(), Some("orders.us.nyc.created"));
@@ -76,11 +76,14 @@ async fn a_typed_publish_reaches_a_typed_handler_with_template_named_spans() {
         attr_str(send, "messaging.destination.template").as_deref(),
         Some("orders.{region}.{shop}.created")
     );
-    let process = named(&spans, "process orders.*.*.created")
+    let process = named(&spans, "process orders.{region}.{shop}.created")
         .into_iter()
         .find(|p| p.parent_span_id == send.span_context.span_id())
         .expect("the typed publish's process span");
-    assert_eq!(attr_str(process, "messaging.destination.template").as_deref(), Some("orders.*.*.created"));
+    assert_eq!(
+        attr_str(process, "messaging.destination.template").as_deref(),
+        Some("orders.{region}.{shop}.created")
+    );
 
     // A value that cannot be a token is refused before anything is sent.
     let bad = OrderCreated { region: Region::Eu, shop: "a.b".into(), id: 1 };
@@ -117,7 +120,122 @@ async fn a_consumer_by_message_type_filters_on_its_pattern() {
     publisher.publish_message(&OrderCreated { region: Region::Us, shop: "c".into(), id: 2 }).await.unwrap();
     assert_eq!(within("first", ids.recv()).await, Some(1));
     assert_eq!(within("second", ids.recv()).await, Some(2));
-    let spans = h.recorder.wait_for(|s| count(s, "ack orders.*.*.created") == 2).await;
-    assert_eq!(count(&spans, "process orders.*.*.created"), 2);
+    let spans = h.recorder.wait_for(|s| count(s, "ack orders.{region}.{shop}.created") == 2).await;
+    assert_eq!(count(&spans, "process orders.{region}.{shop}.created"), 2);
+    running.stop().await.unwrap();
+}
+
+impl std::str::FromStr for Region {
+    type Err = String;
+
+    fn from_str(token: &str) -> Result<Self, String> {
+        match token {
+            "eu" => Ok(Region::Eu),
+            "us" => Ok(Region::Us),
+            other => Err(format!("unknown region `{other}`")),
+        }
+    }
+}
+
+#[nats_subscribe("shipments.{region}.{depot}.ready")]
+async fn on_shipment(depot: String, Json(id): Json<u64>, region: Region) -> String {
+    format!("{id} {region:?} {depot}")
+}
+
+#[tokio::test]
+async fn captures_are_parsed_into_handler_arguments() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(on_shipment)).await;
+
+    let reply = h.client.request("shipments.eu.hub-7.ready", "5".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"5 Eu hub-7");
+
+    // A token that does not parse is a rejected (poison) message, with the reason.
+    let reply = h.client.request("shipments.mars.hub-7.ready", "6".into()).await.unwrap();
+    let headers = reply.headers.unwrap();
+    assert_eq!(headers.get(NATS_SERVICE_ERROR_CODE).unwrap().as_str(), "400");
+    assert_eq!(
+        headers.get(nats_otel_runtime::NATS_SERVICE_ERROR).unwrap().as_str(),
+        "capture `{region}` = \"mars\": unknown region `mars`"
+    );
+
+    let spans = h.recorder.wait_for(|s| count(s, "process shipments.{region}.{depot}.ready") == 2).await;
+    let failed = named(&spans, "process shipments.{region}.{depot}.ready")
+        .into_iter()
+        .find(|s| attr_str(s, "messaging.destination.name").as_deref() == Some("shipments.mars.hub-7.ready"))
+        .unwrap();
+    assert_eq!(attr_str(failed, "error.type").as_deref(), Some("nats_otel::InvalidCapture"));
+    assert_eq!(
+        attr_str(failed, "messaging.destination.template").as_deref(),
+        Some("shipments.{region}.{depot}.ready")
+    );
+    running.stop().await.unwrap();
+}
+
+/// Only Berlin's orders, typed: the subject is checked at compile time to lie
+/// within `OrderCreated`'s pattern.
+#[nats_subscribe(subject = "orders.{region}.berlin.created", message = OrderCreated)]
+async fn berlin_orders(order: OrderCreated, region: Region) -> String {
+    assert_eq!(order.region, region);
+    format!("{} {region}", order.id)
+}
+
+#[tokio::test]
+async fn a_subject_within_the_message_pattern_narrows_a_typed_handler() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(berlin_orders)).await;
+    let berlin = OrderCreated { region: Region::Us, shop: "berlin".into(), id: 3 };
+    let reply = h.client.request(berlin.subject().unwrap(), berlin.encode().unwrap()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"3 us");
+    // Another shop is not this handler's: nobody answers.
+    let paris = OrderCreated { region: Region::Us, shop: "paris".into(), id: 4 };
+    let no_one = h.client.request(paris.subject().unwrap(), paris.encode().unwrap()).await;
+    assert!(no_one.is_err(), "no responder for another shop");
+    running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(
+    stream = "SHIPMENTS",
+    durable = "by-region",
+    filter = "shipments.{region}.ready",
+    max_deliver = 3,
+    ack = "confirmed"
+)]
+async fn ship(
+    region: Region,
+    Json(id): Json<u64>,
+    State(seen): State<tokio::sync::mpsc::Sender<(Region, u64)>>,
+) {
+    seen.send((region, id)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_filter_capture_that_does_not_parse_is_termed() {
+    let h = start().await;
+    let js = jetstream::new(h.client.clone());
+    js.create_stream(stream::Config {
+        name: "SHIPMENTS".into(),
+        subjects: vec!["shipments.>".into()],
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (seen, mut shipped) = tokio::sync::mpsc::channel(8);
+    let running = spawn(Service::new(h.client.clone()).state(seen).handler(ship)).await;
+    js.publish("shipments.mars.ready", "1".into()).await.unwrap().await.unwrap();
+    js.publish("shipments.eu.ready", "2".into()).await.unwrap().await.unwrap();
+    assert_eq!(within("the valid shipment", shipped.recv()).await, Some((Region::Eu, 2)));
+
+    h.recorder
+        .wait_for(|s| {
+            count(s, "term shipments.{region}.ready") == 1 && count(s, "ack shipments.{region}.ready") == 1
+        })
+        .await;
+    // Termed once, never redelivered: the server has nothing pending for it.
+    let mut consumer: jetstream::consumer::PullConsumer =
+        js.get_consumer_from_stream("by-region", "SHIPMENTS").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending, info.num_redelivered), (0, 0, 0));
     running.stop().await.unwrap();
 }

@@ -6,7 +6,8 @@ struct OrderCreated {
     region: String,
 }
 
-#[nats_subscribe(subject = "orders.eu.created", message = OrderCreated)]
+// `orders.eu.cancelled` is not an `OrderCreated` subject.
+#[nats_subscribe(subject = "orders.eu.cancelled", message = OrderCreated)]
 async fn handler(_order: OrderCreated) {}
 
 fn main() {}
