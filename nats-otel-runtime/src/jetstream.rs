@@ -91,6 +91,8 @@ pub struct JetStreamConsumer {
     pub(crate) trace: TraceMode,
     pub(crate) settle_record: SettleRecord,
     pub(crate) name: Option<Cow<'static, str>>,
+    /// Tokens of the service's subject prefix at the front of each filter.
+    pub(crate) prefix_tokens: usize,
 }
 
 impl JetStreamConsumer {
@@ -114,7 +116,23 @@ impl JetStreamConsumer {
             trace: TraceMode::Parent,
             settle_record: SettleRecord::Span,
             name: None,
+            prefix_tokens: 0,
         }
+    }
+
+    /// Puts the service's subject prefix in front of the filters, the template and
+    /// the dead-letter subject. The stream and consumer names stay as they are.
+    pub(crate) fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix) {
+        for filter in &mut self.filters {
+            *filter = prefix.apply(filter).into();
+        }
+        if let Some(template) = &mut self.template {
+            *template = prefix.apply(template).into();
+        }
+        if let Some(dead_letter) = &mut self.dead_letter {
+            *dead_letter = prefix.apply(dead_letter).into();
+        }
+        self.prefix_tokens = prefix.tokens();
     }
 
     /// Adds a filter subject (several are allowed).
@@ -489,6 +507,8 @@ struct Shared<H, S> {
     dead_letter_route: DeadLetterRoute,
     metrics: Arc<EndpointMetrics>,
     names: (Arc<str>, Arc<str>),
+    /// Tokens of the service's subject prefix, skipped when reading captures.
+    subject_offset: usize,
 }
 
 /// Pulls, processes and settles until stopped.
@@ -538,6 +558,7 @@ where
         dead_letter_route,
         metrics,
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
+        subject_offset: spec.prefix_tokens,
     };
     let batch = spec.batch_size();
     let mut messages = consumer
@@ -604,6 +625,7 @@ impl<H, S> Shared<H, S> {
             metrics: self.metrics.clone(),
         });
         let mut incoming = Incoming::new(message, span);
+        incoming.subject_offset = self.subject_offset;
         incoming.jetstream = info;
         incoming.settler = Some(settler.clone());
 

@@ -81,6 +81,7 @@ mod incoming;
 pub mod jetstream;
 pub mod message;
 pub mod metrics;
+pub mod prefix;
 pub mod propagation;
 pub mod publisher;
 mod reply;

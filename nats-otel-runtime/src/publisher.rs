@@ -1,5 +1,6 @@
 //! A traced publisher around `async_nats::Client`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_nats::{Client, HeaderMap, Message, Subject};
@@ -15,6 +16,7 @@ use crate::error::{
     StreamPublishErrorKind,
 };
 use crate::metrics::{Instruments, SendMetrics};
+use crate::prefix::{InvalidPrefix, SubjectPrefix};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
 
@@ -41,6 +43,7 @@ pub struct Publisher {
     jetstream: async_nats::jetstream::Context,
     spans: Arc<SendSpans>,
     metrics: Arc<SendMetrics>,
+    prefix: Option<SubjectPrefix>,
 }
 
 /// Options of a JetStream publish.
@@ -116,7 +119,32 @@ impl Publisher {
         let metrics = Arc::new(SendMetrics::new(Instruments::global(), &peer));
         let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream, spans, metrics }
+        Self { client, jetstream, spans, metrics, prefix: None }
+    }
+
+    /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject this
+    /// publisher sends to, typed messages included; spans and metrics show the full
+    /// subject and template. Give the [`Service`](crate::Service::subject_prefix)
+    /// the same prefix. Checked here, once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use nats_otel_runtime::Publisher;
+    /// let publisher = Publisher::new(client).with_subject_prefix("prod")?;
+    /// publisher.publish("orders.eu", "…").await?; // sent to `prod.orders.eu`
+    /// # Ok(()) }
+    /// ```
+    pub fn with_subject_prefix(mut self, prefix: &str) -> Result<Self, InvalidPrefix> {
+        self.prefix = Some(SubjectPrefix::parse(prefix)?);
+        Ok(self)
+    }
+
+    /// `subject` with the prefix, if there is one.
+    fn full<'a>(&self, subject: &'a str) -> Cow<'a, str> {
+        match &self.prefix {
+            Some(prefix) => Cow::Owned(prefix.apply(subject)),
+            None => Cow::Borrowed(subject),
+        }
     }
 
     /// Publishes to a JetStream stream and waits for its acknowledgement, in a
@@ -150,7 +178,7 @@ impl Publisher {
         payload: impl Into<Bytes>,
     ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
         use async_nats::jetstream::context::PublishErrorKind as Js;
-        let subject = subject.as_ref();
+        let subject = &*self.full(subject.as_ref());
         let payload = payload.into();
         let body_size = payload.len();
         let started = std::time::Instant::now();
@@ -231,7 +259,7 @@ impl Publisher {
         headers: HeaderMap,
         payload: impl Into<Bytes>,
     ) -> Result<(), PublishError> {
-        self.send(subject.as_ref(), None, headers, payload.into()).await
+        self.send(&self.full(subject.as_ref()), None, headers, payload.into()).await
     }
 
     /// Publishes a typed message to its own subject, encoded with its codec, in a
@@ -244,13 +272,14 @@ impl Publisher {
         let subject =
             message.subject().map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
         let payload = message.encode().map_err(|e| PublishError::with_source(PublishErrorKind::Encode, e))?;
-        self.send(&subject, Some(M::TEMPLATE), HeaderMap::new(), payload).await
+        let template = self.full(M::TEMPLATE);
+        self.send(&self.full(&subject), Some(&template), HeaderMap::new(), payload).await
     }
 
     async fn send(
         &self,
         subject: &str,
-        template: Option<&'static str>,
+        template: Option<&str>,
         mut headers: HeaderMap,
         payload: Bytes,
     ) -> Result<(), PublishError> {
@@ -308,7 +337,7 @@ impl Publisher {
         mut headers: HeaderMap,
         payload: impl Into<Bytes>,
     ) -> Result<Message, RequestError> {
-        let subject = subject.as_ref();
+        let subject = &*self.full(subject.as_ref());
         let payload = payload.into();
         let body_size = payload.len();
         let started = std::time::Instant::now();

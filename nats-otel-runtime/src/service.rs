@@ -61,6 +61,7 @@ pub struct Service<S = ()> {
     endpoints: Vec<Box<dyn Serve<S>>>,
     shutdown_timeout: Duration,
     events: Option<broadcast::Receiver<async_nats::Event>>,
+    prefix: Option<Cow<'static, str>>,
 }
 
 impl<S> std::fmt::Debug for Service<S> {
@@ -91,6 +92,7 @@ impl Service<()> {
                 .collect(),
             shutdown_timeout: self.shutdown_timeout,
             events: self.events,
+            prefix: self.prefix,
         }
     }
 }
@@ -104,6 +106,7 @@ impl<S: Send + Sync + 'static> Service<S> {
             endpoints: Vec::new(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             events: None,
+            prefix: None,
         }
     }
 
@@ -164,6 +167,29 @@ impl<S: Send + Sync + 'static> Service<S> {
         self
     }
 
+    /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject the
+    /// service subscribes to: handler subjects, JetStream filters and dead-letter
+    /// subjects; captures are read after it. Stream and consumer names are not
+    /// changed. Checked once, by [`start`](Self::start), which fails with
+    /// [`ServeErrorKind::InvalidSubject`] for a prefix that is not literal tokens.
+    ///
+    /// Give the [`Publisher`](crate::Publisher::with_subject_prefix) the same prefix.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
+    /// use nats_otel_runtime::Service;
+    /// async fn on_order() {}
+    /// let env = std::env::var("APP_ENV").unwrap_or_else(|_| "dev".into());
+    /// // subscribes to `dev.orders.*` (or `prod.orders.*`, …)
+    /// let running = Service::new(client).subject_prefix(env).subscribe("orders.*", on_order).start().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn subject_prefix(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
     /// Bounds how long shutdown waits for in-flight handlers (default 30 s).
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
@@ -196,7 +222,14 @@ impl<S: Send + Sync + 'static> Service<S> {
     pub fn start(self) -> impl Future<Output = Result<Started<S>, ServeError>> + Send {
         let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
         async move {
-            let Service { client, state, endpoints, shutdown_timeout, events } = self;
+            let Service { client, state, mut endpoints, shutdown_timeout, events, prefix } = self;
+            if let Some(prefix) = prefix {
+                let prefix = crate::prefix::SubjectPrefix::parse(&prefix)
+                    .map_err(|e| ServeError::with_source(ServeErrorKind::InvalidSubject, e))?;
+                for endpoint in &mut endpoints {
+                    endpoint.apply_prefix(&prefix);
+                }
+            }
             let mut subscribed = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
                 let source = endpoint.prepare(&client).await?;
@@ -418,6 +451,7 @@ pub(crate) struct Run<S> {
 /// A registered endpoint, with its handler type erased.
 trait Serve<S>: Send {
     fn describe(&self) -> String;
+    fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix);
     fn subject(&self) -> &str;
     fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
     where
@@ -437,6 +471,10 @@ struct Stateless(Box<dyn Serve<()>>);
 impl<S: Send + Sync + 'static> Serve<S> for Stateless {
     fn describe(&self) -> String {
         self.0.describe()
+    }
+
+    fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix) {
+        self.0.apply_prefix(prefix);
     }
 
     fn subject(&self) -> &str {
@@ -482,6 +520,10 @@ where
 {
     fn describe(&self) -> String {
         self.context()
+    }
+
+    fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix) {
+        self.subscription.apply_prefix(prefix);
     }
 
     fn subject(&self) -> &str {
@@ -547,6 +589,10 @@ where
         self.context()
     }
 
+    fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix) {
+        self.consumer.apply_prefix(prefix);
+    }
+
     fn subject(&self) -> &str {
         ""
     }
@@ -583,6 +629,8 @@ struct Shared<H, S> {
     client: Client,
     spans: ProcessSpans,
     metrics: EndpointMetrics,
+    /// Tokens of the service's subject prefix, skipped when reading captures.
+    subject_offset: usize,
 }
 
 async fn serve_core<H, T, S>(
@@ -608,7 +656,14 @@ where
         },
         false,
     );
-    let shared = Shared { handler: endpoint.handler, state: run.state, client: run.client, spans, metrics };
+    let shared = Shared {
+        handler: endpoint.handler,
+        state: run.state,
+        client: run.client,
+        spans,
+        metrics,
+        subject_offset: endpoint.subscription.prefix_tokens,
+    };
     let mut stopped = run.stopped;
     let mut draining = false;
     // Handlers of one subscription run concurrently on this task, like
@@ -645,7 +700,8 @@ impl<H, S> Shared<H, S> {
         let started = std::time::Instant::now();
         self.metrics.received(message.payload.len());
         let span = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
-        let incoming = Incoming::new(message, span);
+        let mut incoming = Incoming::new(message, span);
+        incoming.subject_offset = self.subject_offset;
         let outcome = invoke(&self.handler, &incoming, &self.state).await;
         let failed = finish(&self.client, &incoming, outcome).await;
         self.metrics.processed(started.elapsed(), failed.as_deref());

@@ -124,7 +124,7 @@ impl SendSpans {
         &self,
         kind: Outbound,
         subject: &str,
-        template: Option<&'static str>,
+        template: Option<&str>,
         body_size: usize,
     ) -> tracing::Span {
         let (operation, otel_kind) = match kind {

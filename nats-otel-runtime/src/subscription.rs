@@ -34,6 +34,8 @@ pub struct Subscription {
     pub(crate) concurrency: usize,
     pub(crate) trace: TraceMode,
     pub(crate) name: Option<Cow<'static, str>>,
+    /// Tokens of the service's subject prefix at the front of `subject`.
+    pub(crate) prefix_tokens: usize,
 }
 
 impl Subscription {
@@ -46,7 +48,17 @@ impl Subscription {
             concurrency: DEFAULT_CONCURRENCY,
             trace: TraceMode::Parent,
             name: None,
+            prefix_tokens: 0,
         }
+    }
+
+    /// Puts the service's subject prefix in front of the subject and template.
+    pub(crate) fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix) {
+        self.subject = prefix.apply(&self.subject).into();
+        if let Some(template) = &mut self.template {
+            *template = prefix.apply(template).into();
+        }
+        self.prefix_tokens = prefix.tokens();
     }
 
     /// The template with `{captures}` the subject was derived from

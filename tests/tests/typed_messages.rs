@@ -6,6 +6,7 @@ mod common;
 
 use async_nats::jetstream::{self, stream};
 use common::*;
+use futures_util::StreamExt;
 use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::{NATS_SERVICE_ERROR_CODE, PublishErrorKind};
 use opentelemetry::trace::SpanKind;
@@ -238,4 +239,62 @@ async fn a_consumer_filter_capture_that_does_not_parse_is_termed() {
     let info = consumer.info().await.unwrap();
     assert_eq!((info.num_pending, info.num_ack_pending, info.num_redelivered), (0, 0, 0));
     running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_subject_prefix_moves_every_subject_and_keeps_captures_right() {
+    let h = start().await;
+    let running = spawn(
+        Service::new(h.client.clone()).subject_prefix("prod.eu").handler(on_shipment).handler(on_order),
+    )
+    .await;
+    let publisher = Publisher::new(h.client.clone()).with_subject_prefix("prod.eu.").unwrap();
+    let mut raw = h.client.subscribe("prod.eu.>").await.unwrap();
+    h.client.flush().await.unwrap();
+
+    // Captures are read after the prefix's two tokens.
+    let reply = publisher.request("shipments.us.hub-1.ready", "9").await.unwrap();
+    assert_eq!(&reply.payload[..], b"9 Us hub-1");
+    let order = OrderCreated { region: Region::Eu, shop: "lyon".into(), id: 8 };
+    publisher.publish_message(&order).await.unwrap();
+    let seen = within("the raw subscriber", raw.next()).await.unwrap();
+    assert_eq!(seen.subject.as_str(), "prod.eu.shipments.us.hub-1.ready");
+    let seen = within("the raw subscriber", async {
+        loop {
+            let m = raw.next().await.unwrap();
+            if m.subject.starts_with("prod.eu.orders.") {
+                break m;
+            }
+        }
+    })
+    .await;
+    assert_eq!(seen.subject.as_str(), "prod.eu.orders.eu.lyon.created");
+    // Without the prefix nobody listens.
+    assert!(h.client.request("shipments.us.hub-1.ready", "9".into()).await.is_err());
+
+    let spans =
+        h.recorder.wait_for(|s| count(s, "process prod.eu.orders.{region}.{shop}.created") == 1).await;
+    let send = one(&spans, "send prod.eu.orders.{region}.{shop}.created");
+    assert_eq!(
+        attr_str(send, "messaging.destination.name").as_deref(),
+        Some("prod.eu.orders.eu.lyon.created")
+    );
+    one(&spans, "process prod.eu.shipments.{region}.{depot}.ready");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_subject_prefix_is_refused_once_at_start() {
+    let h = start().await;
+    for bad in ["", "prod.*", "prod..eu", "two words", "prod.>"] {
+        let error = Service::new(h.client.clone())
+            .subject_prefix(bad)
+            .handler(on_shipment)
+            .start()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), nats_otel_runtime::ServeErrorKind::InvalidSubject, "{bad:?}");
+        assert!(error.to_string().contains("invalid subject prefix"), "{error}");
+        assert!(Publisher::new(h.client.clone()).with_subject_prefix(bad).is_err(), "{bad:?}");
+    }
 }
