@@ -199,7 +199,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };
-    Some(Built { krate, endpoint, captures, checks })
+    Some(Built { krate, endpoint, captures, checks, message })
 }
 
 fn required_name(

@@ -20,6 +20,8 @@ pub(crate) struct Built {
     pub(crate) captures: Vec<Capture>,
     /// Compile-time checks to emit next to the handler.
     pub(crate) checks: TokenStream,
+    /// The `message = Type` of the handler, whose reply type it must return.
+    pub(crate) message: Option<syn::Type>,
 }
 
 /// Builds the endpoint from the parsed arguments; `None` when they are too
@@ -152,7 +154,7 @@ fn arg_sources<'a>(
 /// implementing `Descriptor` (the endpoint) and `Declaration` (how each argument
 /// is extracted: extractors through `FromMessage`, captures from their token).
 pub(crate) fn expand(item: &ItemFn, built: Built, diagnostics: &mut Diagnostics) -> TokenStream {
-    let Built { krate, endpoint, captures, checks } = built;
+    let Built { krate, endpoint, captures, checks, message } = built;
     let ItemFn { attrs, vis, sig, block } = item;
     let name = &sig.ident;
     let marker = format_ident!("__nats_otel_{}", name);
@@ -206,6 +208,9 @@ pub(crate) fn expand(item: &ItemFn, built: Built, diagnostics: &mut Diagnostics)
         quote_spanned! {ty.span()=> #private::assert_extractor::<#ty>(); }
     });
     let outcome_check = quote_spanned! {output_span=> #private::assert_outcome::<#output>(); };
+    let reply_check = message.map(|message| {
+        quote_spanned! {output_span=> #private::assert_returns_reply::<#message, #output>(); }
+    });
     let extractions = arg_types.iter().zip(&sources).map(|(ty, source)| match source {
         ArgSource::Extractor => quote! {
             <#ty as #private::FromMessage<__S>>::from_message(__incoming, __state)?
@@ -296,6 +301,7 @@ pub(crate) fn expand(item: &ItemFn, built: Built, diagnostics: &mut Diagnostics)
         {
             #(#extractor_checks)*
             #outcome_check
+            #reply_check
             #(#lints)*
             #(#inner_attrs)*
             async fn #name #generics (#inputs) -> #output #where_clause #block

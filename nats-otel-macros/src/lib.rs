@@ -43,7 +43,8 @@ use proc_macro::TokenStream;
 ///
 /// | option | default | meaning |
 /// |---|---|---|
-/// | `subject = "…"`, or a leading string | required | the subscription subject; `*` matches one token, `>` the rest |
+/// | `subject = "…"`, or a leading string | required, unless `message` | the subscription subject; `*` matches one token, `>` the rest, `{name}` one token passed to the argument `name` |
+/// | `message = Type` | none | a `NatsMessage` type: subscribe to its pattern (or to `subject`, which must lie within it), handlers return its reply type |
 /// | `queue = "…"` | none | queue group: each message goes to one member |
 /// | `concurrency = N` | 64 | handlers running at once; `1` handles messages one by one, in order |
 /// | `trace = "parent" \| "link"` | `"parent"` | continue the publisher's trace, or start a new one linked to it |
@@ -52,6 +53,27 @@ use proc_macro::TokenStream;
 /// Every message is processed in a `process {subject}` CONSUMER span with the
 /// OpenTelemetry messaging attributes; requests get `Ok` as the reply and `Err` as
 /// NATS service error headers.
+///
+/// # Captures
+///
+/// A `{name}` token of the subject is parsed into the handler argument called
+/// `name`, with `FromStr`; a token that does not parse rejects the message (an
+/// error reply, or `term` on JetStream) with the reason. The handler subscribes to
+/// the pattern (`orders.*.created`) and its spans are named after the template.
+///
+/// ```
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.{region}.{id}.created")]
+/// async fn created(region: String, id: u64, Json(order): Json<serde_json::Value>) {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[nats_subscribe("orders.{region}.{id}.created")] // error: the capture `{id}` has no argument
+/// async fn created(region: String) {}
+/// # fn main() {}
+/// ```
 ///
 /// # The function stays callable
 ///
@@ -176,7 +198,8 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// |---|---|---|
 /// | `stream = "…"` | required | the stream |
 /// | `durable = "…"` | required | the durable consumer's name |
-/// | `filter = "…"` or `["…", "…"]` | none | filter subjects |
+/// | `filter = "…"` or `["…", "…"]` | none | filter subjects; one filter may have `{name}` captures, passed to the argument `name` |
+/// | `message = Type` | none | a `NatsMessage` type: filter on its pattern (a `filter` must lie within it) and decode into it |
 /// | `deliver = "all" \| "new" \| "last" \| "last_per_subject"` | `"all"` | where a new consumer starts |
 /// | `ack_wait = "30s"` | server's (30 s) | time to ack before redelivery |
 /// | `max_deliver = N` | unlimited | deliveries before giving up (term or dead letter) |
@@ -240,8 +263,43 @@ pub fn jetstream_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Each `{capture}` names a field whose type implements `Display`; its value must
 /// render as one token (checked when the subject is built). Handlers can take the
-/// type directly (decoded as JSON), and `Publisher::publish_message` publishes it
-/// to its own subject.
+/// type directly (decoded with its codec), and `Publisher::publish_message`
+/// publishes it to its own subject.
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `subject = "orders.{region}.created"` | required | the template: literal tokens and `{field}` captures, no wildcards |
+/// | `stream = "ORDERS"` | none | the stream the type is published to (`STREAM`) |
+/// | `reply = Quote` | none (an event) | the reply type of a request: `Publisher::request_message` returns it, handlers with `message = Self` must return it; it derives `NatsPayload` |
+/// | `codec = "json"` / `"raw"` / `MyCodec` | `"json"` | serde JSON; the payload as it is for a newtype over bytes; or a type implementing `Codec<Self>` |
+/// | `crate = "path"` | `::nats_otel_runtime` | where the runtime is |
+///
+/// A handler may name both `subject` and `message = Type`, to take a narrower
+/// subject than the type's pattern; the subject must lie within the pattern:
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(Serialize, Deserialize, NatsMessage)]
+/// #[nats(subject = "orders.{region}.created")]
+/// struct OrderCreated { region: String }
+///
+/// #[nats_subscribe(subject = "orders.eu.cancelled", message = OrderCreated)] // error: not covered
+/// async fn handler(order: OrderCreated) {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(Serialize, Deserialize, NatsMessage)]
+/// #[nats(subject = "quotes.get", reply = Quote)]
+/// struct QuoteRequest { sku: String }
+/// #[derive(Serialize, Deserialize, NatsPayload)]
+/// struct Quote { cents: u64 }
+///
+/// #[nats_subscribe(message = QuoteRequest)]
+/// async fn handler(request: QuoteRequest) -> String { String::new() } // error: must return `Quote`
+/// # fn main() {}
+/// ```
 ///
 /// ```compile_fail
 /// # use nats_otel_runtime::prelude::*;
@@ -260,7 +318,43 @@ pub fn jetstream_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_derive(NatsMessage, attributes(nats))]
 pub fn derive_nats_message(input: TokenStream) -> TokenStream {
-    expand("NatsMessage", message::derive(input.into()))
+    expand("NatsMessage", message::derive(input.into(), message::Kind::Message))
+}
+
+/// A payload with a codec but no subject: the reply type of a request message,
+/// say. Such a type can be a handler argument and a handler's return value.
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `codec = "json"` | ✓ | serde JSON |
+/// | `codec = "raw"` | | the payload as it is, for a newtype over `Bytes` or `Vec<u8>` |
+/// | `codec = MyCodec` | | any type implementing `nats_otel_runtime::message::Codec<Self>` |
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+/// use nats_otel_runtime::NatsPayload as _;
+///
+/// #[derive(Serialize, Deserialize, NatsPayload)]
+/// struct Quote { cents: u64 }
+///
+/// #[derive(NatsPayload)]
+/// #[nats(codec = "raw")]
+/// struct Thumbnail(Bytes);
+///
+/// let raw = Thumbnail(Bytes::from_static(b"\x89PNG")).encode().unwrap();
+/// assert_eq!(&raw[..], b"\x89PNG");
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(NatsPayload)]
+/// #[nats(codec = "raw")] // error: `codec = "raw"` needs a newtype over bytes
+/// struct Thumbnail { data: Bytes, width: u32 }
+/// # fn main() {}
+/// ```
+#[proc_macro_derive(NatsPayload, attributes(nats))]
+pub fn derive_nats_payload(input: TokenStream) -> TokenStream {
+    expand("NatsPayload", message::derive(input.into(), message::Kind::Payload))
 }
 
 /// The one funnel every macro goes through: prints the expansion on request.

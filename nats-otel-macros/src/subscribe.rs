@@ -94,5 +94,5 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };
-    Some(Built { krate, endpoint, captures, checks })
+    Some(Built { krate, endpoint, captures, checks, message })
 }

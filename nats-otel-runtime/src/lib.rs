@@ -108,10 +108,10 @@ pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, St
 pub use handler::{Declaration, Declared, DeclaredArgs, DeclaredHandler, Descriptor, Handler};
 pub use incoming::Incoming;
 pub use jetstream::{AckMode, Acker, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
-pub use message::{NatsMessage, SubjectToken, SubjectValueError};
+pub use message::{NatsMessage, NatsPayload, NoReply, SubjectToken, SubjectValueError};
 #[cfg(feature = "macros")]
 #[doc(inline)]
-pub use nats_otel_macros::{NatsMessage, jetstream_consumer, nats_subscribe};
+pub use nats_otel_macros::{NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe};
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
 pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
@@ -129,7 +129,7 @@ pub mod prelude {
         Publisher, RetryAfter, Service, ServiceError, State, Subject, TraceMode,
     };
     #[cfg(feature = "macros")]
-    pub use crate::{NatsMessage, jetstream_consumer, nats_subscribe};
+    pub use crate::{NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe};
     pub use serde::{Deserialize, Serialize};
 }
 
@@ -143,9 +143,11 @@ pub mod __private {
     pub use core::time::Duration;
 
     pub use crate::message::{
-        NatsMessage, SubjectToken, SubjectValueError, extract, json_decode, json_encode,
+        Codec, JsonCodec, NatsMessage, NatsPayload, NoReply, RawCodec, ReturnsReply, SubjectToken,
+        SubjectValueError, extract,
     };
-    pub use crate::{Extractor, FromMessage, Incoming, Rejection};
+    pub use crate::reply::typed_reply;
+    pub use crate::{Extractor, FromMessage, Incoming, IntoOutcome, IntoReply, Outcome, Rejection};
 
     /// Compile-time check that a handler argument is an extractor.
     pub const fn assert_extractor<T: crate::Extractor>() {}
@@ -158,6 +160,9 @@ pub mod __private {
             panic!("{}", failure);
         }
     }
+
+    /// Compile-time check that a handler of request type `M` returns its reply type.
+    pub const fn assert_returns_reply<M: NatsMessage, O: ReturnsReply<M::Reply>>() {}
 
     /// Compile-time check that a handler's return type is an outcome.
     pub const fn assert_outcome<T: crate::IntoOutcome>() {}

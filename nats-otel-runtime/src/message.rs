@@ -18,19 +18,74 @@
 //! // A value that is not one token is an error, never a wrong subject.
 //! assert!(OrderCreated { region: "eu.west".into(), id: 7 }.subject().is_err());
 //! ```
+//!
+//! # Requests and replies
+//!
+//! `reply = Quote` ties a request type to its reply type, which derives
+//! [`NatsPayload`](trait@NatsPayload) (a payload with a codec but no subject).
+//! [`Publisher::request_message`](crate::Publisher::request_message) then returns a
+//! `Quote`, and a handler with `message = QuoteRequest` must return `Quote` (or
+//! `Result<Quote, E>`), checked at compile time.
+//!
+//! ```
+//! use nats_otel_runtime::prelude::*;
+//!
+//! #[derive(Serialize, Deserialize, NatsMessage)]
+//! #[nats(subject = "quotes.{sku}.get", reply = Quote)]
+//! struct QuoteRequest { sku: String, quantity: u32 }
+//!
+//! #[derive(Serialize, Deserialize, NatsPayload)]
+//! struct Quote { cents: u64 }
+//!
+//! #[nats_subscribe(message = QuoteRequest)]
+//! async fn quote(request: QuoteRequest) -> Quote {
+//!     Quote { cents: 250 * u64::from(request.quantity) }
+//! }
+//!
+//! # async fn demo(publisher: Publisher) -> Result<(), Box<dyn std::error::Error>> {
+//! let quote: Quote = publisher.request_message(&QuoteRequest { sku: "A1".into(), quantity: 2 }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Codecs
+//!
+//! JSON by default; `#[nats(codec = "raw")]` for a newtype over bytes; or any type
+//! implementing [`Codec`] for the message and its reply: `#[nats(codec = MyCodec)]`.
 
 use std::fmt;
 
 use bytes::Bytes;
 
+/// A type that is sent as a NATS payload, with its codec: every
+/// [`NatsMessage`], and reply types (`#[derive(NatsPayload)]`).
+///
+/// Such a type can be a handler argument (decoded from the payload) and a
+/// handler's return value (encoded as the reply).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a typed NATS payload",
+    note = "derive `NatsPayload` (or `NatsMessage`) for it",
+    note = "`NoReply` is the reply type of a message without `#[nats(reply = …)]`: events are published, not requested"
+)]
+pub trait NatsPayload: Sized {
+    /// Encodes the value (JSON by default).
+    fn encode(&self) -> Result<Bytes, CodecError>;
+
+    /// Decodes a payload (JSON by default).
+    fn decode(payload: &Bytes) -> Result<Self, CodecError>;
+}
+
 /// A message type with a subject template (`orders.{region}.created`).
-pub trait NatsMessage: Sized {
+pub trait NatsMessage: NatsPayload {
     /// The template, with `{field}` captures.
     const TEMPLATE: &'static str;
     /// The template with every capture as `*`: what subscribers subscribe to.
     const PATTERN: &'static str;
     /// The stream the type is published to, when it is tied to one.
     const STREAM: Option<&'static str> = None;
+
+    /// What a request of this type is answered with (`#[nats(reply = Quote)]`);
+    /// [`NoReply`] for events.
+    type Reply;
 
     /// Appends the concrete subject of this value to `out`.
     fn write_subject(&self, out: &mut String) -> Result<(), SubjectValueError>;
@@ -41,13 +96,82 @@ pub trait NatsMessage: Sized {
         self.write_subject(&mut out)?;
         Ok(out)
     }
-
-    /// Encodes the value (JSON by default).
-    fn encode(&self) -> Result<Bytes, CodecError>;
-
-    /// Decodes a payload (JSON by default).
-    fn decode(payload: &[u8]) -> Result<Self, CodecError>;
 }
+
+/// The [`NatsMessage::Reply`] of messages that are not requests. It has no
+/// values and no codec, so `Publisher::request_message` does not compile for
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoReply {}
+
+/// Encodes and decodes payloads of type `T`: `#[nats(codec = MyCodec)]` uses it
+/// for the message and its reply. [`JsonCodec`] is the default.
+///
+/// ```
+/// use nats_otel_runtime::Bytes;
+/// use nats_otel_runtime::message::{Codec, CodecError};
+///
+/// /// Plain UTF-8 text.
+/// struct Text;
+///
+/// impl Codec<String> for Text {
+///     fn encode(value: &String) -> Result<Bytes, CodecError> {
+///         Ok(Bytes::copy_from_slice(value.as_bytes()))
+///     }
+///     fn decode(payload: &Bytes) -> Result<String, CodecError> {
+///         String::from_utf8(payload.to_vec()).map_err(CodecError::new)
+///     }
+/// }
+/// ```
+pub trait Codec<T> {
+    /// Encodes `value`.
+    fn encode(value: &T) -> Result<Bytes, CodecError>;
+    /// Decodes `payload`.
+    fn decode(payload: &Bytes) -> Result<T, CodecError>;
+}
+
+/// JSON (serde_json), the default codec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCodec;
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for JsonCodec {
+    fn encode(value: &T) -> Result<Bytes, CodecError> {
+        serde_json::to_vec(value).map(Bytes::from).map_err(CodecError::new)
+    }
+
+    fn decode(payload: &Bytes) -> Result<T, CodecError> {
+        serde_json::from_slice(payload).map_err(CodecError::new)
+    }
+}
+
+/// The payload as it is, for newtypes over bytes (`struct Image(Bytes)`):
+/// `#[nats(codec = "raw")]`. Encoding and decoding a `Bytes` copies nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl<T: Clone + Into<Bytes> + From<Bytes>> Codec<T> for RawCodec {
+    fn encode(value: &T) -> Result<Bytes, CodecError> {
+        Ok(value.clone().into())
+    }
+
+    fn decode(payload: &Bytes) -> Result<T, CodecError> {
+        Ok(T::from(payload.clone()))
+    }
+}
+
+/// What a handler of request type `M` may return: `M::Reply` or
+/// `Result<M::Reply, E>`; anything for events ([`NoReply`]). Checked at compile
+/// time by the handler macros with `message = M`.
+#[diagnostic::on_unimplemented(
+    message = "a handler of this request type must return `{R}`, not `{Self}`",
+    label = "the message type declares `reply = {R}`",
+    note = "return `{R}` or `Result<{R}, E>` where `E: HandlerError`"
+)]
+pub trait ReturnsReply<R> {}
+
+impl<O: crate::IntoOutcome> ReturnsReply<NoReply> for O {}
+impl<R: NatsPayload> ReturnsReply<R> for R {}
+impl<R: NatsPayload, E: crate::HandlerError> ReturnsReply<R> for Result<R, E> {}
 
 /// A field value rendered into one subject token: any `Display` type; the value
 /// is checked at run time (no `.`, `*`, `>`, whitespace, not empty).
@@ -119,19 +243,9 @@ impl std::error::Error for CodecError {
     }
 }
 
-/// JSON, the default codec of derived messages.
-pub fn json_encode<T: serde::Serialize>(value: &T) -> Result<Bytes, CodecError> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(CodecError::new)
-}
-
-/// JSON, the default codec of derived messages.
-pub fn json_decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
-    serde_json::from_slice(payload).map_err(CodecError::new)
-}
-
-/// Decodes a typed message argument (used by the derive's `FromMessage` impl).
+/// Decodes a typed argument (used by the derives' `FromMessage` impls).
 #[doc(hidden)]
-pub fn extract<M: NatsMessage>(incoming: &crate::Incoming) -> Result<M, crate::Rejection> {
+pub fn extract<M: NatsPayload>(incoming: &crate::Incoming) -> Result<M, crate::Rejection> {
     M::decode(incoming.payload()).map_err(|e| {
         crate::Rejection::new(
             std::any::type_name::<M>(),

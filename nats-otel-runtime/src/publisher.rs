@@ -334,14 +334,22 @@ impl Publisher {
     pub async fn request_with_headers(
         &self,
         subject: impl AsRef<str>,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         payload: impl Into<Bytes>,
     ) -> Result<Message, RequestError> {
-        let subject = &*self.full(subject.as_ref());
-        let payload = payload.into();
+        self.traced_request(&self.full(subject.as_ref()), None, headers, payload.into()).await
+    }
+
+    async fn traced_request(
+        &self,
+        subject: &str,
+        template: Option<&str>,
+        mut headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<Message, RequestError> {
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Request, subject, None, body_size);
+        let span = self.spans.start(Outbound::Request, subject, template, body_size);
         let result = async {
             let subject = publish_subject(subject)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
@@ -370,8 +378,28 @@ impl Publisher {
         if let (Err(e), Some(error_type)) = (&result, &error_type) {
             record_error(&span, error_type, &e.to_string());
         }
-        self.metrics.sent(true, None, body_size, started.elapsed(), error_type.as_deref());
+        self.metrics.sent(true, template, body_size, started.elapsed(), error_type.as_deref());
         result
+    }
+
+    /// Sends a typed request to its own subject and decodes the reply type it
+    /// declares (`#[nats(reply = Quote)]`), in a `request {template}` CLIENT span.
+    ///
+    /// Does not compile for message types without a reply type: events are
+    /// published, not requested.
+    pub async fn request_message<M>(&self, message: &M) -> Result<M::Reply, RequestError>
+    where
+        M: crate::NatsMessage,
+        M::Reply: crate::NatsPayload,
+    {
+        let subject =
+            message.subject().map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
+        let payload = message.encode().map_err(|e| RequestError::with_source(RequestErrorKind::Encode, e))?;
+        let template = self.full(M::TEMPLATE);
+        let reply =
+            self.traced_request(&self.full(&subject), Some(&template), HeaderMap::new(), payload).await?;
+        <M::Reply as crate::NatsPayload>::decode(&reply.payload)
+            .map_err(|e| RequestError::with_source(RequestErrorKind::Decode, e))
     }
 
     /// Sends `request` as JSON and decodes the JSON reply.

@@ -34,7 +34,7 @@ impl Reply {
 /// A value a handler can send back to a requester.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent as a reply",
-    note = "replies can be `()`, `Json<T>`, `Bytes`, `Vec<u8>`, `String`, `&'static str` or `Reply`"
+    note = "replies can be `()`, `Json<T>`, `Bytes`, `Vec<u8>`, `String`, `&'static str`, `Reply` or a type deriving `NatsPayload`"
 )]
 pub trait IntoReply {
     /// Encodes the value.
@@ -323,3 +323,16 @@ macro_rules! reply_outcome {
 }
 
 reply_outcome!((), Bytes, Vec<u8>, String, &'static str, Reply, Json<T> where T: Serialize);
+
+/// The reply of a typed payload, encoded with its codec: what the derives'
+/// `IntoReply` impls call.
+#[doc(hidden)]
+pub fn typed_reply<T: crate::message::NatsPayload>(value: &T) -> Result<Reply, Failure> {
+    value.encode().map(Reply::new).map_err(|e| Failure {
+        kind: FailureKind::Reply,
+        code: 500,
+        error_type: Cow::Borrowed("nats_otel::CodecError"),
+        message: format!("failed to encode the `{}` reply: {e}", std::any::type_name::<T>()),
+        retry: crate::Retry::Never,
+    })
+}

@@ -298,3 +298,133 @@ async fn an_invalid_subject_prefix_is_refused_once_at_start() {
         assert!(Publisher::new(h.client.clone()).with_subject_prefix(bad).is_err(), "{bad:?}");
     }
 }
+
+#[derive(Debug, Serialize, Deserialize, NatsMessage)]
+#[nats(subject = "quotes.{sku}.get", reply = Quote)]
+struct QuoteRequest {
+    sku: String,
+    quantity: u32,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize, NatsPayload)]
+struct Quote {
+    sku: String,
+    cents: u64,
+}
+
+#[derive(Debug)]
+struct UnknownSku(String);
+
+impl std::fmt::Display for UnknownSku {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown sku `{}`", self.0)
+    }
+}
+
+impl HandlerError for UnknownSku {
+    fn code(&self) -> u16 {
+        404
+    }
+}
+
+#[nats_subscribe(message = QuoteRequest, queue = "pricing")]
+async fn price(request: QuoteRequest) -> Result<Quote, UnknownSku> {
+    match request.sku.as_str() {
+        "A1" => Ok(Quote { sku: request.sku, cents: 250 * u64::from(request.quantity) }),
+        _ => Err(UnknownSku(request.sku)),
+    }
+}
+
+#[tokio::test]
+async fn a_typed_request_gets_its_declared_reply_type() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(price)).await;
+    let publisher = Publisher::new(h.client.clone());
+
+    let quote: Quote =
+        publisher.request_message(&QuoteRequest { sku: "A1".into(), quantity: 3 }).await.unwrap();
+    assert_eq!(quote, Quote { sku: "A1".into(), cents: 750 });
+
+    let error = publisher.request_message(&QuoteRequest { sku: "Z9".into(), quantity: 1 }).await.unwrap_err();
+    let service = error.service_error().unwrap();
+    assert_eq!((service.code(), service.description()), (404, "unknown sku `Z9`"));
+
+    let spans = h.recorder.wait_for(|s| count(s, "process quotes.{sku}.get") == 2).await;
+    let request = named(&spans, "request quotes.{sku}.get");
+    assert_eq!(request.len(), 2);
+    assert!(request.iter().all(|s| s.span_kind == SpanKind::Client));
+    assert_eq!(attr_str(request[0], "messaging.destination.template").as_deref(), Some("quotes.{sku}.get"));
+    running.stop().await.unwrap();
+}
+
+/// The payload as it is, no JSON.
+#[derive(Debug, Clone, PartialEq, NatsMessage)]
+#[nats(subject = "images.thumbnails", codec = "raw")]
+struct Thumbnail(Bytes);
+
+/// A codec of the user's own: comma-separated numbers.
+struct Csv;
+
+#[derive(Debug, PartialEq, NatsMessage)]
+#[nats(subject = "metrics.{host}.samples", codec = Csv)]
+struct Samples {
+    host: String,
+    values: Vec<u32>,
+}
+
+impl nats_otel_runtime::message::Codec<Samples> for Csv {
+    fn encode(value: &Samples) -> Result<Bytes, nats_otel_runtime::message::CodecError> {
+        let text: Vec<String> = value.values.iter().map(u32::to_string).collect();
+        Ok(format!("{}:{}", value.host, text.join(",")).into())
+    }
+
+    fn decode(payload: &Bytes) -> Result<Samples, nats_otel_runtime::message::CodecError> {
+        let text = std::str::from_utf8(payload).map_err(nats_otel_runtime::message::CodecError::new)?;
+        let (host, values) =
+            text.split_once(':').ok_or_else(|| nats_otel_runtime::message::CodecError::new("no host"))?;
+        let values = values
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(nats_otel_runtime::message::CodecError::new)?;
+        Ok(Samples { host: host.into(), values })
+    }
+}
+
+#[test]
+fn codecs_raw_and_custom_round_trip() {
+    let image = Thumbnail(Bytes::from_static(b"\x89PNG\r\n"));
+    let encoded = image.encode().unwrap();
+    assert_eq!(&encoded[..], b"\x89PNG\r\n");
+    assert_eq!(Thumbnail::decode(&encoded).unwrap(), image);
+
+    let samples = Samples { host: "db-1".into(), values: vec![3, 1, 4] };
+    let encoded = samples.encode().unwrap();
+    assert_eq!(&encoded[..], b"db-1:3,1,4");
+    assert_eq!(Samples::decode(&encoded).unwrap(), samples);
+    assert!(Samples::decode(&Bytes::from_static(b"nonsense")).is_err());
+}
+
+#[nats_subscribe(message = Samples)]
+async fn on_samples(samples: Samples) -> String {
+    format!("{} {}", samples.host, samples.values.iter().sum::<u32>())
+}
+
+#[nats_subscribe(message = Thumbnail)]
+async fn on_thumbnail(image: Thumbnail) -> Thumbnail {
+    image
+}
+
+#[tokio::test]
+async fn handlers_decode_with_the_message_codec() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(on_samples).handler(on_thumbnail)).await;
+    let reply = h.client.request("metrics.db-2.samples", "db-2:1,2,3".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"db-2 6");
+    let reply = h.client.request("images.thumbnails", Bytes::from_static(b"\x00\xff")).await.unwrap();
+    assert_eq!(&reply.payload[..], b"\x00\xff");
+    // Not CSV: rejected, named after the type.
+    let reply = h.client.request("metrics.db-2.samples", "x".into()).await.unwrap();
+    assert_eq!(reply.headers.unwrap().get(NATS_SERVICE_ERROR_CODE).unwrap().as_str(), "400");
+    running.stop().await.unwrap();
+}
