@@ -177,12 +177,56 @@ impl Publisher {
         options: StreamPublish,
         payload: impl Into<Bytes>,
     ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
+        self.stream_publish(&self.full(subject.as_ref()), None, options, payload.into()).await
+    }
+
+    /// Publishes a typed message to its own subject on JetStream, in a
+    /// `send {template}` span; for a type tied to a stream (`#[nats(stream = …)]`)
+    /// the server checks that the subject lands in that stream (`expected_stream`,
+    /// unless `options` name another).
+    ///
+    /// ```no_run
+    /// # use nats_otel_runtime::prelude::*;
+    /// # use nats_otel_runtime::publisher::StreamPublish;
+    /// #[derive(Serialize, Deserialize, NatsMessage)]
+    /// #[nats(subject = "orders.{region}.created", stream = "ORDERS")]
+    /// struct OrderCreated { region: String, id: u64 }
+    ///
+    /// # async fn demo(publisher: Publisher) -> Result<(), Box<dyn std::error::Error>> {
+    /// let order = OrderCreated { region: "eu".into(), id: 7 };
+    /// let ack = publisher.publish_message_to_stream(&order, StreamPublish::new().derived_message_id()).await?;
+    /// assert_eq!(ack.stream, "ORDERS");
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_message_to_stream<M: crate::NatsMessage>(
+        &self,
+        message: &M,
+        mut options: StreamPublish,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
+        let subject = message
+            .subject()
+            .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::InvalidSubject, e))?;
+        let payload = message
+            .encode()
+            .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Encode, e))?;
+        if options.expected_stream.is_none() {
+            options.expected_stream = M::STREAM.map(str::to_owned);
+        }
+        let template = self.full(M::TEMPLATE);
+        self.stream_publish(&self.full(&subject), Some(&template), options, payload).await
+    }
+
+    async fn stream_publish(
+        &self,
+        subject: &str,
+        template: Option<&str>,
+        options: StreamPublish,
+        payload: Bytes,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
         use async_nats::jetstream::context::PublishErrorKind as Js;
-        let subject = &*self.full(subject.as_ref());
-        let payload = payload.into();
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Send, subject, None, body_size);
+        let span = self.spans.start(Outbound::Send, subject, template, body_size);
         let StreamPublish { mut headers, message_id, expected_stream } = options;
         let result = async {
             let nats_subject = publish_subject(subject)
@@ -234,7 +278,7 @@ impl Publisher {
             Err(e) => record_error(&span, e.kind().error_type(), &e.to_string()),
         }
         let error_type = result.as_ref().err().map(|e| e.kind().error_type());
-        self.metrics.sent(false, None, body_size, started.elapsed(), error_type);
+        self.metrics.sent(false, template, body_size, started.elapsed(), error_type);
         result
     }
 

@@ -428,3 +428,46 @@ async fn handlers_decode_with_the_message_codec() {
     assert_eq!(reply.headers.unwrap().get(NATS_SERVICE_ERROR_CODE).unwrap().as_str(), "400");
     running.stop().await.unwrap();
 }
+
+#[derive(Debug, Serialize, Deserialize, NatsMessage)]
+#[nats(subject = "refunds.{region}.issued", stream = "ORDERS")]
+struct RefundIssued {
+    region: Region,
+    id: u64,
+}
+
+#[tokio::test]
+async fn a_typed_stream_publish_checks_the_type_s_stream() {
+    let h = start().await;
+    let js = jetstream::new(h.client.clone());
+    for (name, subjects) in
+        [("ORDERS", vec!["orders.>".to_owned()]), ("REFUNDS", vec!["refunds.>".to_owned()])]
+    {
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects,
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let publisher = Publisher::new(h.client.clone());
+    let options = || nats_otel_runtime::publisher::StreamPublish::new().derived_message_id();
+
+    let order = OrderCreated { region: Region::Eu, shop: "b".into(), id: 1 };
+    let ack = publisher.publish_message_to_stream(&order, options()).await.unwrap();
+    assert_eq!((ack.stream.as_str(), ack.sequence, ack.duplicate), ("ORDERS", 1, false));
+    // The derived id makes a retry of the same content a duplicate.
+    assert!(publisher.publish_message_to_stream(&order, options()).await.unwrap().duplicate);
+
+    // `RefundIssued` says it belongs to ORDERS, but its subjects land in REFUNDS.
+    let refund = RefundIssued { region: Region::Us, id: 2 };
+    let error = publisher.publish_message_to_stream(&refund, options()).await.unwrap_err();
+    assert_eq!(error.kind(), nats_otel_runtime::StreamPublishErrorKind::WrongExpectedStream, "{error}");
+
+    let spans = h.recorder.wait_for(|s| count(s, "send refunds.{region}.issued") == 1).await;
+    let sends = named(&spans, "send orders.{region}.{shop}.created");
+    assert_eq!(sends.len(), 2);
+    assert_eq!(attr_str(sends[0], "messaging.nats.jetstream.stream").as_deref(), Some("ORDERS"));
+}
