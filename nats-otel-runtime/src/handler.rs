@@ -40,6 +40,29 @@ pub trait Handler<T, S>: Clone + Send + Sync + Sized + 'static {
     fn call(&self, incoming: &Incoming, state: &S) -> Result<Self::Future, Rejection>;
 }
 
+/// Calls `$m!(T1, …, Tn)` for every arity from 0 to 16.
+macro_rules! for_each_arity {
+    ($m:ident) => {
+        $m!();
+        $m!(T1);
+        $m!(T1, T2);
+        $m!(T1, T2, T3);
+        $m!(T1, T2, T3, T4);
+        $m!(T1, T2, T3, T4, T5);
+        $m!(T1, T2, T3, T4, T5, T6);
+        $m!(T1, T2, T3, T4, T5, T6, T7);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15);
+        $m!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16);
+    };
+}
+
 macro_rules! impl_handler {
     ($($ty:ident),*) => {
         impl<F, Fut, S, $($ty,)*> Handler<($($ty,)*), S> for F
@@ -63,23 +86,7 @@ macro_rules! impl_handler {
     };
 }
 
-impl_handler!();
-impl_handler!(T1);
-impl_handler!(T1, T2);
-impl_handler!(T1, T2, T3);
-impl_handler!(T1, T2, T3, T4);
-impl_handler!(T1, T2, T3, T4, T5);
-impl_handler!(T1, T2, T3, T4, T5, T6);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15);
-impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16);
+for_each_arity!(impl_handler);
 
 /// The static description of a handler declared with a macro: its subscription
 /// and options. Implemented by the marker type the macros emit.
@@ -198,20 +205,4 @@ macro_rules! impl_declared_handler {
     };
 }
 
-impl_declared_handler!();
-impl_declared_handler!(T1);
-impl_declared_handler!(T1, T2);
-impl_declared_handler!(T1, T2, T3);
-impl_declared_handler!(T1, T2, T3, T4);
-impl_declared_handler!(T1, T2, T3, T4, T5);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15);
-impl_declared_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16);
+for_each_arity!(impl_declared_handler);
