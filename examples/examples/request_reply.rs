@@ -1,5 +1,7 @@
-//! Request-reply with typed errors: the handler's error enum chooses the
-//! `Nats-Service-Error-Code`, and the requester gets it back as a typed error.
+//! Typed request-reply with typed errors: `Transfer` declares its reply type
+//! (`Receipt`) and its subject (`bank.{bank}.transfer`), the handler takes the
+//! bank from the subject and must return a `Receipt`, and the handler's error enum
+//! chooses the `Nats-Service-Error-Code` the requester gets back as a typed error.
 //!
 //! ```sh
 //! cargo run -p examples --example request_reply
@@ -8,14 +10,16 @@
 use nats_otel_runtime::RequestErrorKind;
 use nats_otel_runtime::prelude::*;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, NatsMessage)]
+#[nats(subject = "bank.{bank}.transfer", reply = Receipt)]
 struct Transfer {
+    bank: String,
     from: String,
     to: String,
     cents: u64,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, NatsPayload)]
 struct Receipt {
     id: u64,
 }
@@ -52,16 +56,16 @@ impl HandlerError for TransferError {
     }
 }
 
-#[nats_subscribe("bank.transfer", queue = "bank")]
-async fn transfer(Json(t): Json<Transfer>) -> Result<Json<Receipt>, TransferError> {
+#[nats_subscribe(subject = "bank.{bank}.transfer", message = Transfer, queue = "bank")]
+async fn transfer(bank: String, t: Transfer) -> Result<Receipt, TransferError> {
     if t.from != "alice" && t.from != "bob" {
         return Err(TransferError::UnknownAccount(t.from));
     }
     if t.cents > 10_000 {
         return Err(TransferError::InsufficientFunds { missing: t.cents - 10_000 });
     }
-    tracing::info!(cents = t.cents, "transferred");
-    Ok(Json(Receipt { id: 1 }))
+    tracing::info!(cents = t.cents, %bank, "transferred");
+    Ok(Receipt { id: 1 })
 }
 
 #[tokio::main]
@@ -74,8 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let publisher = Publisher::new(client);
     for (from, cents) in [("alice", 2_500), ("mallory", 100), ("bob", 50_000)] {
-        let request = Transfer { from: from.into(), to: "carol".into(), cents };
-        match publisher.request_json::<_, Receipt>("bank.transfer", &request).await {
+        let request = Transfer { bank: "north".into(), from: from.into(), to: "carol".into(), cents };
+        match publisher.request_message(&request).await {
             Ok(receipt) => println!("{from}: ok, receipt {}", receipt.id),
             Err(e) if e.kind() == RequestErrorKind::Service => {
                 let service = e.service_error().map(|s| (s.code(), s.description().to_owned()));
