@@ -542,3 +542,19 @@ fn request_error_type(kind: RequestErrorKind) -> &'static str {
         RequestErrorKind::Other => "_OTHER",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_double_up_to_the_cap() {
+        let retry = PublishRetry::new(10, Duration::from_millis(100)).max_backoff(Duration::from_millis(500));
+        let waits: Vec<_> = (1..=5).map(|attempt| retry.delay_after(attempt).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+        assert_eq!(PublishRetry::new(0, Duration::ZERO).attempts(), 1, "at least one attempt");
+        assert_eq!(PublishRetry::default(), PublishRetry::NONE);
+        let huge = PublishRetry::new(u32::MAX, Duration::from_secs(1));
+        assert_eq!(huge.delay_after(u32::MAX), DEFAULT_MAX_BACKOFF, "no overflow");
+    }
+}
