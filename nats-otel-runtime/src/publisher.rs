@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subject};
 use bytes::Bytes;
@@ -44,6 +45,97 @@ pub struct Publisher {
     spans: Arc<SendSpans>,
     metrics: Arc<SendMetrics>,
     prefix: Option<SubjectPrefix>,
+    retry: PublishRetry,
+}
+
+/// How a JetStream publish is retried when it fails for a reason that may pass:
+/// no acknowledgement in time, the connection lost before the ack, no responders
+/// (the stream's server restarting, or its leader being elected), JetStream
+/// answering 503 (temporarily unavailable), or too many acks awaited.
+///
+/// Every attempt sends the same headers, so give the message a `Nats-Msg-Id`
+/// ([`StreamPublish::message_id`] or [`derived_message_id`](StreamPublish::derived_message_id)):
+/// an attempt whose ack was lost is then stored once, not twice, as long as the
+/// retries end within the stream's duplicate window (2 minutes by default).
+/// Without an id a retry can store the message twice.
+///
+/// Errors that will not pass (wrong expected stream, payload too large, invalid
+/// subject) are never retried. As a stream that does not exist also shows as "no
+/// responders", a publish to a missing stream fails only after the last attempt.
+///
+/// Each failed attempt that is retried is a `publish retry` event on the `send`
+/// span (`messaging.nats.jetstream.publish_attempt`, `error.type`,
+/// `exception.message`); the span's `messaging.nats.jetstream.publish_attempts`
+/// says how many attempts were made. A publish that succeeds after retries keeps
+/// the span's status unset.
+///
+/// ```
+/// use std::time::Duration;
+/// use nats_otel_runtime::publisher::PublishRetry;
+/// // 1 attempt + up to 7 retries, waiting 100 ms, 200 ms, 400 ms … capped at 2 s.
+/// let retry = PublishRetry::new(8, Duration::from_millis(100)).max_backoff(Duration::from_secs(2));
+/// assert_eq!(retry.attempts(), 8);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishRetry {
+    attempts: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for PublishRetry {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl PublishRetry {
+    /// One attempt, no retry: the default, so a failure is reported at once.
+    pub const NONE: Self = Self { attempts: 1, backoff: Duration::ZERO, max_backoff: Duration::ZERO };
+
+    /// Up to `attempts` attempts in all (at least 1), waiting `backoff` before the
+    /// first retry and twice as long before each next one, up to 5 s (see
+    /// [`max_backoff`](Self::max_backoff)).
+    pub fn new(attempts: u32, backoff: Duration) -> Self {
+        Self { attempts: attempts.max(1), backoff, max_backoff: DEFAULT_MAX_BACKOFF.max(backoff) }
+    }
+
+    /// Caps the wait between two attempts.
+    #[must_use]
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.max_backoff = max;
+        self
+    }
+
+    /// How many attempts are made at most.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The wait before attempt `attempt + 1`, after `attempt` failed (1-based).
+    fn delay_after(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        self.backoff.saturating_mul(1u32 << doublings).min(self.max_backoff)
+    }
+}
+
+/// Default cap of [`PublishRetry`] waits.
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Whether a failed JetStream publish may succeed when tried again.
+fn transient(error: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::context::PublishErrorKind as Js;
+    match error.kind() {
+        // `StreamNotFound` is how async-nats reports "no responders".
+        Js::TimedOut | Js::BrokenPipe | Js::StreamNotFound | Js::MaxAckPending => true,
+        Js::Other => std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|api| {
+                api.code() == 503
+                    || api.error_code() == async_nats::jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE
+            }),
+        _ => false,
+    }
 }
 
 /// Options of a JetStream publish.
@@ -57,6 +149,7 @@ pub struct StreamPublish {
     headers: HeaderMap,
     message_id: Option<MessageId>,
     expected_stream: Option<String>,
+    retry: Option<PublishRetry>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +193,14 @@ impl StreamPublish {
         self.expected_stream = Some(stream.into());
         self
     }
+
+    /// Retries this publish as `retry` says, instead of the publisher's policy
+    /// ([`Publisher::retry`]). Give it a message id too: see [`PublishRetry`].
+    #[must_use]
+    pub fn retry(mut self, retry: PublishRetry) -> Self {
+        self.retry = Some(retry);
+        self
+    }
 }
 
 /// A stable id for `subject` and `payload`: FNV-1a, 64 bits, in hex.
@@ -119,7 +220,7 @@ impl Publisher {
         let metrics = Arc::new(SendMetrics::new(Instruments::global(), &peer));
         let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream, spans, metrics, prefix: None }
+        Self { client, jetstream, spans, metrics, prefix: None, retry: PublishRetry::NONE }
     }
 
     /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject this
@@ -145,6 +246,17 @@ impl Publisher {
             Some(prefix) => Cow::Owned(prefix.apply(subject)),
             None => Cow::Borrowed(subject),
         }
+    }
+
+    /// Retries JetStream publishes ([`publish_to_stream`](Self::publish_to_stream) and
+    /// friends) as `retry` says, unless a publish sets its own
+    /// ([`StreamPublish::retry`]). Core publishes and requests are never retried:
+    /// core NATS has no acknowledgement to wait for, and a request is not known to
+    /// be idempotent.
+    #[must_use]
+    pub fn retry(mut self, retry: PublishRetry) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Publishes to a JetStream stream and waits for its acknowledgement, in a
@@ -227,7 +339,9 @@ impl Publisher {
         let body_size = payload.len();
         let started = std::time::Instant::now();
         let span = self.spans.start(Outbound::Send, subject, template, body_size);
-        let StreamPublish { mut headers, message_id, expected_stream } = options;
+        let StreamPublish { mut headers, message_id, expected_stream, retry } = options;
+        let retry = retry.unwrap_or(self.retry);
+        let mut attempts = 0u32;
         let result = async {
             let nats_subject = publish_subject(subject)
                 .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::InvalidSubject, e))?;
@@ -261,14 +375,40 @@ impl Publisher {
                 };
                 StreamPublishError::with_source(kind, e)
             };
-            let ack = self
-                .jetstream
-                .publish_with_headers(nats_subject, headers, payload)
-                .await
-                .map_err(classify)?;
-            ack.await.map_err(classify)
+            loop {
+                attempts += 1;
+                let sent = async {
+                    let ack = self
+                        .jetstream
+                        .publish_with_headers(nats_subject.clone(), headers.clone(), payload.clone())
+                        .await?;
+                    ack.await
+                }
+                .await;
+                match sent {
+                    Ok(ack) => return Ok(ack),
+                    Err(e) if attempts < retry.attempts && transient(&e) => {
+                        let delay = retry.delay_after(attempts);
+                        let error = classify(e);
+                        let attempt = i64::from(attempts);
+                        let retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                        let message = error.to_string();
+                        tracing::event!(target: crate::spans::TARGET, parent: &span, tracing::Level::WARN,
+                            messaging.nats.jetstream.publish_attempt = attempt,
+                            error.type = error.kind().error_type(),
+                            exception.message = message.as_str(),
+                            retry_in_ms,
+                            "publish retry");
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => return Err(classify(e)),
+                }
+            }
         };
         let result = InSpan::new(&span, result).await;
+        if attempts > 0 {
+            span.record("messaging.nats.jetstream.publish_attempts", i64::from(attempts));
+        }
         match &result {
             Ok(ack) => {
                 span.record("messaging.nats.jetstream.stream", ack.stream.as_str());
@@ -501,5 +641,21 @@ fn request_error_type(kind: RequestErrorKind) -> &'static str {
         RequestErrorKind::Service => "service_error",
         RequestErrorKind::Decode => "decode",
         RequestErrorKind::Other => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_double_up_to_the_cap() {
+        let retry = PublishRetry::new(10, Duration::from_millis(100)).max_backoff(Duration::from_millis(500));
+        let waits: Vec<_> = (1..=5).map(|attempt| retry.delay_after(attempt).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+        assert_eq!(PublishRetry::new(0, Duration::ZERO).attempts(), 1, "at least one attempt");
+        assert_eq!(PublishRetry::default(), PublishRetry::NONE);
+        let huge = PublishRetry::new(u32::MAX, Duration::from_secs(1));
+        assert_eq!(huge.delay_after(u32::MAX), DEFAULT_MAX_BACKOFF, "no overflow");
     }
 }

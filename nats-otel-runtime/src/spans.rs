@@ -152,6 +152,7 @@ impl SendSpans {
             messaging.nats.jetstream.stream = Empty,
             messaging.nats.jetstream.sequence = Empty,
             messaging.nats.jetstream.duplicate = Empty,
+            messaging.nats.jetstream.publish_attempts = Empty,
             messaging.operation = Empty,
             net.peer.name = Empty,
             net.peer.port = Empty,

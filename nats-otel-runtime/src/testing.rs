@@ -1,5 +1,5 @@
-//! Test support (feature `testing`): a throwaway nats-server per test and a span
-//! recorder on OpenTelemetry's in-memory exporter. Use them to test your own
+//! Test support (feature `testing`): a throwaway nats-server per test (or a
+//! cluster of them) and a span recorder on OpenTelemetry's in-memory exporter. Use them to test your own
 //! handlers the way nats-otel tests itself.
 //!
 //! ```no_run
@@ -38,6 +38,8 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     config: Option<PathBuf>,
+    /// Extra command-line arguments (cluster membership).
+    args: Vec<String>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -63,7 +65,7 @@ impl NatsServer {
             }
             None => None,
         };
-        let mut server = Self { child: None, port: 0, store, config, log: Arc::default() };
+        let mut server = Self { child: None, port: 0, store, config, args: Vec::new(), log: Arc::default() };
         server.spawn(None)?;
         Ok(server)
     }
@@ -78,6 +80,7 @@ impl NatsServer {
         command
             .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(self.store.path().join("jetstream"))
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
@@ -144,6 +147,11 @@ impl NatsServer {
         async_nats::connect(self.url()).await.map_err(io::Error::other)
     }
 
+    /// Whether the server process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the server (SIGKILL) without deleting its store.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -168,6 +176,156 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// How long [`NatsCluster::start`] waits for JetStream to accept replicated streams.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A cluster of nats-servers on loopback, routed to each other, with JetStream on
+/// each (own store, `server_name` `n0`, `n1`, …): for tests of replicated streams
+/// and of nodes failing. Every node is killed, and its store deleted, on drop.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use nats_otel_runtime::testing::NatsCluster;
+/// let mut cluster = NatsCluster::start(3).await?; // returns once R3 streams can be created
+/// let client = cluster.connect().await?;          // knows every node, fails over
+/// // … create a stream with num_replicas: 3, publish, consume …
+/// cluster.kill("n1");                              // SIGKILL one node
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes and returns once JetStream is up with every node a
+    /// peer: a probe stream with `size` replicas can be created (it is deleted
+    /// again). Fails after a minute, with the nodes' logs.
+    pub async fn start(size: usize) -> io::Result<Self> {
+        let size = size.max(1);
+        // Route ports must be known before the nodes start: reserve free ones.
+        let route_ports = (0..size)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0")?.local_addr().map(|a| a.port()))
+            .collect::<io::Result<Vec<u16>>>()?;
+        let mut nodes = Vec::with_capacity(size);
+        for (index, port) in route_ports.iter().enumerate() {
+            let routes: Vec<String> = route_ports
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            let mut args = vec![
+                "--server_name".to_owned(),
+                format!("n{index}"),
+                "--cluster_name".to_owned(),
+                "nats-otel-test".to_owned(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{port}"),
+            ];
+            if !routes.is_empty() {
+                args.push("--routes".to_owned());
+                args.push(routes.join(","));
+            }
+            let store = tempfile::Builder::new().prefix("nats-otel-cluster-").tempdir()?;
+            let mut node =
+                NatsServer { child: None, port: 0, store, config: None, args, log: Arc::default() };
+            node.spawn(None)?;
+            nodes.push(node);
+        }
+        let cluster = Self { nodes };
+        cluster.wait_for_jetstream(size).await?;
+        Ok(cluster)
+    }
+
+    /// Polls until a memory stream with `replicas` replicas can be created.
+    async fn wait_for_jetstream(&self, replicas: usize) -> io::Result<()> {
+        let deadline = tokio::time::Instant::now() + CLUSTER_READY_TIMEOUT;
+        let mut last_error = String::from("no attempt");
+        while tokio::time::Instant::now() < deadline {
+            match self.probe_jetstream(replicas).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last_error = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(io::Error::other(format!(
+            "JetStream cluster not ready after {CLUSTER_READY_TIMEOUT:?} ({last_error}):\n{}",
+            self.log_text()
+        )))
+    }
+
+    async fn probe_jetstream(&self, replicas: usize) -> Result<(), String> {
+        let client = self.connect().await.map_err(|e| e.to_string())?;
+        let mut js = async_nats::jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        let config = async_nats::jetstream::stream::Config {
+            name: "NATS_OTEL_READY".into(),
+            subjects: vec!["nats-otel.ready".into()],
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        js.create_stream(config).await.map_err(|e| e.to_string())?;
+        js.delete_stream("NATS_OTEL_READY").await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The nodes, `n0` first.
+    pub fn nodes(&self) -> &[NatsServer] {
+        &self.nodes
+    }
+
+    /// The node named `name` (`n0`, `n1`, …).
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NatsServer> {
+        let index: usize = name.strip_prefix('n')?.parse().ok()?;
+        self.nodes.get_mut(index)
+    }
+
+    /// The client URLs of the running nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().filter(|n| n.is_running()).map(NatsServer::url).collect()
+    }
+
+    /// Connects a client that knows every running node (and fails over between them).
+    pub async fn connect(&self) -> io::Result<async_nats::Client> {
+        async_nats::connect(self.urls().as_slice()).await.map_err(io::Error::other)
+    }
+
+    /// Connects a client to one node first (`n0`, …); it learns the others from
+    /// the server and fails over to them.
+    pub async fn connect_to(&self, name: &str) -> io::Result<async_nats::Client> {
+        let index: usize = name
+            .strip_prefix('n')
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no node {name}")))?;
+        let node = self.nodes.get(index).ok_or_else(|| io::Error::other(format!("no node {name}")))?;
+        node.connect().await
+    }
+
+    /// Kills the node named `name` (SIGKILL), keeping its store; `false` when there
+    /// is no such node.
+    pub fn kill(&mut self, name: &str) -> bool {
+        match self.node_mut(name) {
+            Some(node) => {
+                node.kill();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every node's log, each headed by its name.
+    pub fn log_text(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- n{i} ---\n{}", n.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -1,0 +1,277 @@
+//! A 3-node nats-server cluster on loopback (RELIABILITY.md, scenario 3): a
+//! 3-replica stream keeps serving publishers and a `#[jetstream_consumer]` when its
+//! leader is killed; queue-group members on two services keep answering requests
+//! when one service stops.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use common::*;
+use nats_otel_runtime::prelude::*;
+use nats_otel_runtime::publisher::{PublishRetry, StreamPublish};
+use nats_otel_runtime::testing::{NatsCluster, SpanRecorder};
+use opentelemetry::trace::Status;
+use tokio::sync::{Mutex, Notify};
+
+async fn within_secs<T>(seconds: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(seconds), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {seconds}s: {what}"))
+}
+
+/// A client that connects to `first` and fails over to the other running nodes.
+async fn connect_preferring(cluster: &NatsCluster, first: &str) -> async_nats::Client {
+    let index: usize = first.trim_start_matches('n').parse().unwrap();
+    let preferred = cluster.nodes()[index].url();
+    let mut urls = vec![preferred.clone()];
+    urls.extend(cluster.urls().into_iter().filter(|u| *u != preferred));
+    async_nats::ConnectOptions::new().retain_servers_order().connect(urls.as_slice()).await.unwrap()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Item {
+    id: u64,
+}
+
+/// Distinct ids seen and how often, with a way to await a count.
+#[derive(Clone, Default)]
+struct Seen {
+    ids: Arc<Mutex<HashMap<u64, usize>>>,
+    changed: Arc<Notify>,
+}
+
+impl Seen {
+    async fn add(&self, id: u64) {
+        *self.ids.lock().await.entry(id).or_default() += 1;
+        self.changed.notify_waiters();
+    }
+    async fn wait_distinct(&self, n: usize) {
+        within_secs(120, &format!("{n} distinct ids processed"), async {
+            loop {
+                let changed = self.changed.notified();
+                if self.ids.lock().await.len() >= n {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+}
+
+#[jetstream_consumer(stream = "CLUSTER", durable = "cluster", ack_wait = "2s", concurrency = 16)]
+async fn cluster_consumer(Json(item): Json<Item>, State(seen): State<Seen>) {
+    seen.add(item.id).await;
+}
+
+#[tokio::test]
+async fn the_stream_leader_killed_mid_stream_loses_nothing() {
+    const N: u64 = 3_000;
+    const PUBLISHERS: u64 = 2;
+    let recorder = SpanRecorder::install();
+    let mut cluster = NatsCluster::start(3).await.unwrap();
+    let admin = cluster.connect().await.unwrap();
+    let mut js = jetstream::new(admin.clone());
+    js.set_timeout(Duration::from_secs(10));
+    let mut stream = js
+        .create_stream(stream::Config {
+            name: "CLUSTER".into(),
+            subjects: vec!["cluster.>".into()],
+            storage: stream::StorageType::File,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let leader = stream.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).unwrap();
+
+    // The consumer and the publishers are connected to the leader: killing it
+    // takes their connections too.
+    let seen = Seen::default();
+    let consuming = spawn(
+        Service::new(connect_preferring(&cluster, &leader).await)
+            .state(seen.clone())
+            .handler(cluster_consumer),
+    )
+    .await;
+    let publisher = Publisher::new(connect_preferring(&cluster, &leader).await)
+        .retry(PublishRetry::new(60, Duration::from_millis(100)).max_backoff(Duration::from_secs(1)));
+    let published = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(Notify::new());
+    let publishing: Vec<_> = (0..PUBLISHERS)
+        .map(|first| {
+            let (publisher, published, progress) = (publisher.clone(), published.clone(), progress.clone());
+            tokio::spawn(async move {
+                let mut acks = Vec::new();
+                for id in (first..N).step_by(PUBLISHERS as usize) {
+                    let options = StreamPublish::new().message_id(format!("item-{id}"));
+                    let payload = serde_json::to_vec(&Item { id }).unwrap();
+                    acks.push(publisher.publish_to_stream_with("cluster.items", options, payload).await);
+                    published.fetch_add(1, Ordering::SeqCst);
+                    progress.notify_waiters();
+                }
+                acks
+            })
+        })
+        .collect();
+    within_secs(60, "a fifth published", async {
+        loop {
+            let notified = progress.notified();
+            if published.load(Ordering::SeqCst) as u64 >= N / 5 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+
+    assert!(cluster.kill(&leader), "no node {leader}");
+    let published_at_kill = published.load(Ordering::SeqCst);
+    let processed_at_kill = seen.ids.lock().await.len();
+
+    let mut acks = Vec::new();
+    for task in publishing {
+        acks.extend(within_secs(180, "publishers finish", task).await.unwrap());
+    }
+    let failed: Vec<_> = acks.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(failed.is_empty(), "every publish succeeded: {failed:?}");
+    seen.wait_distinct(N as usize).await;
+    let survivors = cluster.connect().await.unwrap();
+    let mut stream = jetstream::new(survivors).get_stream("CLUSTER").await.unwrap();
+    within_secs(90, "consumer: nothing pending, nothing unacked", async {
+        loop {
+            if let Ok(info) = stream.consumer_info("cluster").await
+                && info.num_pending == 0
+                && info.num_ack_pending == 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(!consuming.is_finished(), "the consumer rode out the failover");
+    consuming.stop().await.unwrap();
+
+    let stream_info = stream.info().await.unwrap().clone();
+    let new_leader = stream_info.cluster.as_ref().and_then(|c| c.leader.clone()).unwrap();
+    assert_ne!(new_leader, leader, "a new leader took over");
+    assert_eq!(stream_info.state.messages, N, "stored once each");
+    let ids = seen.ids.lock().await;
+    assert_eq!(ids.len() as u64, N, "every id processed");
+    let processed: usize = ids.values().sum();
+    let duplicates = ids.values().filter(|n| **n > 1).count();
+    let spans = recorder.spans();
+    let sends = named(&spans, "send cluster.items");
+    assert!(sends.iter().all(|s| s.status == Status::Unset), "no send span failed");
+    let retried = sends
+        .iter()
+        .filter(|s| attr_i64(s, "messaging.nats.jetstream.publish_attempts").unwrap_or(1) > 1)
+        .count();
+    let already_stored = acks.iter().filter(|a| a.as_ref().is_ok_and(|a| a.duplicate)).count();
+    assert!((published_at_kill as u64) < N, "killed mid-publish");
+    println!(
+        "cluster failover: sent {N} (published {published_at_kill} and processed {processed_at_kill} when {leader} \
+         was killed; new leader {new_leader}), stored {}, processed {processed}, distinct {}, lost 0, \
+         duplicates processed {duplicates}, publishes retried {retried}, \
+         retries found already stored {already_stored}",
+        stream_info.state.messages,
+        ids.len(),
+    );
+}
+
+#[nats_subscribe("cluster.work", queue = "workers")]
+async fn worker(Json(id): Json<u64>, State(name): State<&'static str>) -> Json<(u64, &'static str)> {
+    Json((id, name))
+}
+
+#[tokio::test]
+async fn queue_group_members_on_two_services_keep_answering_when_one_stops() {
+    const N: u64 = 600;
+    let _recorder = SpanRecorder::install();
+    let cluster = NatsCluster::start(3).await.unwrap();
+    let a = spawn(Service::new(connect_preferring(&cluster, "n0").await).state("a").handler(worker)).await;
+    let b = spawn(Service::new(connect_preferring(&cluster, "n1").await).state("b").handler(worker)).await;
+    let requester = async_nats::ConnectOptions::new()
+        .retain_servers_order()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(cluster.nodes()[2].url())
+        .await
+        .unwrap();
+    // Interest in the queue group reaches n2 over the routes shortly after the
+    // subscriptions: wait until both members have answered once.
+    let mut answered_by: HashMap<&str, usize> = HashMap::new();
+    within_secs(30, "both members answer", async {
+        while answered_by.len() < 2 {
+            if let Ok(reply) = requester.request("cluster.work", "0".into()).await {
+                let (_, name): (u64, String) = serde_json::from_slice(&reply.payload).unwrap();
+                *answered_by.entry(if name == "a" { "a" } else { "b" }).or_default() += 1;
+            }
+        }
+    })
+    .await;
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(Notify::new());
+    let requesting = tokio::spawn({
+        let (requester, answered, progress) = (requester.clone(), answered.clone(), progress.clone());
+        async move {
+            let mut replies = Vec::new();
+            let mut retries = 0;
+            for id in 1..=N {
+                // Core NATS is at most once: a request routed to a member while it
+                // unsubscribes can go unanswered; the requester retries (counted).
+                let mut attempts = 0;
+                let reply = loop {
+                    attempts += 1;
+                    match requester.request("cluster.work", serde_json::to_vec(&id).unwrap().into()).await {
+                        Ok(reply) => break reply,
+                        Err(e) if attempts < 3 => {
+                            eprintln!("request {id}: {e}; retrying");
+                            retries += 1;
+                        }
+                        Err(e) => panic!("request {id} failed {attempts} times: {e}"),
+                    }
+                };
+                let (echo, name): (u64, String) = serde_json::from_slice(&reply.payload).unwrap();
+                assert_eq!(echo, id);
+                replies.push((id, name));
+                answered.fetch_add(1, Ordering::SeqCst);
+                progress.notify_waiters();
+            }
+            (replies, retries)
+        }
+    });
+    within_secs(60, "a third answered", async {
+        loop {
+            let notified = progress.notified();
+            if answered.load(Ordering::SeqCst) as u64 >= N / 3 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+    a.stop().await.unwrap();
+    let stopped_at = answered.load(Ordering::SeqCst) as u64;
+    let (replies, retries) = within_secs(120, "every request answered", requesting).await.unwrap();
+    b.stop().await.unwrap();
+
+    assert_eq!(replies.len() as u64, N, "every request answered");
+    let by_a_before = replies.iter().filter(|(id, name)| *id <= stopped_at && name == "a").count();
+    let by_a_after = replies.iter().filter(|(id, name)| *id > stopped_at + 1 && name == "a").count();
+    assert!(by_a_before > 0, "both members took work before the stop");
+    assert_eq!(by_a_after, 0, "the stopped service answered nothing after its stop returned");
+    assert!(stopped_at < N, "stopped mid-run");
+    println!(
+        "queue group: sent {N} requests, answered {} ({by_a_before} by a before its stop after {stopped_at}, the rest by b), \
+         lost 0, requests retried {retries}",
+        replies.len(),
+    );
+}
