@@ -27,6 +27,8 @@ const OPTIONS: &[&str] = &[
     "dead_letter",
     "trace",
     "settle",
+    "capture_headers",
+    "capture_body",
     "crate",
 ];
 
@@ -100,6 +102,7 @@ fn endpoint(
         .take("settle", diagnostics)
         .and_then(|(k, v)| lit_choice(&k, &v, &["span", "event"], diagnostics));
     let trace = trace_mode(&mut args, diagnostics);
+    let capture = crate::capture::options(&mut args, diagnostics);
     let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
@@ -174,7 +177,7 @@ fn endpoint(
         #private::Endpoint::Consume(
             #private::JetStreamConsumer::new(#stream, #durable)
                 #(#filters)* #message_filter #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
-                #batch #ack #create #dead_letter #settle #trace
+                #batch #ack #create #dead_letter #settle #trace #capture
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };

@@ -8,7 +8,8 @@ use crate::args::{Args, crate_path, lit_positive, lit_str, trace_mode, type_path
 use crate::diagnostics::{Diagnostics, subspan, with_help};
 use crate::handler_fn;
 
-const OPTIONS: &[&str] = &["subject", "message", "queue", "concurrency", "trace", "crate"];
+const OPTIONS: &[&str] =
+    &["subject", "message", "queue", "concurrency", "trace", "capture_headers", "capture_body", "crate"];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     handler_fn::expand_attribute("nats_subscribe", OPTIONS, args, item, endpoint)
@@ -74,6 +75,7 @@ fn endpoint(
     let concurrency =
         args.take("concurrency", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));
     let trace_mode = trace_mode(&mut args, diagnostics);
+    let capture = crate::capture::options(&mut args, diagnostics);
     let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
@@ -92,7 +94,7 @@ fn endpoint(
     let endpoint = quote! {
         #krate::__private::Endpoint::Subscribe(
             #krate::__private::Subscription::new(#subject)
-                #queue #concurrency #trace
+                #queue #concurrency #trace #capture
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };

@@ -90,6 +90,7 @@ pub struct JetStreamConsumer {
     pub(crate) trace: TraceMode,
     pub(crate) settle_record: SettleRecord,
     pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) capture: crate::capture::CaptureConfig,
 }
 
 impl JetStreamConsumer {
@@ -112,6 +113,7 @@ impl JetStreamConsumer {
             trace: TraceMode::Parent,
             settle_record: SettleRecord::Span,
             name: None,
+            capture: crate::capture::CaptureConfig::default(),
         }
     }
 
@@ -234,6 +236,26 @@ impl JetStreamConsumer {
         self
     }
 
+    /// Records the values of these headers on each `process` span; as
+    /// [`Subscription::capture_headers`](crate::Subscription::capture_headers).
+    #[must_use]
+    pub fn capture_headers<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Cow<'static, str>>,
+    {
+        self.capture.headers.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records at most the first `max_bytes` of each payload on its `process`
+    /// span; as [`Subscription::capture_body`](crate::Subscription::capture_body).
+    #[must_use]
+    pub fn capture_body(mut self, max_bytes: usize) -> Self {
+        self.capture.body = Some(max_bytes);
+        self
+    }
+
     /// The stream.
     pub fn stream_name(&self) -> &str {
         &self.stream
@@ -296,7 +318,7 @@ impl JetStreamConsumer {
                 self.backoff.len()
             ));
         }
-        Ok(())
+        self.capture.validate()
     }
 
     pub(crate) fn config(&self) -> pull::Config {

@@ -60,7 +60,8 @@
 //! `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`, spans also carry the older
 //! `messaging.operation`, `net.peer.name` and `net.peer.port`.
 //!
-//! No payload bytes and no header values are recorded.
+//! No payload bytes and no header values are recorded, unless an endpoint opts in
+//! to an allow-list of headers or a capped prefix of the body: see [`capture`].
 //!
 //! ## Metrics, set-up, migration
 //!
@@ -72,6 +73,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod capture;
 mod error;
 mod events;
 pub mod extract;
