@@ -75,7 +75,7 @@
 
 pub mod capture;
 mod error;
-mod events;
+pub mod events;
 pub mod extract;
 mod handler;
 mod incoming;
@@ -102,7 +102,7 @@ pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
-pub use events::ClientEvents;
+pub use events::{ClientEvents, PermissionViolation};
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
 pub use handler::{Declared, DeclaredFuture, Descriptor, Handler};
 pub use incoming::Incoming;

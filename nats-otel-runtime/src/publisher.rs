@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::ServiceError;
 use crate::error::{
     PublishError, PublishErrorKind, RequestError, RequestErrorKind, StreamPublishError,
     StreamPublishErrorKind,
@@ -17,6 +16,7 @@ use crate::error::{
 use crate::metrics::{Instruments, SendMetrics};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
+use crate::{ClientEvents, ServiceError};
 
 /// Publishes and requests with a span per message and the trace context injected
 /// into the headers, so subscribers continue the trace.
@@ -41,6 +41,7 @@ pub struct Publisher {
     jetstream: async_nats::jetstream::Context,
     spans: Arc<SendSpans>,
     metrics: Arc<SendMetrics>,
+    events: Option<ClientEvents>,
 }
 
 /// Options of a JetStream publish.
@@ -116,7 +117,68 @@ impl Publisher {
         let metrics = Arc::new(SendMetrics::new(Instruments::global(), &peer));
         let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream, spans, metrics }
+        Self { client, jetstream, spans, metrics, events: None }
+    }
+
+    /// Reports publishes the server's permissions deny as `PermissionDenied` errors
+    /// naming the subject, from the connection's events (attach `events` to the
+    /// connect options first: [`ClientEvents::attach`]).
+    ///
+    /// nats-server drops a message the connection may not publish and reports it
+    /// only with an asynchronous error; the publish call itself succeeded. So:
+    ///
+    /// - **requests** ([`request`](Self::request) and friends) and **JetStream
+    ///   publishes** ([`publish_to_stream`](Self::publish_to_stream) and friends)
+    ///   wait for a reply anyway: they fail with
+    ///   [`RequestErrorKind::PermissionDenied`] /
+    ///   [`StreamPublishErrorKind::PermissionDenied`] as soon as the server reports
+    ///   the violation, instead of timing out;
+    /// - **fire-and-forget publishes** ([`publish`](Self::publish) and friends)
+    ///   cannot wait: the first one to a denied subject returns `Ok`. Later ones
+    ///   still send (the server decides), but return
+    ///   [`PublishErrorKind::PermissionDenied`] and mark their span failed while
+    ///   the server has denied that subject within the last minute.
+    ///
+    /// The server reports a violation by subject, not by message, so a denial is
+    /// attributed to every publish to that subject on this connection at that
+    /// time; with permissions changed by a server reload, a fire-and-forget
+    /// publish may report a stale denial for up to a minute.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use nats_otel_runtime::{ClientEvents, Publisher, RequestErrorKind};
+    ///
+    /// let events = ClientEvents::new();
+    /// let client = events.attach(async_nats::ConnectOptions::new()).connect("nats://127.0.0.1:4222").await?;
+    /// let publisher = Publisher::new(client).events(&events);
+    /// match publisher.request("admin.reset", "").await {
+    ///     Err(e) if e.kind() == RequestErrorKind::PermissionDenied => eprintln!("{e}"), // names `admin.reset`
+    ///     other => { other?; }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn events(mut self, events: &ClientEvents) -> Self {
+        self.events = Some(events.clone());
+        self
+    }
+
+    /// Runs `operation` (which publishes to `subject` and waits for an answer),
+    /// failing with `denied()` as soon as the server reports that publish denied.
+    async fn unless_denied<T, E>(
+        &self,
+        subject: &str,
+        operation: impl std::future::Future<Output = Result<T, E>>,
+        denied: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        let Some(events) = &self.events else { return operation.await };
+        // Listening starts here, before `operation` first runs and sends.
+        let denial = events.denial(subject);
+        tokio::select! {
+            biased;
+            result = operation => result,
+            () = denial => Err(denied()),
+        }
     }
 
     /// Publishes to a JetStream stream and waits for its acknowledgement, in a
@@ -189,12 +251,19 @@ impl Publisher {
                 };
                 StreamPublishError::with_source(kind, e)
             };
-            let ack = self
-                .jetstream
-                .publish_with_headers(nats_subject, headers, payload)
-                .await
-                .map_err(classify)?;
-            ack.await.map_err(classify)
+            let publish = async {
+                let ack = self
+                    .jetstream
+                    .publish_with_headers(nats_subject, headers, payload)
+                    .await
+                    .map_err(classify)?;
+                ack.await.map_err(classify)
+            };
+            self.unless_denied(subject, publish, || {
+                StreamPublishError::new(StreamPublishErrorKind::PermissionDenied)
+                    .context(denied_context(subject))
+            })
+            .await
         };
         let result = InSpan::new(&span, result).await;
         match &result {
@@ -263,9 +332,16 @@ impl Publisher {
                 .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
             crate::propagation::inject_context(&span_context(&span), &mut headers);
             self.client
-                .publish_with_headers(subject, headers, payload)
+                .publish_with_headers(subject.clone(), headers, payload)
                 .await
-                .map_err(|e| PublishError::with_source(PublishErrorKind::Send, e))
+                .map_err(|e| PublishError::with_source(PublishErrorKind::Send, e))?;
+            match &self.events {
+                Some(events) if events.recently_denied(&subject) => {
+                    Err(PublishError::new(PublishErrorKind::PermissionDenied)
+                        .context(denied_context(&subject)))
+                }
+                _ => Ok(()),
+            }
         }
         .await;
         let error_type = result.as_ref().err().map(|e| publish_error_type(e.kind()));
@@ -317,14 +393,23 @@ impl Publisher {
             let subject = publish_subject(subject)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
             crate::propagation::inject_context(&span_context(&span), &mut headers);
-            let reply = self.client.request_with_headers(subject, headers, payload).await.map_err(|e| {
-                let kind = match e.kind() {
-                    async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
-                    async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
-                    _ => RequestErrorKind::Other,
-                };
-                RequestError::with_source(kind, e)
-            })?;
+            let denied_subject = subject.to_string();
+            let request = async {
+                self.client.request_with_headers(subject, headers, payload).await.map_err(|e| {
+                    let kind = match e.kind() {
+                        async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
+                        async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
+                        _ => RequestErrorKind::Other,
+                    };
+                    RequestError::with_source(kind, e)
+                })
+            };
+            let reply = self
+                .unless_denied(&denied_subject, request, || {
+                    RequestError::new(RequestErrorKind::PermissionDenied)
+                        .context(denied_context(&denied_subject))
+                })
+                .await?;
             match service_error(&reply) {
                 Some(error) => {
                     let code = format!("code {}", error.code());
@@ -369,6 +454,11 @@ fn span_context(span: &tracing::Span) -> Context {
     if span.is_disabled() { Context::current() } else { span.context() }
 }
 
+/// The context line of a `PermissionDenied` error: the subject.
+fn denied_context(subject: &str) -> String {
+    format!("the server denies publishing to `{subject}`")
+}
+
 fn publish_subject(subject: &str) -> Result<Subject, nats_otel_subject::SubjectError> {
     nats_otel_subject::validate(subject, nats_otel_subject::Usage::Publish)?;
     Ok(Subject::from(subject))
@@ -388,6 +478,7 @@ fn publish_error_type(kind: PublishErrorKind) -> &'static str {
         PublishErrorKind::InvalidSubject => "invalid_subject",
         PublishErrorKind::Encode => "encode",
         PublishErrorKind::Send => "async_nats::PublishError",
+        PublishErrorKind::PermissionDenied => "permission_denied",
     }
 }
 
@@ -399,6 +490,7 @@ fn request_error_type(kind: RequestErrorKind) -> &'static str {
         RequestErrorKind::NoResponders => "no_responders",
         RequestErrorKind::Service => "service_error",
         RequestErrorKind::Decode => "decode",
+        RequestErrorKind::PermissionDenied => "permission_denied",
         RequestErrorKind::Other => "_OTHER",
     }
 }
