@@ -189,6 +189,18 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// For the fuzz targets: the attributes a capture of `names` and `body_cap`
+/// bytes records for a message (names are not validated here).
+pub(crate) fn fuzz_attributes(
+    names: &[&str],
+    body_cap: usize,
+    headers: &HeaderMap,
+    payload: &[u8],
+) -> Vec<KeyValue> {
+    let capture = Capture::from_parts(names.iter().copied(), Some(body_cap));
+    capture.attributes(Some(headers), payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,6 +132,26 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
 }
 
+/// Entry points for the fuzz targets in `fuzz/`. Not public API: no semver guarantees.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// The parent context a JSON envelope payload carries, as `Envelope<T>` handlers read it.
+    pub fn envelope_parent(payload: &[u8]) -> Option<crate::Context> {
+        crate::extract::envelope_parent(payload)
+    }
+
+    /// The attributes an endpoint capturing the headers `names` and `body_cap`
+    /// bytes of body records for a message.
+    pub fn capture_attributes(
+        names: &[&str],
+        body_cap: usize,
+        headers: &crate::HeaderMap,
+        payload: &[u8],
+    ) -> Vec<opentelemetry::KeyValue> {
+        crate::capture::fuzz_attributes(names, body_cap, headers, payload)
+    }
+}
+
 /// Items the macros expand to. Not public API: no semver guarantees.
 #[doc(hidden)]
 pub mod __private {
