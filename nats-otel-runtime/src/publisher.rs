@@ -328,8 +328,18 @@ impl Publisher {
         let span = self.spans.start(Outbound::Send, subject, template, body_size);
         // Not entered: a publish only enqueues, nothing of interest runs inside.
         let result = async {
-            let subject = publish_subject(subject)
-                .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
+            let subject = match template {
+                // Rendered from the type's template and checked token values: data,
+                // where NATS allows braces (`{x}` is a capture only in code).
+                Some(template) if nats_otel_subject::matches(template, subject) => Subject::from(subject),
+                Some(template) => {
+                    return Err(PublishError::new(PublishErrorKind::InvalidSubject).context(format!(
+                        "`{subject}` does not match the message type's subject `{template}`"
+                    )));
+                }
+                None => publish_subject(subject)
+                    .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?,
+            };
             crate::propagation::inject_context(&span_context(&span), &mut headers);
             self.client
                 .publish_with_headers(subject.clone(), headers, payload)
