@@ -341,16 +341,16 @@ impl Publisher {
                     .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?,
             };
             crate::propagation::inject_context(&span_context(&span), &mut headers);
+            // Known before sending; sent anyway, so the server decides afresh.
+            let denied = self.events.as_ref().is_some_and(|events| events.recently_denied(&subject));
+            let context = denied.then(|| denied_context(&subject));
             self.client
-                .publish_with_headers(subject.clone(), headers, payload)
+                .publish_with_headers(subject, headers, payload)
                 .await
                 .map_err(|e| PublishError::with_source(PublishErrorKind::Send, e))?;
-            match &self.events {
-                Some(events) if events.recently_denied(&subject) => {
-                    Err(PublishError::new(PublishErrorKind::PermissionDenied)
-                        .context(denied_context(&subject)))
-                }
-                _ => Ok(()),
+            match context {
+                Some(context) => Err(PublishError::new(PublishErrorKind::PermissionDenied).context(context)),
+                None => Ok(()),
             }
         }
         .await;
@@ -400,12 +400,11 @@ impl Publisher {
         let started = std::time::Instant::now();
         let span = self.spans.start(Outbound::Request, subject, None, body_size);
         let result = async {
-            let subject = publish_subject(subject)
+            let nats_subject = publish_subject(subject)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
             crate::propagation::inject_context(&span_context(&span), &mut headers);
-            let denied_subject = subject.to_string();
             let request = async {
-                self.client.request_with_headers(subject, headers, payload).await.map_err(|e| {
+                self.client.request_with_headers(nats_subject, headers, payload).await.map_err(|e| {
                     let kind = match e.kind() {
                         async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
                         async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
@@ -415,9 +414,9 @@ impl Publisher {
                 })
             };
             let reply = self
-                .unless_denied(&denied_subject, request, || {
+                .unless_denied(subject, request, || {
                     RequestError::new(RequestErrorKind::PermissionDenied)
-                        .context(denied_context(&denied_subject))
+                        .context(denied_context(subject))
                 })
                 .await?;
             match service_error(&reply) {
