@@ -415,8 +415,7 @@ impl Publisher {
             };
             let reply = self
                 .unless_denied(subject, request, || {
-                    RequestError::new(RequestErrorKind::PermissionDenied)
-                        .context(denied_context(subject))
+                    RequestError::new(RequestErrorKind::PermissionDenied).context(denied_context(subject))
                 })
                 .await?;
             match service_error(&reply) {
