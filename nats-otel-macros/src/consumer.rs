@@ -29,6 +29,8 @@ const OPTIONS: &[&str] = &[
     "dead_letter",
     "trace",
     "settle",
+    "capture_headers",
+    "capture_body",
     "crate",
 ];
 
@@ -96,6 +98,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
         .take("settle", diagnostics)
         .and_then(|(k, v)| lit_choice(&k, &v, &["span", "event"], diagnostics));
     let trace = trace_mode(&mut args, diagnostics);
+    let capture = crate::capture::options(&mut args, diagnostics);
     let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
@@ -195,7 +198,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
         #private::Endpoint::Consume(
             #private::JetStreamConsumer::new(#stream, #durable)
                 #(#filter_calls)* #message_filter #template #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
-                #batch #ack #create #dead_letter #settle #trace
+                #batch #ack #create #dead_letter #settle #trace #capture
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };

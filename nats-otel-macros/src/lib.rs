@@ -4,6 +4,7 @@
 //! Set `NATS_OTEL_MACROS_DEBUG=1` while building to print every expansion.
 
 mod args;
+mod capture;
 mod consumer;
 mod diagnostics;
 mod duration;
@@ -48,6 +49,8 @@ use proc_macro::TokenStream;
 /// | `queue = "…"` | none | queue group: each message goes to one member |
 /// | `concurrency = N` | 64 | handlers running at once; `1` handles messages one by one, in order |
 /// | `trace = "parent" \| "link"` | `"parent"` | continue the publisher's trace, or start a new one linked to it |
+/// | `capture_headers = ["x-tenant"]` | none | record these headers' values on the span (`messaging.nats.message.header.<name>`, case-insensitive); nothing else is recorded |
+/// | `capture_body = N` | off | record the first `N` bytes (1 to 65536) of the payload (`messaging.nats.message.body`, UTF-8 cut on a character boundary or base64) |
 /// | `crate = "path"` | `::nats_otel_runtime` | where the runtime is, when re-exported under another name |
 ///
 /// Every message is processed in a `process {subject}` CONSUMER span with the
@@ -212,6 +215,8 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `dead_letter = "subject"` | none | where given-up messages are published, with their headers and trace context |
 /// | `trace = "parent" \| "link"` | `"parent"` | continue the publisher's trace, or link to it |
 /// | `settle = "span" \| "event"` | `"span"` | record settlements as child spans or as events |
+/// | `capture_headers = ["x-tenant"]` | none | record these headers' values on the process span, case-insensitive |
+/// | `capture_body = N` | off | record the first `N` bytes (1 to 65536) of the payload on the process span |
 ///
 /// # Compile-time errors
 ///

@@ -9,7 +9,8 @@ use crate::diagnostics::{Diagnostics, subspan, with_help};
 use crate::handler_fn::{self, Built};
 use crate::handler_subject::HandlerSubject;
 
-const OPTIONS: &[&str] = &["subject", "message", "queue", "concurrency", "trace", "crate"];
+const OPTIONS: &[&str] =
+    &["subject", "message", "queue", "concurrency", "trace", "capture_headers", "capture_body", "crate"];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     handler_fn::expand_attribute("nats_subscribe", OPTIONS, args, item, endpoint)
@@ -60,6 +61,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
     let concurrency =
         args.take("concurrency", diagnostics).and_then(|(k, v)| lit_positive(&k, &v, diagnostics));
     let trace_mode = trace_mode(&mut args, diagnostics);
+    let capture = crate::capture::options(&mut args, diagnostics);
     let krate = crate_path(&mut args, diagnostics);
     args.finish(diagnostics);
 
@@ -90,7 +92,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
     let endpoint = quote! {
         #krate::__private::Endpoint::Subscribe(
             #krate::__private::Subscription::new(#subject)
-                #template #queue #concurrency #trace
+                #template #queue #concurrency #trace #capture
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };

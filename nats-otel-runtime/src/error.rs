@@ -126,6 +126,11 @@ pub enum PublishErrorKind {
     Encode,
     /// The client could not send the message.
     Send,
+    /// The server denies this connection publishing to the subject (named in the
+    /// error): it drops such messages. Reported only with
+    /// [`Publisher::events`](crate::Publisher::events), for a subject the server has
+    /// denied recently; see there.
+    PermissionDenied,
 }
 
 impl fmt::Display for PublishErrorKind {
@@ -134,6 +139,7 @@ impl fmt::Display for PublishErrorKind {
             Self::InvalidSubject => "invalid subject",
             Self::Encode => "failed to encode the payload",
             Self::Send => "failed to publish",
+            Self::PermissionDenied => "permission denied",
         })
     }
 }
@@ -158,6 +164,9 @@ pub enum RequestErrorKind {
     Service,
     /// The reply could not be decoded.
     Decode,
+    /// The server denies this connection publishing to the subject (named in the
+    /// error); needs [`Publisher::events`](crate::Publisher::events).
+    PermissionDenied,
     /// Any other failure of the client.
     Other,
 }
@@ -171,6 +180,7 @@ impl fmt::Display for RequestErrorKind {
             Self::NoResponders => "no responders",
             Self::Service => "service error",
             Self::Decode => "failed to decode the reply",
+            Self::PermissionDenied => "permission denied",
             Self::Other => "request failed",
         })
     }
@@ -203,6 +213,9 @@ pub enum StreamPublishErrorKind {
     TimedOut,
     /// The message is larger than the server accepts.
     MaxPayloadExceeded,
+    /// The server denies this connection publishing to the subject (named in the
+    /// error); needs [`Publisher::events`](crate::Publisher::events).
+    PermissionDenied,
     /// Any other failure.
     Other,
 }
@@ -216,6 +229,7 @@ impl fmt::Display for StreamPublishErrorKind {
             Self::WrongExpectedStream => "the subject belongs to another stream than expected",
             Self::TimedOut => "no acknowledgement from the stream in time",
             Self::MaxPayloadExceeded => "message larger than the server's max_payload",
+            Self::PermissionDenied => "permission denied",
             Self::Other => "JetStream publish failed",
         })
     }
@@ -231,6 +245,7 @@ impl StreamPublishErrorKind {
             Self::WrongExpectedStream => "wrong_expected_stream",
             Self::TimedOut => "timeout",
             Self::MaxPayloadExceeded => "max_payload_exceeded",
+            Self::PermissionDenied => "permission_denied",
             Self::Other => "_OTHER",
         }
     }

@@ -93,6 +93,7 @@ pub struct JetStreamConsumer {
     pub(crate) name: Option<Cow<'static, str>>,
     /// Tokens of the service's subject prefix at the front of each filter.
     pub(crate) prefix_tokens: usize,
+    pub(crate) capture: crate::capture::CaptureConfig,
 }
 
 impl JetStreamConsumer {
@@ -117,6 +118,7 @@ impl JetStreamConsumer {
             settle_record: SettleRecord::Span,
             name: None,
             prefix_tokens: 0,
+            capture: crate::capture::CaptureConfig::default(),
         }
     }
 
@@ -263,6 +265,26 @@ impl JetStreamConsumer {
         self
     }
 
+    /// Records the values of these headers on each `process` span; as
+    /// [`Subscription::capture_headers`](crate::Subscription::capture_headers).
+    #[must_use]
+    pub fn capture_headers<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Cow<'static, str>>,
+    {
+        self.capture.headers.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records at most the first `max_bytes` of each payload on its `process`
+    /// span; as [`Subscription::capture_body`](crate::Subscription::capture_body).
+    #[must_use]
+    pub fn capture_body(mut self, max_bytes: usize) -> Self {
+        self.capture.body = Some(max_bytes);
+        self
+    }
+
     /// The stream.
     pub fn stream_name(&self) -> &str {
         &self.stream
@@ -325,7 +347,7 @@ impl JetStreamConsumer {
                 self.backoff.len()
             ));
         }
-        Ok(())
+        self.capture.validate()
     }
 
     pub(crate) fn config(&self) -> pull::Config {

@@ -60,7 +60,8 @@
 //! `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`, spans also carry the older
 //! `messaging.operation`, `net.peer.name` and `net.peer.port`.
 //!
-//! No payload bytes and no header values are recorded.
+//! No payload bytes and no header values are recorded, unless an endpoint opts in
+//! to an allow-list of headers or a capped prefix of the body: see [`capture`].
 //!
 //! ## Metrics, set-up, migration
 //!
@@ -74,7 +75,7 @@
 
 pub mod capture;
 mod error;
-mod events;
+pub mod events;
 pub mod extract;
 mod handler;
 mod incoming;
@@ -89,6 +90,7 @@ pub mod semconv;
 mod service;
 pub mod settle;
 mod spans;
+pub mod subject_capture;
 mod subscription;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
@@ -98,12 +100,11 @@ pub mod tree;
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
-pub use capture::FromToken;
 pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
-pub use events::ClientEvents;
+pub use events::{ClientEvents, PermissionViolation};
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
 pub use handler::{Declaration, Declared, DeclaredArgs, DeclaredHandler, Descriptor, Handler};
 pub use incoming::Incoming;
@@ -120,6 +121,7 @@ pub use service::{
 };
 pub use settle::{Permanent, Retry, RetryAfter, Settlement};
 pub use spans::TARGET;
+pub use subject_capture::FromToken;
 pub use subscription::{DEFAULT_CONCURRENCY, Endpoint, Subscription, TraceMode};
 
 /// Everything a handler module usually needs.
@@ -133,12 +135,32 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
 }
 
+/// Entry points for the fuzz targets in `fuzz/`. Not public API: no semver guarantees.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// The parent context a JSON envelope payload carries, as `Envelope<T>` handlers read it.
+    pub fn envelope_parent(payload: &[u8]) -> Option<crate::Context> {
+        crate::extract::envelope_parent(payload)
+    }
+
+    /// The attributes an endpoint capturing the headers `names` and `body_cap`
+    /// bytes of body records for a message.
+    pub fn capture_attributes(
+        names: &[&str],
+        body_cap: usize,
+        headers: &crate::HeaderMap,
+        payload: &[u8],
+    ) -> Vec<opentelemetry::KeyValue> {
+        crate::capture::fuzz_attributes(names, body_cap, headers, payload)
+    }
+}
+
 /// Items the macros expand to. Not public API: no semver guarantees.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::capture::capture;
     pub use crate::handler::{Declaration, Declared, Descriptor};
     pub use crate::jetstream::{AckMode, Deliver, JetStreamConsumer, SettleRecord};
+    pub use crate::subject_capture::capture;
     pub use crate::subscription::{Endpoint, Subscription, TraceMode};
     pub use core::time::Duration;
 

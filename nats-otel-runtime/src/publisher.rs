@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::ServiceError;
 use crate::error::{
     PublishError, PublishErrorKind, RequestError, RequestErrorKind, StreamPublishError,
     StreamPublishErrorKind,
@@ -20,6 +19,7 @@ use crate::metrics::{Instruments, SendMetrics};
 use crate::prefix::{InvalidPrefix, SubjectPrefix};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
+use crate::{ClientEvents, ServiceError};
 
 /// Publishes and requests with a span per message and the trace context injected
 /// into the headers, so subscribers continue the trace.
@@ -46,6 +46,7 @@ pub struct Publisher {
     metrics: Arc<SendMetrics>,
     prefix: Option<SubjectPrefix>,
     retry: PublishRetry,
+    events: Option<ClientEvents>,
 }
 
 /// How a JetStream publish is retried when it fails for a reason that may pass:
@@ -220,7 +221,7 @@ impl Publisher {
         let metrics = Arc::new(SendMetrics::new(Instruments::global(), &peer));
         let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream, spans, metrics, prefix: None, retry: PublishRetry::NONE }
+        Self { client, jetstream, spans, metrics, prefix: None, retry: PublishRetry::NONE, events: None }
     }
 
     /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject this
@@ -257,6 +258,67 @@ impl Publisher {
     pub fn retry(mut self, retry: PublishRetry) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Reports publishes the server's permissions deny as `PermissionDenied` errors
+    /// naming the subject, from the connection's events (attach `events` to the
+    /// connect options first: [`ClientEvents::attach`]).
+    ///
+    /// nats-server drops a message the connection may not publish and reports it
+    /// only with an asynchronous error; the publish call itself succeeded. So:
+    ///
+    /// - **requests** ([`request`](Self::request) and friends) and **JetStream
+    ///   publishes** ([`publish_to_stream`](Self::publish_to_stream) and friends)
+    ///   wait for a reply anyway: they fail with
+    ///   [`RequestErrorKind::PermissionDenied`] /
+    ///   [`StreamPublishErrorKind::PermissionDenied`] as soon as the server reports
+    ///   the violation, instead of timing out;
+    /// - **fire-and-forget publishes** ([`publish`](Self::publish) and friends)
+    ///   cannot wait: the first one to a denied subject returns `Ok`. Later ones
+    ///   still send (the server decides), but return
+    ///   [`PublishErrorKind::PermissionDenied`] and mark their span failed while
+    ///   the server has denied that subject within the last minute.
+    ///
+    /// The server reports a violation by subject, not by message, so a denial is
+    /// attributed to every publish to that subject on this connection at that
+    /// time; with permissions changed by a server reload, a fire-and-forget
+    /// publish may report a stale denial for up to a minute.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use nats_otel_runtime::{ClientEvents, Publisher, RequestErrorKind};
+    ///
+    /// let events = ClientEvents::new();
+    /// let client = events.attach(async_nats::ConnectOptions::new()).connect("nats://127.0.0.1:4222").await?;
+    /// let publisher = Publisher::new(client).events(&events);
+    /// match publisher.request("admin.reset", "").await {
+    ///     Err(e) if e.kind() == RequestErrorKind::PermissionDenied => eprintln!("{e}"), // names `admin.reset`
+    ///     other => { other?; }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn events(mut self, events: &ClientEvents) -> Self {
+        self.events = Some(events.clone());
+        self
+    }
+
+    /// Runs `operation` (which publishes to `subject` and waits for an answer),
+    /// failing with `denied()` as soon as the server reports that publish denied.
+    async fn unless_denied<T, E>(
+        &self,
+        subject: &str,
+        operation: impl std::future::Future<Output = Result<T, E>>,
+        denied: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        let Some(events) = &self.events else { return operation.await };
+        // Listening starts here, before `operation` first runs and sends.
+        let denial = events.denial(subject);
+        tokio::select! {
+            biased;
+            result = operation => result,
+            () = denial => Err(denied()),
+        }
     }
 
     /// Publishes to a JetStream stream and waits for its acknowledgement, in a
@@ -375,35 +437,42 @@ impl Publisher {
                 };
                 StreamPublishError::with_source(kind, e)
             };
-            loop {
-                attempts += 1;
-                let sent = async {
-                    let ack = self
-                        .jetstream
-                        .publish_with_headers(nats_subject.clone(), headers.clone(), payload.clone())
-                        .await?;
-                    ack.await
-                }
-                .await;
-                match sent {
-                    Ok(ack) => return Ok(ack),
-                    Err(e) if attempts < retry.attempts && transient(&e) => {
-                        let delay = retry.delay_after(attempts);
-                        let error = classify(e);
-                        let attempt = i64::from(attempts);
-                        let retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                        let message = error.to_string();
-                        tracing::event!(target: crate::spans::TARGET, parent: &span, tracing::Level::WARN,
-                            messaging.nats.jetstream.publish_attempt = attempt,
-                            error.type = error.kind().error_type(),
-                            exception.message = message.as_str(),
-                            retry_in_ms,
-                            "publish retry");
-                        tokio::time::sleep(delay).await;
+            let publish = async {
+                loop {
+                    attempts += 1;
+                    let sent = async {
+                        let ack = self
+                            .jetstream
+                            .publish_with_headers(nats_subject.clone(), headers.clone(), payload.clone())
+                            .await?;
+                        ack.await
                     }
-                    Err(e) => return Err(classify(e)),
+                    .await;
+                    match sent {
+                        Ok(ack) => break Ok(ack),
+                        Err(e) if attempts < retry.attempts && transient(&e) => {
+                            let delay = retry.delay_after(attempts);
+                            let error = classify(e);
+                            let attempt = i64::from(attempts);
+                            let retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                            let message = error.to_string();
+                            tracing::event!(target: crate::spans::TARGET, parent: &span, tracing::Level::WARN,
+                                messaging.nats.jetstream.publish_attempt = attempt,
+                                error.type = error.kind().error_type(),
+                                exception.message = message.as_str(),
+                                retry_in_ms,
+                                "publish retry");
+                            tokio::time::sleep(delay).await;
+                        }
+                        Err(e) => break Err(classify(e)),
+                    }
                 }
-            }
+            };
+            self.unless_denied(subject, publish, || {
+                StreamPublishError::new(StreamPublishErrorKind::PermissionDenied)
+                    .context(denied_context(subject))
+            })
+            .await
         };
         let result = InSpan::new(&span, result).await;
         if attempts > 0 {
@@ -472,13 +541,30 @@ impl Publisher {
         let span = self.spans.start(Outbound::Send, subject, template, body_size);
         // Not entered: a publish only enqueues, nothing of interest runs inside.
         let result = async {
-            let subject = publish_subject(subject)
-                .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
+            let subject = match template {
+                // Rendered from the type's template and checked token values: data,
+                // where NATS allows braces (`{x}` is a capture only in code).
+                Some(template) if nats_otel_subject::matches(template, subject) => Subject::from(subject),
+                Some(template) => {
+                    return Err(PublishError::new(PublishErrorKind::InvalidSubject).context(format!(
+                        "`{subject}` does not match the message type's subject `{template}`"
+                    )));
+                }
+                None => publish_subject(subject)
+                    .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?,
+            };
             crate::propagation::inject_context(&span_context(&span), &mut headers);
+            // Known before sending; sent anyway, so the server decides afresh.
+            let denied = self.events.as_ref().is_some_and(|events| events.recently_denied(&subject));
+            let context = denied.then(|| denied_context(&subject));
             self.client
                 .publish_with_headers(subject, headers, payload)
                 .await
-                .map_err(|e| PublishError::with_source(PublishErrorKind::Send, e))
+                .map_err(|e| PublishError::with_source(PublishErrorKind::Send, e))?;
+            match context {
+                Some(context) => Err(PublishError::new(PublishErrorKind::PermissionDenied).context(context)),
+                None => Ok(()),
+            }
         }
         .await;
         let error_type = result.as_ref().err().map(|e| publish_error_type(e.kind()));
@@ -535,17 +621,24 @@ impl Publisher {
         let started = std::time::Instant::now();
         let span = self.spans.start(Outbound::Request, subject, template, body_size);
         let result = async {
-            let subject = publish_subject(subject)
+            let nats_subject = publish_subject(subject)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
             crate::propagation::inject_context(&span_context(&span), &mut headers);
-            let reply = self.client.request_with_headers(subject, headers, payload).await.map_err(|e| {
-                let kind = match e.kind() {
-                    async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
-                    async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
-                    _ => RequestErrorKind::Other,
-                };
-                RequestError::with_source(kind, e)
-            })?;
+            let request = async {
+                self.client.request_with_headers(nats_subject, headers, payload).await.map_err(|e| {
+                    let kind = match e.kind() {
+                        async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
+                        async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
+                        _ => RequestErrorKind::Other,
+                    };
+                    RequestError::with_source(kind, e)
+                })
+            };
+            let reply = self
+                .unless_denied(subject, request, || {
+                    RequestError::new(RequestErrorKind::PermissionDenied).context(denied_context(subject))
+                })
+                .await?;
             match service_error(&reply) {
                 Some(error) => {
                     let code = format!("code {}", error.code());
@@ -610,6 +703,11 @@ fn span_context(span: &tracing::Span) -> Context {
     if span.is_disabled() { Context::current() } else { span.context() }
 }
 
+/// The context line of a `PermissionDenied` error: the subject.
+fn denied_context(subject: &str) -> String {
+    format!("the server denies publishing to `{subject}`")
+}
+
 fn publish_subject(subject: &str) -> Result<Subject, nats_otel_subject::SubjectError> {
     nats_otel_subject::validate(subject, nats_otel_subject::Usage::Publish)?;
     Ok(Subject::from(subject))
@@ -629,6 +727,7 @@ fn publish_error_type(kind: PublishErrorKind) -> &'static str {
         PublishErrorKind::InvalidSubject => "invalid_subject",
         PublishErrorKind::Encode => "encode",
         PublishErrorKind::Send => "async_nats::PublishError",
+        PublishErrorKind::PermissionDenied => "permission_denied",
     }
 }
 
@@ -640,6 +739,7 @@ fn request_error_type(kind: RequestErrorKind) -> &'static str {
         RequestErrorKind::NoResponders => "no_responders",
         RequestErrorKind::Service => "service_error",
         RequestErrorKind::Decode => "decode",
+        RequestErrorKind::PermissionDenied => "permission_denied",
         RequestErrorKind::Other => "_OTHER",
     }
 }

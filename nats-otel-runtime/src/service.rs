@@ -393,7 +393,7 @@ async fn watch_events(
             }
             Ok(event) => {
                 let Some(subject) = crate::events::refused_subscription(&event) else { continue };
-                if let Some((_, described)) = subscriptions.iter().find(|(s, _)| s == subject) {
+                if let Some((_, described)) = subscriptions.iter().find(|(s, _)| *s == subject) {
                     return ServeError::with_source(ServeErrorKind::PermissionDenied, event.to_string())
                         .context(described.clone());
                 }

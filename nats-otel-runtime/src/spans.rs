@@ -9,6 +9,7 @@ use async_nats::{Client, Message};
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::capture::Capture;
 use crate::reply::Failure;
 use crate::semconv;
 use crate::subscription::{Subscription, TraceMode};
@@ -45,6 +46,7 @@ pub(crate) struct ProcessSpans {
     peer: Peer,
     mode: TraceMode,
     deprecated_names: bool,
+    capture: Capture,
 }
 
 impl ProcessSpans {
@@ -58,6 +60,7 @@ impl ProcessSpans {
             peer,
             mode: subscription.trace_mode(),
             deprecated_names: semconv::emit_deprecated_names(),
+            capture: Capture::new(&subscription.capture),
         }
     }
 
@@ -94,6 +97,7 @@ impl ProcessSpans {
         if self.deprecated_names {
             record_deprecated_names(&span, "process", &self.peer);
         }
+        self.capture.record(&span, message);
         attach_remote_parent(&span, message, context_in_body, self.mode);
         span
     }
@@ -248,6 +252,7 @@ pub(crate) struct JetStreamSpans {
     peer: Peer,
     mode: TraceMode,
     deprecated_names: bool,
+    capture: Capture,
 }
 
 impl JetStreamSpans {
@@ -271,6 +276,7 @@ impl JetStreamSpans {
             peer,
             mode: consumer.trace,
             deprecated_names: semconv::emit_deprecated_names(),
+            capture: Capture::new(&consumer.capture),
         }
     }
 
@@ -326,6 +332,7 @@ impl JetStreamSpans {
         if self.deprecated_names {
             record_deprecated_names(&span, "process", &self.peer);
         }
+        self.capture.record(&span, message);
         attach_remote_parent(&span, message, context_in_body, self.mode);
         span
     }

@@ -36,6 +36,7 @@ pub struct Subscription {
     pub(crate) name: Option<Cow<'static, str>>,
     /// Tokens of the service's subject prefix at the front of `subject`.
     pub(crate) prefix_tokens: usize,
+    pub(crate) capture: crate::capture::CaptureConfig,
 }
 
 impl Subscription {
@@ -49,6 +50,7 @@ impl Subscription {
             trace: TraceMode::Parent,
             name: None,
             prefix_tokens: 0,
+            capture: crate::capture::CaptureConfig::default(),
         }
     }
 
@@ -105,6 +107,44 @@ impl Subscription {
         self
     }
 
+    /// Records the values of these headers on each `process` span, as
+    /// `messaging.nats.message.header.<lower-cased name>` (a string array).
+    ///
+    /// Names match case-insensitively; headers not listed are never recorded.
+    /// Nothing is captured by default: list only headers that carry no secrets or
+    /// personal data. See [`capture`](crate::capture).
+    ///
+    /// ```
+    /// use nats_otel_runtime::Subscription;
+    /// let orders = Subscription::new("orders.*").capture_headers(["x-tenant", "Nats-Msg-Id"]);
+    /// ```
+    #[must_use]
+    pub fn capture_headers<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Cow<'static, str>>,
+    {
+        self.capture.headers.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records at most the first `max_bytes` of each payload on its `process` span
+    /// (`messaging.nats.message.body`; text cut on a character boundary, base64
+    /// when the payload is not UTF-8), with `messaging.nats.message.body.truncated`.
+    ///
+    /// At most [`MAX_BODY_CAPTURE`](crate::capture::MAX_BODY_CAPTURE) bytes; off by
+    /// default. See [`capture`](crate::capture).
+    ///
+    /// ```
+    /// use nats_otel_runtime::Subscription;
+    /// let orders = Subscription::new("orders.*").capture_body(256);
+    /// ```
+    #[must_use]
+    pub fn capture_body(mut self, max_bytes: usize) -> Self {
+        self.capture.body = Some(max_bytes);
+        self
+    }
+
     /// The subject.
     pub fn subject(&self) -> &str {
         &self.subject
@@ -140,7 +180,7 @@ impl Subscription {
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".to_owned());
         }
-        Ok(())
+        self.capture.validate()
     }
 }
 

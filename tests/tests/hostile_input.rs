@@ -98,3 +98,35 @@ async fn services_work_against_servers_that_require_a_token_or_a_password() {
     assert!(users.connect().await.is_err(), "the server does require a user");
     serves_with(&users, async_nats::ConnectOptions::with_user_and_password("svc".into(), "pw".into())).await;
 }
+
+#[derive(Debug, Serialize, Deserialize, NatsMessage)]
+#[nats(subject = "hostile.typed.{key}")]
+struct Keyed {
+    key: String,
+}
+
+#[nats_subscribe(message = Keyed)]
+async fn keyed(_message: Keyed) {}
+
+/// Found while writing the fuzz target's rendering invariant: a field value NATS
+/// treats as data (braces) passed the token check but the publisher then refused
+/// the rendered subject as if it were a capture written in code.
+#[tokio::test]
+async fn typed_messages_whose_fields_hold_braces_are_published_and_received() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(keyed)).await;
+    let publisher = Publisher::new(h.client.clone());
+    for key in ["{x}", "a}", "{"] {
+        let message = Keyed { key: key.to_owned() };
+        assert_eq!(message.subject().unwrap(), format!("hostile.typed.{key}"));
+        publisher.publish_message(&message).await.unwrap();
+    }
+    let spans = h.recorder.wait_for(|s| count(s, "process hostile.typed.*") == 3).await;
+    let mut received: Vec<String> = named(&spans, "process hostile.typed.*")
+        .iter()
+        .map(|s| attr_str(s, "messaging.destination.name").unwrap())
+        .collect();
+    received.sort();
+    assert_eq!(received, ["hostile.typed.a}", "hostile.typed.{", "hostile.typed.{x}"]);
+    running.stop().await.unwrap();
+}
