@@ -72,10 +72,27 @@ impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         // Propagators only produce valid names and values; if one ever does not,
         // dropping that field is better than failing the publish.
-        let (Ok(name), Ok(value)) = (HeaderName::try_from(key), value.parse::<HeaderValue>()) else {
+        let Some(name) = header_name(key) else { return };
+        // The check `HeaderValue::from(String)` would otherwise assert: the
+        // propagator's string becomes the header value without a copy.
+        if value.contains(['\r', '\n']) {
             return;
-        };
-        self.0.insert(name, value);
+        }
+        self.0.insert(name, HeaderValue::from(value));
+    }
+}
+
+/// The header for a propagation field: the W3C and baggage names are static (no
+/// allocation or validation per message), others are validated.
+fn header_name(key: &str) -> Option<HeaderName> {
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+    match key {
+        "traceparent" => Some(TRACEPARENT),
+        "tracestate" => Some(TRACESTATE),
+        "baggage" => Some(BAGGAGE),
+        _ => HeaderName::try_from(key).ok(),
     }
 }
 
@@ -120,6 +137,28 @@ mod tests {
         ] {
             assert!(!is_well_formed_traceparent(bad), "{bad:?} must be rejected");
         }
+    }
+
+    #[test]
+    fn injector_writes_fields_and_drops_invalid_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert("other", "kept");
+        let mut injector = HeaderInjector(&mut headers);
+        injector.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
+        injector.set("tracestate", String::new());
+        injector.set("b3", "1".to_owned());
+        injector.set("bad:name", "x".to_owned());
+        injector.set("baggage", "a=b\r\nX: y".to_owned());
+        let get = |k: &str| headers.get(k).map(|v| v.as_str().to_owned());
+        assert_eq!(
+            get("traceparent").as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert_eq!(get("tracestate").as_deref(), Some(""));
+        assert_eq!(get("b3").as_deref(), Some("1"));
+        assert_eq!(get("other").as_deref(), Some("kept"));
+        assert_eq!(get("baggage"), None, "a value with a line break is dropped");
+        assert_eq!(headers.len(), 4);
     }
 
     #[test]

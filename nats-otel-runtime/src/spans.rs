@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{Client, Message};
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -135,10 +136,11 @@ impl SendSpans {
             Outbound::Send => ("send", "producer"),
             Outbound::Request => ("request", "client"),
         };
+        // The name is formatted once, by the layer, only when the span is enabled.
         let span = tracing::info_span!(
             target: TARGET,
             "send",
-            otel.name = Empty,
+            otel.name = format_args!("{operation} {}", template.unwrap_or(subject)),
             otel.kind = otel_kind,
             otel.status_code = Empty,
             otel.status_description = Empty,
@@ -164,7 +166,6 @@ impl SendSpans {
         if span.is_disabled() {
             return span;
         }
-        span.record("otel.name", format!("{operation} {}", template.unwrap_or(subject)));
         if self.deprecated_names {
             record_deprecated_names(&span, "publish", &self.peer);
         }
@@ -239,6 +240,32 @@ impl<F: Future> Future for InSpan<'_, F> {
     }
 }
 
+/// `messaging.message.id` of a JetStream delivery: its `Nats-Msg-Id`, else
+/// `{stream}:{sequence}`.
+enum MessageId<'a> {
+    Header(&'a str),
+    Sequence(&'a str, u64),
+}
+
+impl<'a> MessageId<'a> {
+    fn of(message: &'a Message, info: Option<&'a crate::JetStreamInfo>) -> Option<Self> {
+        match (message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)), info) {
+            (Some(id), _) => Some(MessageId::Header(id.as_str())),
+            (None, Some(info)) => Some(MessageId::Sequence(&info.stream, info.stream_sequence)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MessageId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageId::Header(id) => f.write_str(id),
+            MessageId::Sequence(stream, sequence) => write!(f, "{stream}:{sequence}"),
+        }
+    }
+}
+
 /// Builds `process {pattern}` CONSUMER spans for a JetStream consumer, and their
 /// `ack|nak|term {pattern}` CLIENT settle spans.
 #[derive(Debug)]
@@ -286,6 +313,8 @@ impl JetStreamSpans {
         info: Option<&crate::JetStreamInfo>,
         context_in_body: bool,
     ) -> tracing::Span {
+        // Field values are only evaluated when the span is enabled. The message id is
+        // part of the span from the start: formatted once, no `record` afterwards.
         let span = tracing::info_span!(
             target: TARGET,
             parent: None,
@@ -302,7 +331,7 @@ impl JetStreamSpans {
             messaging.destination.template = self.template.as_deref(),
             messaging.destination.subscription.name = &*self.durable,
             messaging.consumer.group.name = &*self.durable,
-            messaging.message.id = Empty,
+            messaging.message.id = MessageId::of(message, info).as_ref().map(tracing::field::display),
             messaging.message.body.size = message.payload.len() as i64,
             messaging.client.id = &*self.peer.client_id,
             server.address = self.peer.address.as_deref(),
@@ -313,7 +342,6 @@ impl JetStreamSpans {
             messaging.nats.jetstream.consumer_sequence = info.map(|i| i.consumer_sequence as i64),
             messaging.nats.jetstream.num_delivered = info.map(|i| i.delivered),
             messaging.nats.jetstream.num_pending = info.map(|i| i.pending as i64),
-            messaging.nats.jetstream.ack = Empty,
             messaging.operation = Empty,
             net.peer.name = Empty,
             net.peer.port = Empty,
@@ -321,14 +349,6 @@ impl JetStreamSpans {
         if span.is_disabled() {
             return span;
         }
-        let msg_id = message.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID));
-        match (msg_id, info) {
-            (Some(id), _) => span.record("messaging.message.id", id.as_str()),
-            (None, Some(info)) => {
-                span.record("messaging.message.id", format!("{}:{}", info.stream, info.stream_sequence))
-            }
-            (None, None) => &span,
-        };
         if self.deprecated_names {
             record_deprecated_names(&span, "process", &self.peer);
         }

@@ -278,10 +278,26 @@ fn js_process_attributes(
     ]
 }
 
+/// The attributes the toolkit puts on a JetStream settle span, written by hand.
+fn js_settle_attributes(durable: &str, client_id: &str, port: i64) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("messaging.system", "nats"),
+        KeyValue::new("messaging.operation.name", "ack"),
+        KeyValue::new("messaging.operation.type", "settle"),
+        KeyValue::new("messaging.destination.subscription.name", durable.to_owned()),
+        KeyValue::new("messaging.consumer.group.name", durable.to_owned()),
+        KeyValue::new("messaging.client.id", client_id.to_owned()),
+        KeyValue::new("server.address", "127.0.0.1"),
+        KeyValue::new("server.port", port),
+        KeyValue::new("messaging.nats.jetstream.ack", "ack"),
+    ]
+}
+
 async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n: usize) -> Duration {
     let tracer = global::tracer("bench-hand-written");
     let client_id = client.server_info().client_id.to_string();
     let port = i64::from(client.server_info().port);
+    let durable = consumer.cached_info().name.clone();
     let started = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
     for _ in 0..n {
@@ -302,13 +318,7 @@ async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n:
         let mut settle = tracer
             .span_builder(format!("ack {FILTER}"))
             .with_kind(SpanKind::Client)
-            .with_attributes(vec![
-                KeyValue::new("messaging.system", "nats"),
-                KeyValue::new("messaging.operation.name", "ack"),
-                KeyValue::new("messaging.operation.type", "settle"),
-                KeyValue::new("messaging.consumer.group.name", "bench"),
-                KeyValue::new("messaging.nats.jetstream.ack", "ack"),
-            ])
+            .with_attributes(js_settle_attributes(&durable, &client_id, port))
             .start_with_context(&tracer, &cx);
         message.ack().await.unwrap();
         settle.end();
