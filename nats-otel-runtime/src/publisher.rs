@@ -405,7 +405,7 @@ impl Publisher {
         let retry = retry.unwrap_or(self.retry);
         let mut attempts = 0u32;
         let result = async {
-            let nats_subject = publish_subject(subject)
+            let nats_subject = outbound_subject(subject, template)
                 .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::InvalidSubject, e))?;
             if let Some(id) = message_id {
                 let id = match id {
@@ -541,18 +541,8 @@ impl Publisher {
         let span = self.spans.start(Outbound::Send, subject, template, body_size);
         // Not entered: a publish only enqueues, nothing of interest runs inside.
         let result = async {
-            let subject = match template {
-                // Rendered from the type's template and checked token values: data,
-                // where NATS allows braces (`{x}` is a capture only in code).
-                Some(template) if nats_otel_subject::matches(template, subject) => Subject::from(subject),
-                Some(template) => {
-                    return Err(PublishError::new(PublishErrorKind::InvalidSubject).context(format!(
-                        "`{subject}` does not match the message type's subject `{template}`"
-                    )));
-                }
-                None => publish_subject(subject)
-                    .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?,
-            };
+            let subject = outbound_subject(subject, template)
+                .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
             crate::propagation::inject_context(&span_context(&span), &mut headers);
             // Known before sending; sent anyway, so the server decides afresh.
             let denied = self.events.as_ref().is_some_and(|events| events.recently_denied(&subject));
@@ -621,7 +611,7 @@ impl Publisher {
         let started = std::time::Instant::now();
         let span = self.spans.start(Outbound::Request, subject, template, body_size);
         let result = async {
-            let nats_subject = publish_subject(subject)
+            let nats_subject = outbound_subject(subject, template)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
             crate::propagation::inject_context(&span_context(&span), &mut headers);
             let request = async {
@@ -708,9 +698,21 @@ fn denied_context(subject: &str) -> String {
     format!("the server denies publishing to `{subject}`")
 }
 
-fn publish_subject(subject: &str) -> Result<Subject, nats_otel_subject::SubjectError> {
-    nats_otel_subject::validate(subject, nats_otel_subject::Usage::Publish)?;
-    Ok(Subject::from(subject))
+/// The subject to send to. A typed message's subject was rendered from its
+/// template with checked token values, which are data: NATS allows braces there
+/// (`{x}` is a capture only in code), so it is checked against the template. Any
+/// other subject is checked as written in code.
+fn outbound_subject(subject: &str, template: Option<&str>) -> Result<Subject, crate::BoxError> {
+    match template {
+        Some(template) if nats_otel_subject::matches(template, subject) => Ok(Subject::from(subject)),
+        Some(template) => {
+            Err(format!("`{subject}` does not match the message type's subject `{template}`").into())
+        }
+        None => {
+            nats_otel_subject::validate(subject, nats_otel_subject::Usage::Publish)?;
+            Ok(Subject::from(subject))
+        }
+    }
 }
 
 /// A `Nats-Service-Error` reply, as sent by nats-otel, async-nats' service API and nats.go micro.

@@ -121,8 +121,8 @@ async fn typed_messages_whose_fields_hold_braces_are_published_and_received() {
         assert_eq!(message.subject().unwrap(), format!("hostile.typed.{key}"));
         publisher.publish_message(&message).await.unwrap();
     }
-    let spans = h.recorder.wait_for(|s| count(s, "process hostile.typed.*") == 3).await;
-    let mut received: Vec<String> = named(&spans, "process hostile.typed.*")
+    let spans = h.recorder.wait_for(|s| count(s, "process hostile.typed.{key}") == 3).await;
+    let mut received: Vec<String> = named(&spans, "process hostile.typed.{key}")
         .iter()
         .map(|s| attr_str(s, "messaging.destination.name").unwrap())
         .collect();
