@@ -17,13 +17,7 @@ use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::publisher::{PublishRetry, StreamPublish};
 use nats_otel_runtime::testing::{NatsCluster, SpanRecorder};
 use opentelemetry::trace::Status;
-use tokio::sync::{Mutex, Notify};
-
-async fn within_secs<T>(seconds: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(seconds), future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {seconds}s: {what}"))
-}
+use tokio::sync::Notify;
 
 /// A client that connects to `first` and fails over to the other running nodes.
 async fn connect_preferring(cluster: &NatsCluster, first: &str) -> async_nats::Client {
@@ -37,32 +31,6 @@ async fn connect_preferring(cluster: &NatsCluster, first: &str) -> async_nats::C
 #[derive(Debug, Serialize, Deserialize)]
 struct Item {
     id: u64,
-}
-
-/// Distinct ids seen and how often, with a way to await a count.
-#[derive(Clone, Default)]
-struct Seen {
-    ids: Arc<Mutex<HashMap<u64, usize>>>,
-    changed: Arc<Notify>,
-}
-
-impl Seen {
-    async fn add(&self, id: u64) {
-        *self.ids.lock().await.entry(id).or_default() += 1;
-        self.changed.notify_waiters();
-    }
-    async fn wait_distinct(&self, n: usize) {
-        within_secs(120, &format!("{n} distinct ids processed"), async {
-            loop {
-                let changed = self.changed.notified();
-                if self.ids.lock().await.len() >= n {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
-    }
 }
 
 #[jetstream_consumer(stream = "CLUSTER", durable = "cluster", ack_wait = "2s", concurrency = 16)]
@@ -144,18 +112,7 @@ async fn the_stream_leader_killed_mid_stream_loses_nothing() {
     seen.wait_distinct(N as usize).await;
     let survivors = cluster.connect().await.unwrap();
     let mut stream = jetstream::new(survivors).get_stream("CLUSTER").await.unwrap();
-    within_secs(90, "consumer: nothing pending, nothing unacked", async {
-        loop {
-            if let Ok(info) = stream.consumer_info("cluster").await
-                && info.num_pending == 0
-                && info.num_ack_pending == 0
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
+    settled(&stream, "cluster", 90).await;
     assert!(!consuming.is_finished(), "the consumer rode out the failover");
     consuming.stop().await.unwrap();
 

@@ -335,32 +335,6 @@ async fn create_false_against_a_missing_consumer_is_a_clear_error() {
 
 async fn bind_only_plain(_body: Bytes) {}
 
-/// Distinct ids seen, with a way to await a count.
-#[derive(Clone, Default)]
-struct Seen {
-    ids: Arc<Mutex<std::collections::HashMap<u64, usize>>>,
-    changed: Arc<tokio::sync::Notify>,
-}
-
-impl Seen {
-    async fn add(&self, id: u64) {
-        *self.ids.lock().await.entry(id).or_default() += 1;
-        self.changed.notify_waiters();
-    }
-    async fn wait_distinct(&self, n: usize) {
-        within("all ids processed", async {
-            loop {
-                let changed = self.changed.notified();
-                if self.ids.lock().await.len() >= n {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
-    }
-}
-
 #[jetstream_consumer(
     stream = "ORDERS",
     durable = "steady",

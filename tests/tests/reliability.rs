@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, stream};
 use common::*;
 use futures_util::StreamExt;
 use nats_otel_runtime::prelude::*;
@@ -23,27 +23,6 @@ use nats_otel_runtime::testing::NatsServer;
 use opentelemetry::trace::Status;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
-
-/// Waits for `future`, failing the test after `seconds`.
-async fn within_secs<T>(seconds: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(seconds), future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {seconds}s: {what}"))
-}
-
-/// Polls the consumer's state on the server until nothing is pending or unacked.
-async fn settled(stream: &stream::Stream, durable: &str) -> consumer::Info {
-    within_secs(60, "consumer: num_pending = 0 and num_ack_pending = 0", async {
-        loop {
-            let info = stream.clone().consumer_info(durable).await.unwrap().clone();
-            if info.num_pending == 0 && info.num_ack_pending == 0 {
-                return info;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Item {
@@ -175,7 +154,7 @@ async fn a_consumer_process_killed_mid_stream_loses_nothing() {
         }
     })
     .await;
-    let final_info = settled(&stream, "crash").await;
+    let final_info = settled(&stream, "crash", 60).await;
     // Everything is acked, so everything is recorded: stop the child gracefully
     // (it stops when stdin closes) and read its output to the end.
     drop(second.stdin.take());
@@ -226,32 +205,6 @@ async fn a_consumer_process_killed_mid_stream_loses_nothing() {
 // ---------------------------------------------------------------------------
 // 2. The server restarted (same store, same port) under publish and consume load.
 // ---------------------------------------------------------------------------
-
-/// Distinct ids seen and how often, with a way to await a count.
-#[derive(Clone, Default)]
-struct Seen {
-    ids: Arc<Mutex<HashMap<u64, usize>>>,
-    changed: Arc<Notify>,
-}
-
-impl Seen {
-    async fn add(&self, id: u64) {
-        *self.ids.lock().await.entry(id).or_default() += 1;
-        self.changed.notify_waiters();
-    }
-    async fn wait_distinct(&self, n: usize) {
-        within_secs(90, &format!("{n} distinct ids processed"), async {
-            loop {
-                let changed = self.changed.notified();
-                if self.ids.lock().await.len() >= n {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
-    }
-}
 
 #[jetstream_consumer(stream = "RESTART", durable = "restart", ack_wait = "2s", concurrency = 16)]
 async fn restart_consumer(Json(item): Json<Item>, State(seen): State<Seen>) {
@@ -326,7 +279,7 @@ async fn a_server_restart_under_publish_and_consume_load_loses_nothing() {
     let failed: Vec<_> = acks.iter().filter_map(|a| a.as_ref().err()).collect();
     assert!(failed.is_empty(), "every publish succeeded after retries: {failed:?}");
     seen.wait_distinct(N as usize).await;
-    settled(&stream, "restart").await;
+    settled(&stream, "restart", 60).await;
     assert!(!consuming.is_finished(), "the service rode out the restart");
     consuming.stop().await.unwrap();
 
@@ -554,7 +507,7 @@ async fn a_graceful_stop_under_load_acks_every_in_flight_message_and_nothing_com
         Service::new(h.server.connect().await.unwrap()).state(second_gate.clone()).handler(gated_consumer),
     )
     .await;
-    settled(&stream, "load").await;
+    settled(&stream, "load", 60).await;
     second.stop().await.unwrap();
     let again: HashSet<u64> = second_gate.finished.lock().await.iter().copied().collect();
     assert!(again.is_disjoint(&finished), "redelivered after the stop: {:?}", again.intersection(&finished));

@@ -471,3 +471,29 @@ async fn a_typed_stream_publish_checks_the_type_s_stream() {
     assert_eq!(sends.len(), 2);
     assert_eq!(attr_str(sends[0], "messaging.nats.jetstream.stream").as_deref(), Some("ORDERS"));
 }
+
+#[tokio::test]
+async fn a_subject_prefix_moves_consumer_filters_and_keeps_their_captures_right() {
+    let h = start().await;
+    let js = jetstream::new(h.client.clone());
+    js.create_stream(stream::Config {
+        name: "SHIPMENTS".into(),
+        subjects: vec!["prod.shipments.>".into()],
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (seen, mut shipped) = tokio::sync::mpsc::channel(8);
+    let running =
+        spawn(Service::new(h.client.clone()).subject_prefix("prod").state(seen).handler(ship)).await;
+    let consumer =
+        js.get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>("by-region", "SHIPMENTS");
+    let info = consumer.await.unwrap().cached_info().clone();
+    assert_eq!(info.config.filter_subject, "prod.shipments.*.ready", "the filter carries the prefix");
+
+    js.publish("prod.shipments.us.ready", "3".into()).await.unwrap().await.unwrap();
+    assert_eq!(within("the prefixed shipment", shipped.recv()).await, Some((Region::Us, 3)));
+    h.recorder.wait_for(|s| count(s, "ack prod.shipments.{region}.ready") == 1).await;
+    running.stop().await.unwrap();
+}

@@ -2,12 +2,15 @@
 //! span-attribute accessors.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
 use nats_otel_runtime::{Service, ServiceHandle};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
+use tokio::sync::{Mutex, Notify};
 
 pub struct Harness {
     pub server: NatsServer,
@@ -61,7 +64,61 @@ pub fn count(spans: &[SpanData], name: &str) -> usize {
 }
 
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(std::time::Duration::from_secs(20), future)
+    within_secs(20, what, future).await
+}
+
+/// Waits for `future`, failing the test after `seconds`.
+pub async fn within_secs<T>(seconds: u64, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(seconds), future)
         .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
+        .unwrap_or_else(|_| panic!("timed out after {seconds}s: {what}"))
+}
+
+/// Distinct ids a handler has seen and how often each, with a way to await a count.
+#[derive(Clone, Default)]
+pub struct Seen {
+    pub ids: Arc<Mutex<HashMap<u64, usize>>>,
+    changed: Arc<Notify>,
+}
+
+impl Seen {
+    pub async fn add(&self, id: u64) {
+        *self.ids.lock().await.entry(id).or_default() += 1;
+        self.changed.notify_waiters();
+    }
+
+    /// Waits (up to two minutes: failovers are slow) for `n` distinct ids.
+    pub async fn wait_distinct(&self, n: usize) {
+        within_secs(120, &format!("{n} distinct ids processed"), async {
+            loop {
+                let changed = self.changed.notified();
+                if self.ids.lock().await.len() >= n {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Polls the consumer's state on the server until nothing is pending or unacked
+/// (errors while a cluster fails over are polled through), for up to `seconds`.
+pub async fn settled(
+    stream: &async_nats::jetstream::stream::Stream,
+    durable: &str,
+    seconds: u64,
+) -> async_nats::jetstream::consumer::Info {
+    within_secs(seconds, "consumer: num_pending = 0 and num_ack_pending = 0", async {
+        loop {
+            if let Ok(info) = stream.clone().consumer_info(durable).await
+                && info.num_pending == 0
+                && info.num_ack_pending == 0
+            {
+                return info.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
 }
