@@ -112,15 +112,17 @@ impl Capture {
         self.headers.is_empty() && self.body.is_none()
     }
 
-    /// Sets the captured attributes on a `process` span that has not started yet.
-    pub(crate) fn record(&self, span: &tracing::Span, message: &async_nats::Message) {
+    /// How many attributes a message can add at most (for sizing).
+    pub(crate) fn len(&self) -> usize {
+        self.headers.len() + if self.body.is_some() { 3 } else { 0 }
+    }
+
+    /// Adds the captured attributes of `message` to a `process` span's.
+    pub(crate) fn extend(&self, attributes: &mut Vec<KeyValue>, message: &async_nats::Message) {
         if self.is_off() {
             return;
         }
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        for attribute in self.attributes(message.headers.as_ref(), &message.payload) {
-            span.set_attribute(attribute.key, attribute.value);
-        }
+        attributes.extend(self.attributes(message.headers.as_ref(), &message.payload));
     }
 
     /// The attributes for one message.

@@ -13,8 +13,7 @@
 //! | [`HeaderMap`] | the headers (empty when none) | never |
 //! | [`Message`] | the raw async-nats message | never |
 //! | [`State<T>`] | shared application state | never |
-//! | [`Context`] | the OpenTelemetry context of the `process` span, for outbound calls | never |
-//! | [`tracing::Span`] | the `process` span itself | never |
+//! | [`Context`] | the OpenTelemetry context of the `process` span: `cx.span()` to add attributes or events, or pass it to outbound calls | never |
 //! | [`Envelope<T>`] | `data` of a `{"traceparent", "tracestate", "data"}` JSON envelope | the payload is not such an envelope |
 
 use std::borrow::Cow;
@@ -24,7 +23,6 @@ use async_nats::{HeaderMap, Message, Subject};
 use bytes::Bytes;
 use opentelemetry::Context;
 use serde::de::DeserializeOwned;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::Incoming;
 
@@ -200,19 +198,13 @@ impl<S> FromMessage<S> for Message {
 
 impl Extractor for Context {}
 
-/// The OpenTelemetry context of the `process` span: pass it to outbound calls
-/// (HTTP clients, database drivers) that take a context explicitly.
+/// The OpenTelemetry context of the `process` span: `cx.span()` adds attributes
+/// and events to it; pass it to outbound calls (HTTP clients, database drivers)
+/// that take a context explicitly. It is also the current context while the
+/// handler runs.
 impl<S> FromMessage<S> for Context {
     fn from_message(incoming: &Incoming, _: &S) -> Result<Self, Rejection> {
-        Ok(incoming.span().context())
-    }
-}
-
-impl Extractor for tracing::Span {}
-
-impl<S> FromMessage<S> for tracing::Span {
-    fn from_message(incoming: &Incoming, _: &S) -> Result<Self, Rejection> {
-        Ok(incoming.span().clone())
+        Ok(incoming.context().clone())
     }
 }
 

@@ -3,14 +3,14 @@
 use async_nats::{HeaderMap, Message, Subject};
 use bytes::Bytes;
 
-/// One delivered message, with the span that traces its processing.
+/// One delivered message, with the context of the span that traces its processing.
 ///
 /// Extractors ([`FromMessage`](crate::FromMessage)) read from it by reference, so
 /// any number of them can look at the same message, in any order.
 #[derive(Debug)]
 pub struct Incoming {
     pub(crate) message: Message,
-    pub(crate) span: tracing::Span,
+    pub(crate) cx: opentelemetry::Context,
     pub(crate) jetstream: Option<crate::JetStreamInfo>,
     pub(crate) settler: Option<std::sync::Arc<crate::jetstream::Settler>>,
     /// Tokens of the service's subject prefix, skipped when reading captures.
@@ -18,9 +18,10 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Wraps a message and the span it is processed in.
-    pub fn new(message: Message, span: tracing::Span) -> Self {
-        Self { message, span, jetstream: None, settler: None, subject_offset: 0 }
+    /// Wraps a message and the context it is processed in (holding its `process`
+    /// span; `Context::new()` for none).
+    pub fn new(message: Message, cx: opentelemetry::Context) -> Self {
+        Self { message, cx, jetstream: None, settler: None, subject_offset: 0 }
     }
 
     /// The JetStream metadata of the delivery, for messages from a consumer.
@@ -53,8 +54,9 @@ impl Incoming {
         &self.message
     }
 
-    /// The `process` span this message is handled in.
-    pub fn span(&self) -> &tracing::Span {
-        &self.span
+    /// The OpenTelemetry context this message is handled in: its `process` span
+    /// (`context().span()`), when tracing is on.
+    pub fn context(&self) -> &opentelemetry::Context {
+        &self.cx
     }
 }

@@ -16,7 +16,6 @@ use crate::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::settle::{Policy, Settlement};
 use crate::spans::{self, JetStreamSpans, Peer};
 use crate::{Extractor, FromMessage, Handler, Incoming, Rejection, TraceMode};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Where a new consumer starts in the stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -638,16 +637,16 @@ impl<H, S> Shared<H, S> {
             self.metrics.delivery(info.delivered, info.pending);
         }
         let (message, acker) = message.split();
-        let span = self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY);
+        let cx = self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY);
         let settler = Arc::new(Settler {
             acker,
             mode: self.ack,
             spans: self.spans.clone(),
-            process: span.clone(),
+            process: cx.clone(),
             settled: std::sync::atomic::AtomicBool::new(false),
             metrics: self.metrics.clone(),
         });
-        let mut incoming = Incoming::new(message, span);
+        let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
         incoming.jetstream = info;
         incoming.settler = Some(settler.clone());
@@ -661,7 +660,7 @@ impl<H, S> Shared<H, S> {
         .await;
         let error_type = match &outcome {
             crate::Outcome::Failure(failure) => {
-                spans::record_failure(&incoming.span, failure);
+                spans::record_failure(&incoming.cx, self.spans.name(), failure);
                 Some(failure.error_type())
             }
             crate::Outcome::Success(_) => None,
@@ -671,16 +670,24 @@ impl<H, S> Shared<H, S> {
             return;
         }
         if H::SETTLES_ITSELF && matches!(outcome, crate::Outcome::Success(_)) {
-            tracing::warn!(target: spans::TARGET, parent: &incoming.span,
-                "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait");
+            spans::warn(
+                &incoming.cx,
+                self.spans.name(),
+                "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait",
+                None,
+            );
             return;
         }
         let mut settlement = self.policy.settle(&outcome, delivered);
         if settlement == Settlement::DeadLetter
             && let Err(e) = self.publish_dead_letter(&incoming, &outcome).await
         {
-            tracing::warn!(target: spans::TARGET, parent: &incoming.span, error = %e,
-                "dead-letter publish failed; the message will be redelivered");
+            spans::warn(
+                &incoming.cx,
+                self.spans.name(),
+                "dead-letter publish failed; the message will be redelivered",
+                Some(&e),
+            );
             settlement = Settlement::Nak(self.policy.backoff_for(delivered));
         }
         let _ = settler.settle(settlement).await;
@@ -708,7 +715,7 @@ impl<H, S> Shared<H, S> {
             headers.insert(dead_letter_headers::ERROR_TYPE, text(failure.error_type()).as_str());
         }
         // The dead letter continues the trace of the message it carries.
-        crate::propagation::inject_context(&incoming.span.context(), &mut headers);
+        crate::propagation::inject_context(&incoming.cx, &mut headers);
         let payload = incoming.payload().clone();
         if self.dead_letter_route == DeadLetterRoute::Core {
             return core_dead_letter(&self.jetstream, subject, headers, payload).await;
@@ -741,7 +748,9 @@ pub(crate) struct Settler {
     acker: async_nats::jetstream::message::Acker,
     mode: AckMode,
     spans: Arc<JetStreamSpans>,
-    process: tracing::Span,
+    /// The process span's context: the span ends when its last holder (this, the
+    /// message, an `Acker` the handler kept) lets go.
+    process: opentelemetry::Context,
     settled: std::sync::atomic::AtomicBool,
     metrics: Arc<EndpointMetrics>,
 }
@@ -764,11 +773,7 @@ impl Settler {
             Settlement::Term | Settlement::DeadLetter => AckKind::Term,
         };
         self.settled.store(true, std::sync::atomic::Ordering::Release);
-        // A static attribute straight onto the started span: no field visitor, no
-        // allocation (`record` would build an update list and copy the string).
-        self.process.set_attribute("messaging.nats.jetstream.ack", settlement.as_str());
-        // The settle span is never entered: nothing runs inside it, and entering
-        // costs a context switch of the subscriber on every settlement.
+        // Nothing runs inside the settle span: it is never made current.
         let settle_span = self.spans.settle(&self.process, settlement);
         let started = std::time::Instant::now();
         let sent = match self.mode {
@@ -776,7 +781,13 @@ impl Settler {
             AckMode::Confirmed => self.acker.double_ack_with(kind).await,
         };
         if let Err(e) = &sent {
-            spans::record_error(&settle_span, "settle", &format!("failed to {}: {e}", settlement.as_str()));
+            let failed_on = settle_span.as_ref().unwrap_or(&self.process);
+            let message = format!("failed to {}: {e}", settlement.as_str());
+            spans::record_error(failed_on, self.spans.name(), "settle", &message);
+        }
+        if let Some(settle_span) = settle_span {
+            use opentelemetry::trace::TraceContextExt;
+            settle_span.span().end();
         }
         self.metrics.settled(settlement, started.elapsed(), sent.as_ref().err().map(|_| "settle"));
         sent

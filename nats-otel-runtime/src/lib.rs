@@ -89,6 +89,7 @@ mod reply;
 pub mod semconv;
 mod service;
 pub mod settle;
+pub mod span_events;
 mod spans;
 pub mod subject_capture;
 mod subscription;
@@ -96,6 +97,7 @@ mod subscription;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tracer;
 pub mod tree;
 
 pub use async_nats::{HeaderMap, Message, Subject};

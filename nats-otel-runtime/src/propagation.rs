@@ -78,6 +78,11 @@ impl Injector for HeaderInjector<'_> {
         if value.contains(['\r', '\n']) {
             return;
         }
+        // W3C trace context: receivers accept an empty `tracestate`, senders should
+        // avoid it. Left out, unless it must replace a stale one the caller set.
+        if value.is_empty() && key == "tracestate" && self.0.get(name.clone()).is_none() {
+            return;
+        }
         self.0.insert(name, HeaderValue::from(value));
     }
 }
@@ -147,6 +152,9 @@ mod tests {
         injector.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
         injector.set("tracestate", String::new());
         injector.set("b3", "1".to_owned());
+        assert_eq!(injector.0.get("tracestate"), None, "an empty tracestate is left out");
+        injector.set("tracestate", "a=b".to_owned());
+        injector.set("tracestate", String::new());
         injector.set("bad:name", "x".to_owned());
         injector.set("baggage", "a=b\r\nX: y".to_owned());
         let get = |k: &str| headers.get(k).map(|v| v.as_str().to_owned());

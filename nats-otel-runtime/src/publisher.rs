@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subject};
 use bytes::Bytes;
-use opentelemetry::Context;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::{
     PublishError, PublishErrorKind, RequestError, RequestErrorKind, StreamPublishError,
@@ -18,7 +18,7 @@ use crate::error::{
 use crate::metrics::{Instruments, SendMetrics};
 use crate::prefix::{InvalidPrefix, SubjectPrefix};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use crate::spans::{InSpan, Outbound, Peer, SendSpans, record_error};
+use crate::spans::{Outbound, Peer, SendSpans, record_error};
 use crate::{ClientEvents, ServiceError};
 
 /// Publishes and requests with a span per message and the trace context injected
@@ -400,7 +400,9 @@ impl Publisher {
         use async_nats::jetstream::context::PublishErrorKind as Js;
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Send, subject, template, body_size);
+        let send = self.spans.start(Outbound::Send, subject, template, body_size);
+        let cx = &send.cx;
+        let span = cx.span();
         let StreamPublish { mut headers, message_id, expected_stream, retry } = options;
         let retry = retry.unwrap_or(self.retry);
         let mut attempts = 0u32;
@@ -412,7 +414,7 @@ impl Publisher {
                     MessageId::Given(id) => id,
                     MessageId::Derived => derived_id(subject, &payload),
                 };
-                span.record("messaging.message.id", id.as_str());
+                span.set_attribute(KeyValue::new("messaging.message.id", id.clone()));
                 let value = id
                     .parse::<async_nats::HeaderValue>()
                     .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Other, e))?;
@@ -424,7 +426,7 @@ impl Publisher {
                     .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Other, e))?;
                 headers.insert(async_nats::header::NATS_EXPECTED_STREAM, value);
             }
-            crate::propagation::inject_context(&span_context(&span), &mut headers);
+            crate::propagation::inject_context(send.propagated(), &mut headers);
             let classify = |e: async_nats::jetstream::context::PublishError| {
                 let kind = match e.kind() {
                     Js::StreamNotFound => StreamPublishErrorKind::StreamNotFound,
@@ -456,12 +458,17 @@ impl Publisher {
                             let attempt = i64::from(attempts);
                             let retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                             let message = error.to_string();
-                            tracing::event!(target: crate::spans::TARGET, parent: &span, tracing::Level::WARN,
-                                messaging.nats.jetstream.publish_attempt = attempt,
-                                error.type = error.kind().error_type(),
-                                exception.message = message.as_str(),
-                                retry_in_ms,
-                                "publish retry");
+                            tracing::warn!(target: crate::spans::TARGET, parent: None, attempt, retry_in_ms,
+                                "send {subject}: publish retry: {message}");
+                            span.add_event(
+                                "publish retry",
+                                vec![
+                                    KeyValue::new("messaging.nats.jetstream.publish_attempt", attempt),
+                                    KeyValue::new("error.type", error.kind().error_type()),
+                                    KeyValue::new("exception.message", message),
+                                    KeyValue::new("retry_in_ms", retry_in_ms),
+                                ],
+                            );
                             tokio::time::sleep(delay).await;
                         }
                         Err(e) => break Err(classify(e)),
@@ -474,18 +481,22 @@ impl Publisher {
             })
             .await
         };
-        let result = InSpan::new(&span, result).await;
+        let result = result.await;
         if attempts > 0 {
-            span.record("messaging.nats.jetstream.publish_attempts", i64::from(attempts));
+            span.set_attribute(KeyValue::new(
+                "messaging.nats.jetstream.publish_attempts",
+                i64::from(attempts),
+            ));
         }
         match &result {
-            Ok(ack) => {
-                span.record("messaging.nats.jetstream.stream", ack.stream.as_str());
-                span.record("messaging.nats.jetstream.sequence", ack.sequence as i64);
-                span.record("messaging.nats.jetstream.duplicate", ack.duplicate);
-            }
-            Err(e) => record_error(&span, e.kind().error_type(), &e.to_string()),
+            Ok(ack) => span.set_attributes([
+                KeyValue::new("messaging.nats.jetstream.stream", ack.stream.clone()),
+                KeyValue::new("messaging.nats.jetstream.sequence", ack.sequence as i64),
+                KeyValue::new("messaging.nats.jetstream.duplicate", ack.duplicate),
+            ]),
+            Err(e) => record_error(cx, &format!("send {subject}"), e.kind().error_type(), &e.to_string()),
         }
+        span.end();
         let error_type = result.as_ref().err().map(|e| e.kind().error_type());
         self.metrics.sent(false, template, body_size, started.elapsed(), error_type);
         result
@@ -538,12 +549,12 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Send, subject, template, body_size);
-        // Not entered: a publish only enqueues, nothing of interest runs inside.
+        let send = self.spans.start(Outbound::Send, subject, template, body_size);
+        let cx = &send.cx;
         let result = async {
             let subject = outbound_subject(subject, template)
                 .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
-            crate::propagation::inject_context(&span_context(&span), &mut headers);
+            crate::propagation::inject_context(send.propagated(), &mut headers);
             // Known before sending; sent anyway, so the server decides afresh.
             let denied = self.events.as_ref().is_some_and(|events| events.recently_denied(&subject));
             let context = denied.then(|| denied_context(&subject));
@@ -559,8 +570,9 @@ impl Publisher {
         .await;
         let error_type = result.as_ref().err().map(|e| publish_error_type(e.kind()));
         if let Err(e) = &result {
-            record_error(&span, publish_error_type(e.kind()), &e.to_string());
+            record_error(cx, &format!("send {subject}"), publish_error_type(e.kind()), &e.to_string());
         }
+        cx.span().end();
         self.metrics.sent(false, template, body_size, started.elapsed(), error_type);
         result
     }
@@ -609,11 +621,12 @@ impl Publisher {
     ) -> Result<Message, RequestError> {
         let body_size = payload.len();
         let started = std::time::Instant::now();
-        let span = self.spans.start(Outbound::Request, subject, template, body_size);
+        let send = self.spans.start(Outbound::Request, subject, template, body_size);
+        let cx = &send.cx;
         let result = async {
             let nats_subject = outbound_subject(subject, template)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
-            crate::propagation::inject_context(&span_context(&span), &mut headers);
+            crate::propagation::inject_context(send.propagated(), &mut headers);
             let request = async {
                 self.client.request_with_headers(nats_subject, headers, payload).await.map_err(|e| {
                     let kind = match e.kind() {
@@ -637,14 +650,15 @@ impl Publisher {
                 None => Ok(reply),
             }
         };
-        let result = InSpan::new(&span, result).await;
+        let result = result.await;
         let error_type = result.as_ref().err().map(|e| match e.service_error() {
             Some(service) => service.code().to_string(),
             None => request_error_type(e.kind()).to_owned(),
         });
         if let (Err(e), Some(error_type)) = (&result, &error_type) {
-            record_error(&span, error_type, &e.to_string());
+            record_error(cx, &format!("request {subject}"), error_type, &e.to_string());
         }
+        cx.span().end();
         self.metrics.sent(true, template, body_size, started.elapsed(), error_type.as_deref());
         result
     }
@@ -685,12 +699,6 @@ impl Publisher {
         serde_json::from_slice(&reply.payload)
             .map_err(|e| RequestError::with_source(RequestErrorKind::Decode, e))
     }
-}
-
-/// The context to inject: the span's, or the ambient OpenTelemetry context when
-/// no tracing subscriber records spans.
-fn span_context(span: &tracing::Span) -> Context {
-    if span.is_disabled() { Context::current() } else { span.context() }
 }
 
 /// The context line of a `PermissionDenied` error: the subject.

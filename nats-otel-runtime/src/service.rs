@@ -24,7 +24,7 @@ use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{DeclaredHandler, Descriptor};
 use crate::metrics::{EndpointIdentity, EndpointMetrics, Instruments};
 use crate::reply::{Failure, FailureKind, Outcome};
-use crate::spans::{self, InSpan, Peer, ProcessSpans};
+use crate::spans::{self, InContext, Peer, ProcessSpans};
 use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, JetStreamConsumer, Subscription};
 
 /// Header carrying the description of a failed request (NATS service API).
@@ -699,19 +699,20 @@ impl<H, S> Shared<H, S> {
     {
         let started = std::time::Instant::now();
         self.metrics.received(message.payload.len());
-        let span = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
-        let mut incoming = Incoming::new(message, span);
+        let cx = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
+        let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
         let outcome = invoke(&self.handler, &incoming, &self.state).await;
-        let failed = finish(&self.client, &incoming, outcome).await;
+        let failed = finish(&self.client, self.spans.name(), &incoming, outcome).await;
         self.metrics.processed(started.elapsed(), failed.as_deref());
     }
 }
 
-/// Extracts the arguments and runs the handler in its span, catching panics.
+/// Extracts the arguments and runs the handler with its span's context current,
+/// catching panics.
 ///
 /// Extraction happens in the handler's first poll, so a handler that completes at
-/// once enters its span a single time.
+/// once attaches the context a single time.
 pub(crate) async fn invoke<H, T, S>(handler: &H, incoming: &Incoming, state: &S) -> Outcome
 where
     H: Handler<T, S>,
@@ -726,13 +727,18 @@ where
             Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
         }
     };
-    InSpan::new(&incoming.span, run).await
+    InContext::new(&incoming.cx, run).await
 }
 
-/// Records the outcome on the span and answers requests; gives the `error.type`
-/// of a failure.
-async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) -> Option<Cow<'static, str>> {
-    let span = &incoming.span;
+/// Records the outcome on the span (`name`) and answers requests; gives the
+/// `error.type` of a failure.
+async fn finish(
+    client: &Client,
+    name: &str,
+    incoming: &Incoming,
+    outcome: Outcome,
+) -> Option<Cow<'static, str>> {
+    let span = &incoming.cx;
     match outcome {
         Outcome::Success(reply) => {
             let reply_to = incoming.reply()?;
@@ -748,17 +754,17 @@ async fn finish(client: &Client, incoming: &Incoming, outcome: Outcome) -> Optio
                     message: format!("failed to send the reply: {e}"),
                     retry: crate::Retry::Backoff,
                 };
-                spans::record_failure(span, &failure);
+                spans::record_failure(span, name, &failure);
                 return Some(failure.error_type);
             }
             None
         }
         Outcome::Failure(failure) => {
-            spans::record_failure(span, &failure);
+            spans::record_failure(span, name, &failure);
             if let Some(reply_to) = incoming.reply() {
                 let headers = service_error_headers(failure.code(), failure.message());
                 if let Err(e) = client.publish_with_headers(reply_to.clone(), headers, Bytes::new()).await {
-                    tracing::warn!(target: spans::TARGET, parent: span, error = %e, "failed to send the error reply");
+                    spans::warn(span, name, "failed to send the error reply", Some(&e));
                 }
             }
             Some(failure.error_type)

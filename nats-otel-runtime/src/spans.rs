@@ -1,22 +1,63 @@
-//! The spans nats-otel emits, built with everything that does not change per
-//! message computed once per subscription or publisher.
+//! The spans nats-otel emits, made with the OpenTelemetry API (see
+//! [`tracer`](crate::tracer)), with everything that does not change per message
+//! computed once per subscription or publisher: names, and the constant
+//! attributes as shared values that cost a reference count to copy.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{Client, Message};
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, StringValue, Value};
 
 use crate::capture::Capture;
 use crate::reply::Failure;
 use crate::semconv;
 use crate::subscription::{Subscription, TraceMode};
+use crate::tracer::Tracer;
 
-/// The tracing target of every span and event nats-otel emits.
+/// The tracing target of every log line nats-otel writes.
 pub const TARGET: &str = "nats_otel";
+
+/// Attribute keys that are not in `opentelemetry-semantic-conventions`' list.
+mod key {
+    pub(super) const REPLY_TO: &str = super::semconv::MESSAGING_NATS_REPLY_TO;
+    pub(super) const SUBSCRIPTION_NAME: &str = "messaging.destination.subscription.name";
+    pub(super) const MESSAGE_ID: &str = "messaging.message.id";
+    pub(super) const STREAM: &str = "messaging.nats.jetstream.stream";
+    pub(super) const CONSUMER: &str = "messaging.nats.jetstream.consumer";
+    pub(super) const SEQUENCE: &str = "messaging.nats.jetstream.sequence";
+    pub(super) const CONSUMER_SEQUENCE: &str = "messaging.nats.jetstream.consumer_sequence";
+    pub(super) const NUM_DELIVERED: &str = "messaging.nats.jetstream.num_delivered";
+    pub(super) const NUM_PENDING: &str = "messaging.nats.jetstream.num_pending";
+    pub(super) const ACK: &str = "messaging.nats.jetstream.ack";
+}
+
+/// A string attribute value shared by every span of an endpoint.
+fn shared(value: &str) -> Value {
+    Value::String(StringValue::from(Arc::<str>::from(value)))
+}
+
+/// Span names of endpoints live as long as the process: one copy per distinct
+/// name, however often services start, so no span pays for copying its name.
+fn intern(name: String) -> &'static str {
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let names = names.get_or_insert_with(HashSet::new);
+    match names.get(name.as_str()) {
+        Some(interned) => interned,
+        None => {
+            let interned: &'static str = Box::leak(name.into_boxed_str());
+            names.insert(interned);
+            interned
+        }
+    }
+}
 
 /// What spans say about the connection: recorded as `messaging.client.id`,
 /// `server.address` and `server.port`.
@@ -36,17 +77,83 @@ impl Peer {
             port: (info.port != 0).then_some(info.port),
         }
     }
+
+    /// The connection's attributes, and the pre-1.25 names the seed spec uses for
+    /// them under `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`.
+    fn attributes(&self, deprecated_operation: Option<&'static str>) -> Vec<KeyValue> {
+        let mut out = vec![KeyValue::new(semconv::MESSAGING_CLIENT_ID, shared(&self.client_id))];
+        if let Some(address) = &self.address {
+            out.push(KeyValue::new(semconv::SERVER_ADDRESS, shared(address)));
+        }
+        if let Some(port) = self.port {
+            out.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        }
+        if let Some(operation) = deprecated_operation.filter(|_| semconv::emit_deprecated_names()) {
+            out.push(KeyValue::new(semconv::deprecated::MESSAGING_OPERATION, operation));
+            if let Some(address) = &self.address {
+                out.push(KeyValue::new(semconv::deprecated::NET_PEER_NAME, shared(address)));
+            }
+            if let Some(port) = self.port {
+                out.push(KeyValue::new(semconv::deprecated::NET_PEER_PORT, i64::from(port)));
+            }
+        }
+        out
+    }
+}
+
+/// The attributes every `process` span of an endpoint has.
+fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -> Vec<KeyValue> {
+    let mut out = vec![
+        KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+    ];
+    if let Some(template) = template {
+        out.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, shared(template)));
+    }
+    if let Some(group) = group {
+        out.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, shared(group)));
+    }
+    out.extend(peer.attributes(Some("process")));
+    out
+}
+
+/// The context the publisher sent: from the headers, else from a JSON envelope
+/// when the handler reads one.
+fn remote_parent(message: &Message, context_in_body: bool) -> Option<Context> {
+    crate::propagation::extract_parent(message.headers.as_ref())
+        .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten())
+}
+
+/// A `process` span: parented on (or linked to) the publisher's context, a new
+/// root when there is none or it is invalid, never a child of whatever span is
+/// current where the service runs.
+fn start_process(
+    tracer: &Tracer,
+    name: &'static str,
+    attributes: Vec<KeyValue>,
+    remote: Option<Context>,
+    mode: TraceMode,
+) -> Context {
+    let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Consumer).with_attributes(attributes);
+    let parent = match (remote, mode) {
+        (Some(remote), TraceMode::Parent) => remote,
+        (Some(remote), TraceMode::Link) => {
+            builder.links = Some(vec![Link::with_context(remote.span().span_context().clone())]);
+            Context::new()
+        }
+        (None, _) => Context::new(),
+    };
+    tracer.start(builder, &parent)
 }
 
 /// Builds `process {pattern}` CONSUMER spans for one subscription.
 #[derive(Debug)]
 pub(crate) struct ProcessSpans {
-    name: Box<str>,
-    template: Option<Box<str>>,
-    group: Option<Box<str>>,
-    peer: Peer,
+    tracer: Tracer,
+    name: &'static str,
+    constants: Vec<KeyValue>,
     mode: TraceMode,
-    deprecated_names: bool,
     capture: Capture,
 }
 
@@ -55,60 +162,57 @@ impl ProcessSpans {
         let (destination, template) =
             crate::subscription::destination_names(subscription.subject(), subscription.subject_template());
         Self {
-            name: format!("process {destination}").into(),
-            template,
-            group: subscription.queue_group().map(Into::into),
-            peer,
+            tracer: Tracer::resolve(),
+            name: intern(format!("process {destination}")),
+            constants: process_constants(template.as_deref(), subscription.queue_group(), &peer),
             mode: subscription.trace_mode(),
-            deprecated_names: semconv::emit_deprecated_names(),
             capture: Capture::new(&subscription.capture),
         }
     }
 
-    /// Opens the span for `message`, parented on (or linked to) the context the
-    /// publisher sent; a new root when there is none or it is invalid.
-    pub(crate) fn start(&self, message: &Message, context_in_body: bool) -> tracing::Span {
-        let span = tracing::info_span!(
-            target: TARGET,
-            parent: None,
-            "process",
-            otel.name = &*self.name,
-            otel.kind = "consumer",
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            error.type = Empty,
-            messaging.system = semconv::SYSTEM_NATS,
-            messaging.operation.name = "process",
-            messaging.operation.type = "process",
-            messaging.destination.name = message.subject.as_str(),
-            messaging.destination.template = self.template.as_deref(),
-            messaging.consumer.group.name = self.group.as_deref(),
-            messaging.message.body.size = message.payload.len() as i64,
-            messaging.client.id = &*self.peer.client_id,
-            server.address = self.peer.address.as_deref(),
-            server.port = self.peer.port.map(i64::from),
-            messaging.nats.reply_to = message.reply.as_deref(),
-            messaging.operation = Empty,
-            net.peer.name = Empty,
-            net.peer.port = Empty,
-        );
-        if span.is_disabled() {
-            return span;
+    /// The span name, for log lines.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Opens the span for `message`; an empty context when tracing is off.
+    pub(crate) fn start(&self, message: &Message, context_in_body: bool) -> Context {
+        if self.tracer.is_off() {
+            return Context::new();
         }
-        if self.deprecated_names {
-            record_deprecated_names(&span, "process", &self.peer);
+        let mut attributes = Vec::with_capacity(self.constants.len() + 3 + self.capture.len());
+        attributes.extend_from_slice(&self.constants);
+        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.to_string()));
+        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64));
+        if let Some(reply) = &message.reply {
+            attributes.push(KeyValue::new(key::REPLY_TO, reply.to_string()));
         }
-        self.capture.record(&span, message);
-        attach_remote_parent(&span, message, context_in_body, self.mode);
-        span
+        self.capture.extend(&mut attributes, message);
+        start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
     }
 }
 
 /// Builds `send {subject}` PRODUCER and `request {subject}` CLIENT spans.
 #[derive(Debug)]
 pub(crate) struct SendSpans {
-    peer: Peer,
-    deprecated_names: bool,
+    tracer: Tracer,
+    constants: [Vec<KeyValue>; 2],
+}
+
+/// The span of one publish or request.
+#[derive(Debug)]
+pub(crate) struct SendSpan {
+    /// The span's context; empty (every operation a no-op) when tracing is off.
+    pub(crate) cx: Context,
+    /// With tracing off, the current context, to propagate instead.
+    ambient: Option<Context>,
+}
+
+impl SendSpan {
+    /// The context to inject into the message.
+    pub(crate) fn propagated(&self) -> &Context {
+        self.ambient.as_ref().unwrap_or(&self.cx)
+    }
 }
 
 /// Which kind of outbound span.
@@ -120,9 +224,22 @@ pub(crate) enum Outbound {
 
 impl SendSpans {
     pub(crate) fn new(peer: Peer) -> Self {
-        Self { peer, deprecated_names: semconv::emit_deprecated_names() }
+        let constants = |operation: &'static str| {
+            let mut out = vec![
+                KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+                KeyValue::new(semconv::MESSAGING_OPERATION_NAME, operation),
+                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            ];
+            out.extend(peer.attributes(Some("publish")));
+            out
+        };
+        Self { tracer: Tracer::resolve(), constants: [constants("send"), constants("request")] }
     }
 
+    /// Opens the span of one publish or request, a child of the current span.
+    /// With tracing off, the current context is propagated instead, so a trace
+    /// still crosses a publisher that records nothing.
+    ///
     /// `template` names the span (and is recorded) for typed messages; the
     /// concrete subject is always `messaging.destination.name`.
     pub(crate) fn start(
@@ -131,138 +248,125 @@ impl SendSpans {
         subject: &str,
         template: Option<&str>,
         body_size: usize,
-    ) -> tracing::Span {
-        let (operation, otel_kind) = match kind {
-            Outbound::Send => ("send", "producer"),
-            Outbound::Request => ("request", "client"),
+    ) -> SendSpan {
+        let parent = current_context();
+        if self.tracer.is_off() {
+            return SendSpan { cx: Context::new(), ambient: Some(parent) };
+        }
+        let (operation, span_kind, constants) = match kind {
+            Outbound::Send => ("send", SpanKind::Producer, &self.constants[0]),
+            Outbound::Request => ("request", SpanKind::Client, &self.constants[1]),
         };
-        // The name is formatted once, by the layer, only when the span is enabled.
-        let span = tracing::info_span!(
-            target: TARGET,
-            "send",
-            otel.name = format_args!("{operation} {}", template.unwrap_or(subject)),
-            otel.kind = otel_kind,
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            error.type = Empty,
-            messaging.system = semconv::SYSTEM_NATS,
-            messaging.operation.name = operation,
-            messaging.operation.type = "send",
-            messaging.destination.name = subject,
-            messaging.destination.template = template,
-            messaging.message.body.size = body_size as i64,
-            messaging.message.id = Empty,
-            messaging.client.id = &*self.peer.client_id,
-            server.address = self.peer.address.as_deref(),
-            server.port = self.peer.port.map(i64::from),
-            messaging.nats.jetstream.stream = Empty,
-            messaging.nats.jetstream.sequence = Empty,
-            messaging.nats.jetstream.duplicate = Empty,
-            messaging.nats.jetstream.publish_attempts = Empty,
-            messaging.operation = Empty,
-            net.peer.name = Empty,
-            net.peer.port = Empty,
-        );
-        if span.is_disabled() {
-            return span;
+        let mut attributes = Vec::with_capacity(constants.len() + 3);
+        attributes.extend_from_slice(constants);
+        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
+        if let Some(template) = template {
+            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
         }
-        if self.deprecated_names {
-            record_deprecated_names(&span, "publish", &self.peer);
-        }
-        span
+        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, body_size as i64));
+        let name = format!("{operation} {}", template.unwrap_or(subject));
+        let builder = SpanBuilder::from_name(name).with_kind(span_kind).with_attributes(attributes);
+        SendSpan { cx: self.tracer.start(builder, &parent), ambient: None }
     }
 }
 
-/// The pre-1.25 names the seed spec uses, for `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`.
-fn record_deprecated_names(span: &tracing::Span, operation: &'static str, peer: &Peer) {
-    span.record("messaging.operation", operation);
-    span.record("net.peer.name", peer.address.as_deref());
-    span.record("net.peer.port", peer.port.map(i64::from));
-}
-
-/// Parents `span` on (or links it to) the context the publisher sent: from the
-/// headers, else from a JSON envelope when the handler reads one. Without a valid
-/// context the span stays a root.
-fn attach_remote_parent(span: &tracing::Span, message: &Message, context_in_body: bool, mode: TraceMode) {
-    use opentelemetry::trace::TraceContextExt;
-    let parent = crate::propagation::extract_parent(message.headers.as_ref())
-        .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten());
-    let Some(parent) = parent else { return };
-    match mode {
-        TraceMode::Parent => {
-            // Cannot fail: the span is enabled and has not been entered yet.
-            let _ = span.set_parent(parent);
+/// The context a new span is a child of: the current `tracing` span's when one is
+/// bridged by `tracing-opentelemetry` (whether or not it activates contexts),
+/// else the current OpenTelemetry context (inside a handler, its `process` span).
+fn current_context() -> Context {
+    let span = tracing::Span::current();
+    if !span.is_none() {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let cx = span.context();
+        if cx.span().span_context().is_valid() {
+            return cx;
         }
-        TraceMode::Link => span.add_link(parent.span().span_context().clone()),
     }
+    Context::current()
 }
 
-/// Marks `span` failed: status Error, `error.type`, and an `exception` event.
-pub(crate) fn record_failure(span: &tracing::Span, failure: &Failure) {
-    record_error(span, failure.error_type(), failure.message());
+/// Marks a span failed: status Error, `error.type`, and an `exception` event;
+/// and logs it, as `{span name}: {message}`.
+pub(crate) fn record_failure(cx: &Context, name: &str, failure: &Failure) {
+    record_error(cx, name, failure.error_type(), failure.message());
 }
 
-/// Marks `span` failed with a low-cardinality `error_type` and a message.
-pub(crate) fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
-    if span.is_disabled() {
+/// Marks a span failed with a low-cardinality `error_type` and a message, and logs it.
+pub(crate) fn record_error(cx: &Context, name: &str, error_type: &str, message: &str) {
+    // A root event: the log line for fmt subscribers, which the OpenTelemetry
+    // layer does not copy onto whatever `tracing` span happens to be current.
+    tracing::error!(target: TARGET, parent: None, { error.type = error_type }, "{name}: {message}");
+    let span = cx.span();
+    if !span.is_recording() {
         return;
     }
-    span.record("otel.status_code", "error");
-    span.record("otel.status_description", message);
-    span.record("error.type", error_type);
-    // An unnamed event with an `error` field becomes an OpenTelemetry `exception`
-    // event; the same event is the log line for fmt subscribers.
-    tracing::error!(target: TARGET, parent: span, error = %message, exception.type = %error_type);
+    span.set_status(Status::error(message.to_owned()));
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", error_type.to_owned()),
+            KeyValue::new("exception.message", message.to_owned()),
+        ],
+    );
+}
+
+/// Something worth a warning about one message: a log line, and an event on its span.
+pub(crate) fn warn(cx: &Context, name: &str, message: &'static str, error: Option<&dyn std::fmt::Display>) {
+    match error {
+        Some(error) => tracing::warn!(target: TARGET, parent: None, %error, "{name}: {message}"),
+        None => tracing::warn!(target: TARGET, parent: None, "{name}: {message}"),
+    }
+    let span = cx.span();
+    if span.is_recording() {
+        let attributes =
+            error.map(|e| vec![KeyValue::new("exception.message", e.to_string())]).unwrap_or_default();
+        span.add_event(message, attributes);
+    }
 }
 
 pin_project_lite::pin_project! {
-    /// Polls a future inside a borrowed span (like `Instrument`, without cloning it).
-    pub(crate) struct InSpan<'a, F> {
-        span: &'a tracing::Span,
+    /// Polls a future with a span's context as the current OpenTelemetry context
+    /// (like `FutureExt::with_context`, borrowing it), so spans started inside,
+    /// `tracing` spans through the bridge included, are its children.
+    pub(crate) struct InContext<'a, F> {
+        cx: &'a Context,
         #[pin]
         inner: F,
     }
 }
 
-impl<'a, F> InSpan<'a, F> {
-    pub(crate) fn new(span: &'a tracing::Span, inner: F) -> Self {
-        Self { span, inner }
+impl<'a, F> InContext<'a, F> {
+    pub(crate) fn new(cx: &'a Context, inner: F) -> Self {
+        Self { cx, inner }
     }
 }
 
-impl<F: Future> Future for InSpan<'_, F> {
+impl<F: Future> Future for InContext<'_, F> {
     type Output = F::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
-        this.inner.poll(cx)
+        if !this.cx.has_active_span() {
+            return this.inner.poll(task);
+        }
+        let _attached = this.cx.clone().attach();
+        this.inner.poll(task)
     }
 }
 
 /// `messaging.message.id` of a JetStream delivery: its `Nats-Msg-Id`, else
 /// `{stream}:{sequence}`.
-enum MessageId<'a> {
-    Header(&'a str),
-    Sequence(&'a str, u64),
-}
-
-impl<'a> MessageId<'a> {
-    fn of(message: &'a Message, info: Option<&'a crate::JetStreamInfo>) -> Option<Self> {
-        match (message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)), info) {
-            (Some(id), _) => Some(MessageId::Header(id.as_str())),
-            (None, Some(info)) => Some(MessageId::Sequence(&info.stream, info.stream_sequence)),
-            (None, None) => None,
+fn message_id(message: &Message, info: Option<&crate::JetStreamInfo>) -> Option<String> {
+    use std::fmt::Write as _;
+    match (message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)), info) {
+        (Some(id), _) => Some(id.as_str().to_owned()),
+        (None, Some(info)) => {
+            let mut id = String::with_capacity(info.stream.len() + 21);
+            let _ = write!(id, "{}:{}", info.stream, info.stream_sequence);
+            Some(id)
         }
-    }
-}
-
-impl std::fmt::Display for MessageId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MessageId::Header(id) => f.write_str(id),
-            MessageId::Sequence(stream, sequence) => write!(f, "{stream}:{sequence}"),
-        }
+        (None, None) => None,
     }
 }
 
@@ -270,15 +374,13 @@ impl std::fmt::Display for MessageId<'_> {
 /// `ack|nak|term {pattern}` CLIENT settle spans.
 #[derive(Debug)]
 pub(crate) struct JetStreamSpans {
-    name: Box<str>,
-    template: Option<Box<str>>,
-    durable: Box<str>,
-    stream: Box<str>,
-    settle_names: [Box<str>; 3],
+    tracer: Tracer,
+    name: &'static str,
+    constants: Vec<KeyValue>,
+    /// Ack, nak, term, dead letter (a term): names and complete attribute lists.
+    settles: [(&'static str, Vec<KeyValue>); 4],
     settle_record: crate::jetstream::SettleRecord,
-    peer: Peer,
     mode: TraceMode,
-    deprecated_names: bool,
     capture: Capture,
 }
 
@@ -289,111 +391,103 @@ impl JetStreamSpans {
             _ => None,
         };
         let (pattern, template) = crate::subscription::destination_names(consumer.pattern(), template);
+        let durable = shared(consumer.durable_name());
+        let mut constants = process_constants(template.as_deref(), Some(consumer.durable_name()), &peer);
+        constants.extend([
+            KeyValue::new(key::SUBSCRIPTION_NAME, durable.clone()),
+            KeyValue::new(key::STREAM, shared(consumer.stream_name())),
+            KeyValue::new(key::CONSUMER, durable.clone()),
+        ]);
+        let settle = |operation: &'static str, settlement: crate::Settlement| {
+            let mut attributes = vec![
+                KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+                KeyValue::new(semconv::MESSAGING_OPERATION_NAME, operation),
+                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "settle"),
+                KeyValue::new(key::SUBSCRIPTION_NAME, durable.clone()),
+                KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable.clone()),
+                KeyValue::new(key::ACK, settlement.as_str()),
+            ];
+            attributes.extend(peer.attributes(None));
+            (intern(format!("{operation} {pattern}")), attributes)
+        };
         Self {
-            name: format!("process {pattern}").into(),
-            template,
-            durable: consumer.durable_name().into(),
-            stream: consumer.stream_name().into(),
-            settle_names: [
-                format!("ack {pattern}").into(),
-                format!("nak {pattern}").into(),
-                format!("term {pattern}").into(),
+            tracer: Tracer::resolve(),
+            name: intern(format!("process {pattern}")),
+            constants,
+            settles: [
+                settle("ack", crate::Settlement::Ack),
+                settle("nak", crate::Settlement::Nak(None)),
+                settle("term", crate::Settlement::Term),
+                settle("term", crate::Settlement::DeadLetter),
             ],
             settle_record: consumer.settle_record,
-            peer,
             mode: consumer.trace,
-            deprecated_names: semconv::emit_deprecated_names(),
             capture: Capture::new(&consumer.capture),
         }
     }
 
+    /// The process span name, for log lines.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Opens the span for `message`; an empty context when tracing is off.
     pub(crate) fn start(
         &self,
         message: &Message,
         info: Option<&crate::JetStreamInfo>,
         context_in_body: bool,
-    ) -> tracing::Span {
-        // Field values are only evaluated when the span is enabled. The message id is
-        // part of the span from the start: formatted once, no `record` afterwards.
-        let span = tracing::info_span!(
-            target: TARGET,
-            parent: None,
-            "process",
-            otel.name = &*self.name,
-            otel.kind = "consumer",
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            error.type = Empty,
-            messaging.system = semconv::SYSTEM_NATS,
-            messaging.operation.name = "process",
-            messaging.operation.type = "process",
-            messaging.destination.name = message.subject.as_str(),
-            messaging.destination.template = self.template.as_deref(),
-            messaging.destination.subscription.name = &*self.durable,
-            messaging.consumer.group.name = &*self.durable,
-            messaging.message.id = MessageId::of(message, info).as_ref().map(tracing::field::display),
-            messaging.message.body.size = message.payload.len() as i64,
-            messaging.client.id = &*self.peer.client_id,
-            server.address = self.peer.address.as_deref(),
-            server.port = self.peer.port.map(i64::from),
-            messaging.nats.jetstream.stream = &*self.stream,
-            messaging.nats.jetstream.consumer = &*self.durable,
-            messaging.nats.jetstream.sequence = info.map(|i| i.stream_sequence as i64),
-            messaging.nats.jetstream.consumer_sequence = info.map(|i| i.consumer_sequence as i64),
-            messaging.nats.jetstream.num_delivered = info.map(|i| i.delivered),
-            messaging.nats.jetstream.num_pending = info.map(|i| i.pending as i64),
-            messaging.operation = Empty,
-            net.peer.name = Empty,
-            net.peer.port = Empty,
-        );
-        if span.is_disabled() {
-            return span;
+    ) -> Context {
+        if self.tracer.is_off() {
+            return Context::new();
         }
-        if self.deprecated_names {
-            record_deprecated_names(&span, "process", &self.peer);
+        let mut attributes = Vec::with_capacity(self.constants.len() + 7 + self.capture.len());
+        attributes.extend_from_slice(&self.constants);
+        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.to_string()));
+        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64));
+        if let Some(id) = message_id(message, info) {
+            attributes.push(KeyValue::new(key::MESSAGE_ID, id));
         }
-        self.capture.record(&span, message);
-        attach_remote_parent(&span, message, context_in_body, self.mode);
-        span
+        if let Some(info) = info {
+            attributes.extend([
+                KeyValue::new(key::SEQUENCE, info.stream_sequence as i64),
+                KeyValue::new(key::CONSUMER_SEQUENCE, info.consumer_sequence as i64),
+                KeyValue::new(key::NUM_DELIVERED, info.delivered),
+                KeyValue::new(key::NUM_PENDING, info.pending as i64),
+            ]);
+        }
+        self.capture.extend(&mut attributes, message);
+        start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
     }
 
-    /// The span a settlement is sent in: a CLIENT child span, or (with
-    /// `SettleRecord::Event`) the process span itself after an event.
-    pub(crate) fn settle(&self, process: &tracing::Span, settlement: crate::Settlement) -> tracing::Span {
-        let (name, operation) = match settlement {
-            crate::Settlement::Ack => (&self.settle_names[0], "ack"),
-            crate::Settlement::Nak(_) => (&self.settle_names[1], "nak"),
-            crate::Settlement::Term | crate::Settlement::DeadLetter => (&self.settle_names[2], "term"),
-        };
-        if self.settle_record == crate::jetstream::SettleRecord::Event {
-            tracing::info!(target: TARGET, parent: process, settlement = settlement.as_str(), "settle");
-            return process.clone();
+    /// Records `settlement` on the process span and opens its CLIENT settle span,
+    /// or (with `SettleRecord::Event`) adds an event instead and gives `None`.
+    pub(crate) fn settle(&self, process: &Context, settlement: crate::Settlement) -> Option<Context> {
+        let span = process.span();
+        if !span.is_recording() {
+            return None;
         }
-        tracing::info_span!(
-            target: TARGET,
-            parent: process,
-            "settle",
-            otel.name = &**name,
-            otel.kind = "client",
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            error.type = Empty,
-            messaging.system = semconv::SYSTEM_NATS,
-            messaging.operation.name = operation,
-            messaging.operation.type = "settle",
-            messaging.destination.subscription.name = &*self.durable,
-            messaging.consumer.group.name = &*self.durable,
-            messaging.client.id = &*self.peer.client_id,
-            server.address = self.peer.address.as_deref(),
-            server.port = self.peer.port.map(i64::from),
-            messaging.nats.jetstream.ack = settlement.as_str(),
-        )
+        span.set_attribute(KeyValue::new(key::ACK, settlement.as_str()));
+        if self.settle_record == crate::jetstream::SettleRecord::Event {
+            span.add_event("settle", vec![KeyValue::new(key::ACK, settlement.as_str())]);
+            return None;
+        }
+        let (name, attributes) = match settlement {
+            crate::Settlement::Ack => &self.settles[0],
+            crate::Settlement::Nak(_) => &self.settles[1],
+            crate::Settlement::Term => &self.settles[2],
+            crate::Settlement::DeadLetter => &self.settles[3],
+        };
+        let builder = SpanBuilder::from_name(Cow::Borrowed(*name))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes.clone());
+        Some(self.tracer.start(builder, process))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tracing_subscriber::registry::LookupSpan;
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 
     use super::*;
 
@@ -414,23 +508,30 @@ mod tests {
     }
 
     #[test]
-    fn process_spans_are_roots_even_inside_an_application_span() {
-        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry());
-        tracing::dispatcher::with_default(&dispatch, || {
-            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>().unwrap();
-            let has_parent =
-                |span: &tracing::Span| registry.span(&span.id().unwrap()).unwrap().parent().is_some();
-            let core = ProcessSpans::new(&Subscription::new("orders.*"), peer());
-            let jetstream = JetStreamSpans::new(&crate::JetStreamConsumer::new("ORDERS", "billing"), peer());
+    fn names_are_interned_once() {
+        let a = intern("process a.b".to_owned());
+        let b = intern("process a.b".to_owned());
+        assert!(std::ptr::eq(a, b));
+    }
 
-            let application = tracing::info_span!("application");
-            let _entered = application.enter();
-            assert!(has_parent(&tracing::info_span!("contextual")), "the set-up adopts contextual spans");
-            assert!(!has_parent(&core.start(&message("orders.eu"), false)), "a core process span is a root");
-            assert!(
-                !has_parent(&jetstream.start(&message("orders.eu"), None, false)),
-                "so is a JetStream one"
-            );
-        });
+    #[test]
+    fn process_spans_are_roots_even_inside_an_application_span() {
+        let recorder = crate::testing::SpanRecorder::install();
+        let core = ProcessSpans::new(&Subscription::new("orders.*"), peer());
+        let jetstream = JetStreamSpans::new(&crate::JetStreamConsumer::new("ORDERS", "billing"), peer());
+        let application = recorder.provider().tracer("app").start("application");
+        let _attached = Context::current_with_span(application).attach();
+        let _entered = tracing::info_span!("application (tracing)").entered();
+        for cx in
+            [core.start(&message("orders.eu"), false), jetstream.start(&message("orders.eu"), None, false)]
+        {
+            let span = cx.span();
+            assert!(span.span_context().is_valid());
+            span.end();
+        }
+        let spans = recorder.spans();
+        let processes: Vec<_> = spans.iter().filter(|s| s.name.starts_with("process")).collect();
+        assert_eq!(processes.len(), 2);
+        assert!(processes.iter().all(|s| s.parent_span_id == opentelemetry::trace::SpanId::INVALID));
     }
 }

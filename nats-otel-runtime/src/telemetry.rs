@@ -166,6 +166,9 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
                 .with_tracer(tracer)
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
         )
+        .with(
+            crate::span_events::SpanEvents::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .try_init()
         .map_err(|e| TelemetryError(format!("a tracing subscriber is already installed ({e})")))?;
     for warning in warnings {

@@ -331,15 +331,42 @@ impl NatsCluster {
 
 /// Records finished spans in memory, and lets tests await the ones they expect.
 ///
-/// `install` makes it this thread's default `tracing` subscriber (restored on
-/// drop) and installs the W3C trace-context and baggage propagators globally.
-/// Use it with `#[tokio::test]` (a current-thread runtime); services capture the
-/// subscriber when `run_until` is called, so their tasks report here too.
+/// `install` makes its tracer provider the one that services started and
+/// publishers made on this thread report to, instead of the global one, and
+/// makes it this thread's default `tracing` subscriber through the
+/// `tracing-opentelemetry` layer (both restored on drop); it installs the W3C
+/// trace-context and baggage propagators globally. So tests running in parallel
+/// each see their own spans. Use it with `#[tokio::test]` (a current-thread
+/// runtime).
 pub struct SpanRecorder {
     exporter: InMemorySpanExporter,
     provider: SdkTracerProvider,
     finished: Arc<tokio::sync::Notify>,
+    previous: Option<SdkTracerProvider>,
     _default: tracing::subscriber::DefaultGuard,
+}
+
+thread_local! {
+    /// The provider of this thread's [`SpanRecorder`].
+    static RECORDING: std::cell::RefCell<Option<SdkTracerProvider>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The tracer of this thread's recorder, if one is installed.
+pub(crate) fn thread_tracer(
+    scope: opentelemetry::InstrumentationScope,
+) -> Option<opentelemetry::global::BoxedTracer> {
+    RECORDING.with_borrow(|provider| {
+        provider
+            .as_ref()
+            .map(|p| opentelemetry::global::BoxedTracer::new(Box::new(p.tracer_with_scope(scope))))
+    })
+}
+
+impl Drop for SpanRecorder {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        RECORDING.with_borrow_mut(|provider| *provider = previous);
+    }
 }
 
 impl std::fmt::Debug for SpanRecorder {
@@ -359,9 +386,16 @@ impl SpanRecorder {
             .with_span_processor(NotifyOnEnd(finished.clone()))
             .build();
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("nats-otel-test"));
-        let subscriber = tracing_subscriber::registry().with(layer);
+        let subscriber =
+            tracing_subscriber::registry().with(layer).with(crate::span_events::SpanEvents::new());
         let default = tracing::subscriber::set_default(subscriber);
-        Self { exporter, provider, finished, _default: default }
+        let previous = RECORDING.with_borrow_mut(|recording| recording.replace(provider.clone()));
+        Self { exporter, provider, finished, previous, _default: default }
+    }
+
+    /// The tracer provider spans are recorded through.
+    pub fn provider(&self) -> &SdkTracerProvider {
+        &self.provider
     }
 
     /// The spans finished so far.

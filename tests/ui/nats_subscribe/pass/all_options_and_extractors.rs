@@ -21,7 +21,6 @@ async fn every_extractor(
     _headers: HeaderMap,
     _message: Message,
     _cx: Context,
-    _span: tracing::Span,
     _raw: Bytes,
     Json(order): Json<Order>,
 ) -> Result<Json<Receipt>, ServiceError> {
