@@ -68,8 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     install_w3c_propagators();
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    opentelemetry::global::set_tracer_provider(provider.clone()); // nats-otel's spans
     tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("jetstream_orders")))
+        .with(nats_otel_runtime::span_events::SpanEvents::new())
         .init();
 
     let server = examples::server()?;

@@ -54,8 +54,12 @@ pub fn telemetry() -> Result<Telemetry, Box<dyn std::error::Error>> {
     install_w3c_propagators();
     let provider =
         SdkTracerProvider::builder().with_simple_exporter(TreeExporter::stdout_plain().at_shutdown()).build();
+    // nats-otel's spans go to the global provider; the layer bridges the
+    // application's own `tracing` spans, and `SpanEvents` its events in handlers.
+    opentelemetry::global::set_tracer_provider(provider.clone());
     tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("nats-otel-example")))
+        .with(nats_otel_runtime::span_events::SpanEvents::new())
         .try_init()?;
     Ok(Telemetry::Terminal(provider))
 }
