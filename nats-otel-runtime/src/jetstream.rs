@@ -626,7 +626,10 @@ where
 }
 
 impl<H, S> Shared<H, S> {
-    async fn process<T>(&self, message: jetstream::Message)
+    /// Opens the span at once and gives the rest as a future that holds only
+    /// what it needs: every in-flight message is one such future, moved into the
+    /// set of handlers at work, so its size is copied per message.
+    fn process<T>(&self, message: jetstream::Message) -> impl Future<Output = ()> + '_
     where
         H: Handler<T, S>,
     {
@@ -651,46 +654,48 @@ impl<H, S> Shared<H, S> {
         incoming.jetstream = info;
         incoming.settler = Some(settler.clone());
 
-        let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
-        let outcome = with_progress(
-            crate::service::invoke(&self.handler, &incoming, &self.state),
-            &settler,
-            self.progress_every(delivered),
-        )
-        .await;
-        let error_type = match &outcome {
-            crate::Outcome::Failure(failure) => {
-                spans::record_failure(&incoming.cx, self.spans.name(), failure);
-                Some(failure.error_type())
+        async move {
+            let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
+            let outcome = with_progress(
+                crate::service::invoke(&self.handler, &incoming, &self.state),
+                &settler,
+                self.progress_every(delivered),
+            )
+            .await;
+            let error_type = match &outcome {
+                crate::Outcome::Failure(failure) => {
+                    spans::record_failure(&incoming.cx, self.spans.name(), failure);
+                    Some(failure.error_type())
+                }
+                crate::Outcome::Success(_) => None,
+            };
+            self.metrics.processed(started.elapsed(), error_type);
+            if settler.is_settled() {
+                return;
             }
-            crate::Outcome::Success(_) => None,
-        };
-        self.metrics.processed(started.elapsed(), error_type);
-        if settler.is_settled() {
-            return;
+            if H::SETTLES_ITSELF && matches!(outcome, crate::Outcome::Success(_)) {
+                spans::warn(
+                    &incoming.cx,
+                    self.spans.name(),
+                    "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait",
+                    None,
+                );
+                return;
+            }
+            let mut settlement = self.policy.settle(&outcome, delivered);
+            if settlement == Settlement::DeadLetter
+                && let Err(e) = self.publish_dead_letter(&incoming, &outcome).await
+            {
+                spans::warn(
+                    &incoming.cx,
+                    self.spans.name(),
+                    "dead-letter publish failed; the message will be redelivered",
+                    Some(&e),
+                );
+                settlement = Settlement::Nak(self.policy.backoff_for(delivered));
+            }
+            let _ = settler.settle(settlement).await;
         }
-        if H::SETTLES_ITSELF && matches!(outcome, crate::Outcome::Success(_)) {
-            spans::warn(
-                &incoming.cx,
-                self.spans.name(),
-                "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait",
-                None,
-            );
-            return;
-        }
-        let mut settlement = self.policy.settle(&outcome, delivered);
-        if settlement == Settlement::DeadLetter
-            && let Err(e) = self.publish_dead_letter(&incoming, &outcome).await
-        {
-            spans::warn(
-                &incoming.cx,
-                self.spans.name(),
-                "dead-letter publish failed; the message will be redelivered",
-                Some(&e),
-            );
-            settlement = Settlement::Nak(self.policy.backoff_for(delivered));
-        }
-        let _ = settler.settle(settlement).await;
     }
 
     /// Heartbeats at half the ack timeout the server applies to this delivery.

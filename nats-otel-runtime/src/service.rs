@@ -693,7 +693,10 @@ where
 }
 
 impl<H, S> Shared<H, S> {
-    async fn process<T>(&self, message: Message)
+    /// Opens the span at once and gives the rest as a future that holds only
+    /// what it needs: every in-flight message is one such future, moved into the
+    /// set of handlers at work, so its size is copied per message.
+    fn process<T>(&self, message: Message) -> impl Future<Output = ()> + '_
     where
         H: Handler<T, S>,
     {
@@ -702,9 +705,13 @@ impl<H, S> Shared<H, S> {
         let cx = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
         let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
-        let outcome = invoke(&self.handler, &incoming, &self.state).await;
-        let failed = finish(&self.client, self.spans.name(), &incoming, outcome).await;
-        self.metrics.processed(started.elapsed(), failed.as_deref());
+        async move {
+            let outcome = invoke(&self.handler, &incoming, &self.state).await;
+            // Only the reply subject and the span outlive the handler.
+            let Incoming { message, cx, .. } = incoming;
+            let failed = finish(&self.client, self.spans.name(), message.reply, &cx, outcome).await;
+            self.metrics.processed(started.elapsed(), failed.as_deref());
+        }
     }
 }
 
@@ -735,16 +742,16 @@ where
 async fn finish(
     client: &Client,
     name: &str,
-    incoming: &Incoming,
+    reply_to: Option<async_nats::Subject>,
+    span: &opentelemetry::Context,
     outcome: Outcome,
 ) -> Option<Cow<'static, str>> {
-    let span = &incoming.cx;
     match outcome {
         Outcome::Success(reply) => {
-            let reply_to = incoming.reply()?;
+            let reply_to = reply_to?;
             let sent = match reply.headers {
-                Some(headers) => client.publish_with_headers(reply_to.clone(), headers, reply.payload).await,
-                None => client.publish(reply_to.clone(), reply.payload).await,
+                Some(headers) => client.publish_with_headers(reply_to, headers, reply.payload).await,
+                None => client.publish(reply_to, reply.payload).await,
             };
             if let Err(e) = sent {
                 let failure = Failure {
@@ -761,9 +768,9 @@ async fn finish(
         }
         Outcome::Failure(failure) => {
             spans::record_failure(span, name, &failure);
-            if let Some(reply_to) = incoming.reply() {
+            if let Some(reply_to) = reply_to {
                 let headers = service_error_headers(failure.code(), failure.message());
-                if let Err(e) = client.publish_with_headers(reply_to.clone(), headers, Bytes::new()).await {
+                if let Err(e) = client.publish_with_headers(reply_to, headers, Bytes::new()).await {
                     spans::warn(span, name, "failed to send the error reply", Some(&e));
                 }
             }

@@ -182,10 +182,11 @@ impl ProcessSpans {
         }
         let mut attributes = Vec::with_capacity(self.constants.len() + 3 + self.capture.len());
         attributes.extend_from_slice(&self.constants);
-        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.to_string()));
+        attributes
+            .push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.as_str().to_owned()));
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64));
         if let Some(reply) = &message.reply {
-            attributes.push(KeyValue::new(key::REPLY_TO, reply.to_string()));
+            attributes.push(KeyValue::new(key::REPLY_TO, reply.as_str().to_owned()));
         }
         self.capture.extend(&mut attributes, message);
         start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
@@ -264,7 +265,9 @@ impl SendSpans {
             attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
         }
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, body_size as i64));
-        let name = format!("{operation} {}", template.unwrap_or(subject));
+        let destination = template.unwrap_or(subject);
+        let mut name = String::with_capacity(operation.len() + 1 + destination.len());
+        name.extend([operation, " ", destination]);
         let builder = SpanBuilder::from_name(name).with_kind(span_kind).with_attributes(attributes);
         SendSpan { cx: self.tracer.start(builder, &parent), ambient: None }
     }
@@ -443,7 +446,8 @@ impl JetStreamSpans {
         }
         let mut attributes = Vec::with_capacity(self.constants.len() + 7 + self.capture.len());
         attributes.extend_from_slice(&self.constants);
-        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.to_string()));
+        attributes
+            .push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.as_str().to_owned()));
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64));
         if let Some(id) = message_id(message, info) {
             attributes.push(KeyValue::new(key::MESSAGE_ID, id));

@@ -135,7 +135,9 @@ impl Providers {
             .with_target(false)
             .with_context_activation(std::env::var_os("NATS_OTEL_BENCH_NO_ACTIVATION").is_none());
         let dispatch = tracing::Dispatch::new(
-            tracing_subscriber::registry().with(layer).with(nats_otel_runtime::span_events::SpanEvents::new()),
+            tracing_subscriber::registry()
+                .with(layer)
+                .with(nats_otel_runtime::span_events::SpanEvents::new()),
         );
         Self { tracer, meter, dispatch }
     }
