@@ -11,6 +11,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 #[nats_subscribe("orders.*", queue = "billing")]
 async fn on_order(Json(order): Json<serde_json::Value>) {
     tracing::info!(id = %order["id"], "billing the order");
+    tracing::info_span!("charge card").in_scope(|| tracing::info!("charged"));
 }
 
 #[nats_subscribe(subject = "audit.events", trace = "link")]
@@ -79,12 +80,18 @@ async fn publish_then_process_is_one_trace_with_semconv_attributes() {
     }
     assert_eq!(attr_i64(send, "messaging.message.body.size"), Some(9));
 
-    // The handler's own event nests under the process span.
+    // The handler's own event nests under the process span, and so does its own
+    // `tracing` span, with the event inside that span on it.
     assert!(
         process.events.events.iter().any(|e| e.name == "billing the order"),
         "handler events are recorded on the process span: {:?}",
         process.events.events
     );
+    let charge = one(&spans, "charge card");
+    assert_eq!(charge.parent_span_id, process.span_context.span_id(), "the handler's span is a child");
+    assert_eq!(charge.span_context.trace_id(), process.span_context.trace_id());
+    assert!(charge.events.events.iter().any(|e| e.name == "charged"));
+    assert!(!process.events.events.iter().any(|e| e.name == "charged"), "each event on one span");
     running.stop().await.unwrap();
 }
 
