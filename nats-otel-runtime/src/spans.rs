@@ -118,6 +118,18 @@ fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -
     out
 }
 
+/// A `process` span's attributes so far: the endpoint's constants, then what
+/// every message has; with room for `more`.
+fn message_attributes(constants: &[KeyValue], message: &Message, more: usize) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(constants.len() + 2 + more);
+    attributes.extend_from_slice(constants);
+    attributes.extend([
+        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.as_str().to_owned()),
+        KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64),
+    ]);
+    attributes
+}
+
 /// The context the publisher sent: from the headers, else from a JSON envelope
 /// when the handler reads one.
 fn remote_parent(message: &Message, context_in_body: bool) -> Option<Context> {
@@ -180,11 +192,7 @@ impl ProcessSpans {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes = Vec::with_capacity(self.constants.len() + 3 + self.capture.len());
-        attributes.extend_from_slice(&self.constants);
-        attributes
-            .push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.as_str().to_owned()));
-        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64));
+        let mut attributes = message_attributes(&self.constants, message, 1 + self.capture.len());
         if let Some(reply) = &message.reply {
             attributes.push(KeyValue::new(key::REPLY_TO, reply.as_str().to_owned()));
         }
@@ -444,11 +452,7 @@ impl JetStreamSpans {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes = Vec::with_capacity(self.constants.len() + 7 + self.capture.len());
-        attributes.extend_from_slice(&self.constants);
-        attributes
-            .push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.as_str().to_owned()));
-        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64));
+        let mut attributes = message_attributes(&self.constants, message, 5 + self.capture.len());
         if let Some(id) = message_id(message, info) {
             attributes.push(KeyValue::new(key::MESSAGE_ID, id));
         }
