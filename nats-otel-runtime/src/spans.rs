@@ -101,20 +101,33 @@ impl Peer {
     }
 }
 
-/// The attributes every `process` span of an endpoint has.
-fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -> Vec<KeyValue> {
+/// The attributes every span of one operation of an endpoint has: the system,
+/// the operation's name and type, and the connection (with the pre-1.25 operation
+/// name `deprecated`, when there is one and it is asked for).
+fn operation_constants(
+    name: &'static str,
+    kind: &'static str,
+    deprecated: Option<&'static str>,
+    peer: &Peer,
+) -> Vec<KeyValue> {
     let mut out = vec![
         KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
-        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
-        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
+        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, kind),
     ];
+    out.extend(peer.attributes(deprecated));
+    out
+}
+
+/// The attributes every `process` span of an endpoint has.
+fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -> Vec<KeyValue> {
+    let mut out = operation_constants("process", "process", Some("process"), peer);
     if let Some(template) = template {
         out.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, shared(template)));
     }
     if let Some(group) = group {
         out.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, shared(group)));
     }
-    out.extend(peer.attributes(Some("process")));
     out
 }
 
@@ -233,15 +246,7 @@ pub(crate) enum Outbound {
 
 impl SendSpans {
     pub(crate) fn new(peer: Peer) -> Self {
-        let constants = |operation: &'static str| {
-            let mut out = vec![
-                KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
-                KeyValue::new(semconv::MESSAGING_OPERATION_NAME, operation),
-                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
-            ];
-            out.extend(peer.attributes(Some("publish")));
-            out
-        };
+        let constants = |operation| operation_constants(operation, "send", Some("publish"), &peer);
         Self { tracer: Tracer::resolve(), constants: [constants("send"), constants("request")] }
     }
 
@@ -410,15 +415,12 @@ impl JetStreamSpans {
             KeyValue::new(key::CONSUMER, durable.clone()),
         ]);
         let settle = |operation: &'static str, settlement: crate::Settlement| {
-            let mut attributes = vec![
-                KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
-                KeyValue::new(semconv::MESSAGING_OPERATION_NAME, operation),
-                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "settle"),
+            let mut attributes = operation_constants(operation, "settle", None, &peer);
+            attributes.extend([
                 KeyValue::new(key::SUBSCRIPTION_NAME, durable.clone()),
                 KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable.clone()),
                 KeyValue::new(key::ACK, settlement.as_str()),
-            ];
-            attributes.extend(peer.attributes(None));
+            ]);
             (intern(format!("{operation} {pattern}")), attributes)
         };
         Self {

@@ -169,3 +169,31 @@ async fn envelope_carries_trace_context_in_the_payload() {
     assert_eq!(send.span_context.trace_id(), process.span_context.trace_id());
     running.stop().await.unwrap();
 }
+
+/// With no tracer provider (no recorder on this thread, none installed), nats-otel
+/// records nothing, yet a publish still carries the current context on: a trace
+/// crosses a service that does not record.
+#[tokio::test]
+async fn without_a_provider_the_current_context_is_still_propagated() {
+    use futures_util::StreamExt as _;
+    use opentelemetry::context::FutureExt as _;
+    use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceFlags, TraceState};
+
+    nats_otel_runtime::testing::install_w3c_propagators();
+    let server = nats_otel_runtime::testing::NatsServer::start().unwrap();
+    let client = server.connect().await.unwrap();
+    let mut raw = client.subscribe("ambient.>").await.unwrap();
+    client.flush().await.unwrap();
+    let ambient =
+        SpanContext::new(TraceId::from(0x42), SpanId::from(0x7), TraceFlags::SAMPLED, true, TraceState::NONE);
+    let cx = opentelemetry::Context::new().with_remote_span_context(ambient.clone());
+    let publisher = Publisher::new(client.clone());
+    // The first publish finds out there is no provider; the second takes the short way.
+    for subject in ["ambient.first", "ambient.second"] {
+        publisher.publish(subject, "x").with_context(cx.clone()).await.unwrap();
+        let message = within("the raw subscriber gets the publish", raw.next()).await.unwrap();
+        let headers = message.headers.expect("trace headers");
+        let traceparent = headers.get("traceparent").expect("traceparent").as_str();
+        assert_eq!(traceparent, format!("00-{}-{}-01", ambient.trace_id(), ambient.span_id()), "{subject}");
+    }
+}
