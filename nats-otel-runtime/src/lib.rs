@@ -97,6 +97,7 @@ mod subscription;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace_context;
 pub mod tracer;
 pub mod tree;
 

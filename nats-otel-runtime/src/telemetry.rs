@@ -33,7 +33,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
@@ -196,7 +196,7 @@ fn propagators(warnings: &mut Vec<String>) -> TextMapCompositePropagator {
     let mut chosen: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
     for name in configured.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match name {
-            "tracecontext" => chosen.push(Box::new(TraceContextPropagator::new())),
+            "tracecontext" => chosen.push(Box::new(crate::trace_context::TraceContextPropagator::new())),
             "baggage" => chosen.push(Box::new(BaggagePropagator::new())),
             "none" => return TextMapCompositePropagator::new(Vec::new()),
             other => warnings.push(format!(

@@ -433,12 +433,13 @@ impl SpanRecorder {
     }
 }
 
-/// Installs W3C `traceparent`/`tracestate` and baggage as the global propagator.
+/// Installs W3C `traceparent`/`tracestate` ([`TraceContextPropagator`](crate::trace_context::TraceContextPropagator))
+/// and baggage as the global propagator, as `telemetry::init` does.
 pub fn install_w3c_propagators() {
     use opentelemetry::propagation::TextMapCompositePropagator;
-    use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+    use opentelemetry_sdk::propagation::BaggagePropagator;
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
+        Box::new(crate::trace_context::TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
 }
