@@ -347,11 +347,30 @@ pub(crate) fn classify(text: &str) -> Result<Token<'_>, (ErrorKind, Range<usize>
 /// assert!(validate("orders.*", Usage::Publish).is_err());
 /// ```
 pub fn validate(input: &str, usage: Usage) -> Result<(), SubjectError> {
+    if is_plain(input) {
+        return Ok(());
+    }
     if usage.allows_captures() {
         // Duplicate captures need the segments seen so far.
         return Subject::parse(input, usage).map(|_| ());
     }
     walk(input, usage, |_| Ok(()))
+}
+
+/// Non-empty `.`-separated tokens of `[A-Za-z0-9_-]`: valid for every usage,
+/// and decided in one pass over the bytes. Most subjects a service publishes
+/// to look like this; anything else takes the full walk (and its error).
+pub(crate) fn is_plain(input: &str) -> bool {
+    let mut token_len = 0usize;
+    for &byte in input.as_bytes() {
+        match byte {
+            b'.' if token_len == 0 => return false,
+            b'.' => token_len = 0,
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => token_len += 1,
+            _ => return false,
+        }
+    }
+    token_len > 0
 }
 
 /// The grammar, once: splits `input` into tokens, checks each against `usage`,

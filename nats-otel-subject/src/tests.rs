@@ -923,3 +923,24 @@ fn property_random_covers_implies_inclusion() {
     }
     assert!(checked > 50, "{checked}");
 }
+
+#[test]
+fn plain_subjects_take_the_short_path_and_agree_with_the_walk() {
+    for input in ["orders", "orders.eu-1.created_v2", "A.b.C.9", "-._", "a.b.c.d.e.f.g.h"] {
+        assert!(subject::is_plain(input), "{input:?}");
+        for usage in [Usage::Publish, Usage::Subscribe, Usage::Template, Usage::PublishTemplate] {
+            assert!(Subject::parse(input, usage).is_ok(), "{input:?} parses for {usage:?}");
+        }
+    }
+    // Everything else is judged by the walk, errors included.
+    for input in ["", ".", "a.", ".a", "a..b", "a.*", "a.>", "{a}.b", "a b", "$JS.API", "ü.x", "a\tb"] {
+        assert!(!subject::is_plain(input), "{input:?}");
+        for usage in [Usage::Publish, Usage::Subscribe, Usage::Template, Usage::PublishTemplate] {
+            assert_eq!(
+                validate(input, usage),
+                Subject::parse(input, usage).map(|_| ()),
+                "{input:?} {usage:?}"
+            );
+        }
+    }
+}
