@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind};
+use futures_buffered::FuturesUnordered;
 use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 
 use crate::error::{ServeError, ServeErrorKind};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
+use futures_buffered::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
