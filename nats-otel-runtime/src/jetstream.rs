@@ -2,7 +2,11 @@
 //! extractor, and the loop that settles every message from its handler's result.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
@@ -683,8 +687,9 @@ impl<H, S> Shared<H, S> {
                 return;
             }
             let mut settlement = self.policy.settle(&outcome, delivered);
+            // Boxed: a rare path, kept out of every message's future.
             if settlement == Settlement::DeadLetter
-                && let Err(e) = self.publish_dead_letter(&incoming, &outcome).await
+                && let Err(e) = Box::pin(self.publish_dead_letter(&incoming, &outcome)).await
             {
                 spans::warn(
                     &incoming.cx,
@@ -860,28 +865,53 @@ impl<S> FromMessage<S> for Acker {
     }
 }
 
-/// Runs `future`, telling the server every `every` that the message is still being
-/// worked on (`+WPI`), so slow handlers are not redelivered while they run.
-async fn with_progress<F: std::future::Future>(
-    future: F,
-    settler: &Settler,
-    every: Option<Duration>,
-) -> F::Output {
-    let Some(every) = every else { return future.await };
-    tokio::pin!(future);
-    // Most handlers finish on their first poll: they need no timer.
-    if let std::task::Poll::Ready(output) = futures_util::poll!(&mut future) {
-        return output;
+pin_project_lite::pin_project! {
+    /// Runs a handler, telling the server every `every` that the message is still
+    /// being worked on (`+WPI`), so slow handlers are not redelivered while they run.
+    ///
+    /// A hand-written future rather than an `async fn`: that one kept the
+    /// handler's future three times over in every message's state.
+    struct WithProgress<'a, F> {
+        #[pin]
+        future: F,
+        settler: &'a Settler,
+        every: Option<Duration>,
+        // Made at the first `Pending`: most handlers finish on their first poll
+        // and need no timer, and the heartbeat's publish stays off every
+        // message's future.
+        heartbeats: Option<Pin<Box<dyn Future<Output = Infallible> + Send + 'a>>>,
     }
+}
+
+fn with_progress<F: Future>(future: F, settler: &Settler, every: Option<Duration>) -> WithProgress<'_, F> {
+    WithProgress { future, settler, every, heartbeats: None }
+}
+
+impl<F: Future> Future for WithProgress<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(output);
+        }
+        if let Some(every) = *this.every {
+            let settler = *this.settler;
+            let heartbeats = this.heartbeats.get_or_insert_with(|| Box::pin(heartbeats(settler, every)));
+            // Never ready: it beats until the handler is done and this is dropped.
+            let _ = heartbeats.as_mut().poll(cx);
+        }
+        Poll::Pending
+    }
+}
+
+/// `+WPI` every `every`, until the message is settled (the caller stops polling).
+async fn heartbeats(settler: &Settler, every: Duration) -> Infallible {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
-        tokio::select! {
-            output = &mut future => return output,
-            _ = ticks.tick() => {
-                if !settler.is_settled() {
-                    settler.progress().await;
-                }
-            }
+        ticks.tick().await;
+        if !settler.is_settled() {
+            settler.progress().await;
         }
     }
 }
