@@ -596,6 +596,9 @@ where
         .await
         .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.clone()))?;
     let mut stopped = run.stopped;
+    // Made once, not per turn of the loop (see the core loop).
+    let stop = stopped.changed();
+    tokio::pin!(stop);
     // Handlers run concurrently on this task (see the core loop), at most `limit`;
     // no more is pulled than can be handled right away.
     let mut in_flight = FuturesUnordered::new();
@@ -604,7 +607,7 @@ where
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            _ = stopped.changed() => break Ok(()),
+            _ = &mut stop => break Ok(()),
             () = &mut deleted_advisory => {
                 break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
             }

@@ -75,7 +75,7 @@ impl Injector for HeaderInjector<'_> {
         let Some(name) = header_name(key) else { return };
         // The check `HeaderValue::from(String)` would otherwise assert: the
         // propagator's string becomes the header value without a copy.
-        if value.contains(['\r', '\n']) {
+        if value.as_bytes().contains(&b'\r') || value.as_bytes().contains(&b'\n') {
             return;
         }
         // W3C trace context: receivers accept an empty `tracestate`, senders should

@@ -665,6 +665,10 @@ where
         subject_offset: endpoint.subscription.prefix_tokens,
     };
     let mut stopped = run.stopped;
+    // Made once: a fresh `changed()` per turn of the loop would register and
+    // unregister a waiter (two lock round trips) for every message.
+    let stop = stopped.changed();
+    tokio::pin!(stop);
     let mut draining = false;
     // Handlers of one subscription run concurrently on this task, like
     // `for_each_concurrent`: no task spawn, no cross-thread wake-up per message.
@@ -674,7 +678,7 @@ where
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            _ = stopped.changed(), if !draining => {
+            _ = &mut stop, if !draining => {
                 draining = true;
                 // Stop receiving; the stream still yields what was already delivered.
                 if let Err(e) = subscriber.drain().await {
