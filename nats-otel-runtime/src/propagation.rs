@@ -51,8 +51,13 @@ pub fn is_well_formed_traceparent(value: &str) -> bool {
     if bytes.len() < 55 || (bytes.len() > 55 && (bytes[55] != b'-' || &bytes[..2] == b"00")) {
         return false;
     }
-    let hex =
-        |range: std::ops::Range<usize>| bytes[range].iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    // Without early exits, so the check compiles to a few vector instructions: it
+    // runs on every delivery.
+    let hex = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .fold(true, |all, &b| all & ((b.wrapping_sub(b'0') < 10) | (b.wrapping_sub(b'a') < 6)))
+    };
     hex(0..2)
         && &bytes[..2] != b"ff"
         && bytes[2] == b'-'
