@@ -7,17 +7,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use common::*;
 use nats_otel_runtime::prelude::*;
-use nats_otel_runtime::publisher::{PublishRetry, StreamPublish};
+use nats_otel_runtime::publisher::PublishRetry;
 use nats_otel_runtime::testing::{NatsCluster, SpanRecorder};
 use opentelemetry::trace::Status;
-use tokio::sync::Notify;
 
 /// A client that connects to `first` and fails over to the other running nodes.
 async fn connect_preferring(cluster: &NatsCluster, first: &str) -> async_nats::Client {
@@ -70,43 +67,15 @@ async fn the_stream_leader_killed_mid_stream_loses_nothing() {
     .await;
     let publisher = Publisher::new(connect_preferring(&cluster, &leader).await)
         .retry(PublishRetry::new(60, Duration::from_millis(100)).max_backoff(Duration::from_secs(1)));
-    let published = Arc::new(AtomicUsize::new(0));
-    let progress = Arc::new(Notify::new());
-    let publishing: Vec<_> = (0..PUBLISHERS)
-        .map(|first| {
-            let (publisher, published, progress) = (publisher.clone(), published.clone(), progress.clone());
-            tokio::spawn(async move {
-                let mut acks = Vec::new();
-                for id in (first..N).step_by(PUBLISHERS as usize) {
-                    let options = StreamPublish::new().message_id(format!("item-{id}"));
-                    let payload = serde_json::to_vec(&Item { id }).unwrap();
-                    acks.push(publisher.publish_to_stream_with("cluster.items", options, payload).await);
-                    published.fetch_add(1, Ordering::SeqCst);
-                    progress.notify_waiters();
-                }
-                acks
-            })
-        })
-        .collect();
-    within_secs(60, "a fifth published", async {
-        loop {
-            let notified = progress.notified();
-            if published.load(Ordering::SeqCst) as u64 >= N / 5 {
-                return;
-            }
-            notified.await;
-        }
-    })
-    .await;
+    let published = Progress::default();
+    let publishing = ItemPublishers::start(&publisher, "cluster.items", N, PUBLISHERS, &published);
+    published.reach(N / 5, "a fifth published").await;
 
     assert!(cluster.kill(&leader), "no node {leader}");
-    let published_at_kill = published.load(Ordering::SeqCst);
+    let published_at_kill = published.get();
     let processed_at_kill = seen.ids.lock().await.len();
 
-    let mut acks = Vec::new();
-    for task in publishing {
-        acks.extend(within_secs(180, "publishers finish", task).await.unwrap());
-    }
+    let acks = publishing.finish(180).await;
     let failed: Vec<_> = acks.iter().filter_map(|a| a.as_ref().err()).collect();
     assert!(failed.is_empty(), "every publish succeeded: {failed:?}");
     seen.wait_distinct(N as usize).await;
@@ -174,10 +143,9 @@ async fn queue_group_members_on_two_services_keep_answering_when_one_stops() {
     })
     .await;
 
-    let answered = Arc::new(AtomicUsize::new(0));
-    let progress = Arc::new(Notify::new());
+    let answered = Progress::default();
     let requesting = tokio::spawn({
-        let (requester, answered, progress) = (requester.clone(), answered.clone(), progress.clone());
+        let (requester, answered) = (requester.clone(), answered.clone());
         async move {
             let mut replies = Vec::new();
             let mut retries = 0;
@@ -199,24 +167,14 @@ async fn queue_group_members_on_two_services_keep_answering_when_one_stops() {
                 let (echo, name): (u64, String) = serde_json::from_slice(&reply.payload).unwrap();
                 assert_eq!(echo, id);
                 replies.push((id, name));
-                answered.fetch_add(1, Ordering::SeqCst);
-                progress.notify_waiters();
+                answered.advance();
             }
             (replies, retries)
         }
     });
-    within_secs(60, "a third answered", async {
-        loop {
-            let notified = progress.notified();
-            if answered.load(Ordering::SeqCst) as u64 >= N / 3 {
-                return;
-            }
-            notified.await;
-        }
-    })
-    .await;
+    answered.reach(N / 3, "a third answered").await;
     a.stop().await.unwrap();
-    let stopped_at = answered.load(Ordering::SeqCst) as u64;
+    let stopped_at = answered.get() as u64;
     let (replies, retries) = within_secs(120, "every request answered", requesting).await.unwrap();
     b.stop().await.unwrap();
 

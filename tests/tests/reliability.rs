@@ -22,7 +22,7 @@ use nats_otel_runtime::publisher::{PublishRetry, StreamPublish};
 use nats_otel_runtime::testing::NatsServer;
 use opentelemetry::trace::Status;
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Item {
@@ -232,50 +232,23 @@ async fn a_server_restart_under_publish_and_consume_load_loses_nothing() {
 
     let publisher = Publisher::new(server.connect().await.unwrap())
         .retry(PublishRetry::new(40, Duration::from_millis(50)).max_backoff(Duration::from_secs(1)));
-    let published = Arc::new(AtomicUsize::new(0));
-    let progress = Arc::new(Notify::new());
-    let publishing: Vec<_> = (0..PUBLISHERS)
-        .map(|first| {
-            let (publisher, published, progress) = (publisher.clone(), published.clone(), progress.clone());
-            tokio::spawn(async move {
-                let mut acks = Vec::new();
-                for id in (first..N).step_by(PUBLISHERS as usize) {
-                    let options = StreamPublish::new().message_id(format!("item-{id}"));
-                    acks.push(publisher.publish_to_stream_with("restart.items", options, item(id)).await);
-                    published.fetch_add(1, Ordering::SeqCst);
-                    progress.notify_waiters();
-                }
-                acks
-            })
-        })
-        .collect();
-    within_secs(60, "a tenth published", async {
-        loop {
-            let notified = progress.notified();
-            if published.load(Ordering::SeqCst) as u64 >= N / 10 {
-                return;
-            }
-            notified.await;
-        }
-    })
-    .await;
+    let published = Progress::default();
+    let publishing = ItemPublishers::start(&publisher, "restart.items", N, PUBLISHERS, &published);
+    published.reach(N / 10, "a tenth published").await;
 
     // Restart on a blocking thread: publishing and consuming go on meanwhile.
     let (published_at_kill, processed_at_kill) = (published.clone(), seen.ids.clone());
     // Kept until the end: dropping the server stops it.
     let (_server, at_kill) = tokio::task::spawn_blocking(move || {
         server.kill();
-        let at_kill = (published_at_kill.load(Ordering::SeqCst), processed_at_kill.blocking_lock().len());
+        let at_kill = (published_at_kill.get(), processed_at_kill.blocking_lock().len());
         server.restart().expect("nats-server restarts with the same store");
         (server, at_kill)
     })
     .await
     .unwrap();
 
-    let mut acks = Vec::new();
-    for task in publishing {
-        acks.extend(within_secs(120, "publishers finish", task).await.unwrap());
-    }
+    let acks = publishing.finish(120).await;
     let failed: Vec<_> = acks.iter().filter_map(|a| a.as_ref().err()).collect();
     assert!(failed.is_empty(), "every publish succeeded after retries: {failed:?}");
     seen.wait_distinct(N as usize).await;

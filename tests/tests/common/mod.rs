@@ -122,3 +122,80 @@ pub async fn settled(
     })
     .await
 }
+
+/// A count a test can await: how far a load has got before a failure is injected.
+#[derive(Clone, Default)]
+pub struct Progress {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    changed: Arc<Notify>,
+}
+
+impl Progress {
+    pub fn advance(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn get(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (up to a minute) until the count is at least `n`.
+    pub async fn reach(&self, n: u64, what: &str) {
+        within_secs(60, what, async {
+            loop {
+                let changed = self.changed.notified();
+                if self.get() as u64 >= n {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+}
+
+type StreamPublished =
+    Result<async_nats::jetstream::publish::PublishAck, nats_otel_runtime::StreamPublishError>;
+
+/// `publishers` tasks that publish `{"id": …}` for the ids `0..n` between them to
+/// `subject`, each with `Nats-Msg-Id: item-{id}` so that retries store nothing
+/// twice; every publish advances `progress`.
+pub struct ItemPublishers(Vec<tokio::task::JoinHandle<Vec<StreamPublished>>>);
+
+impl ItemPublishers {
+    pub fn start(
+        publisher: &nats_otel_runtime::Publisher,
+        subject: &'static str,
+        n: u64,
+        publishers: u64,
+        progress: &Progress,
+    ) -> Self {
+        let tasks = (0..publishers)
+            .map(|first| {
+                let (publisher, progress) = (publisher.clone(), progress.clone());
+                tokio::spawn(async move {
+                    let mut acks = Vec::new();
+                    for id in (first..n).step_by(publishers as usize) {
+                        let options = nats_otel_runtime::publisher::StreamPublish::new()
+                            .message_id(format!("item-{id}"));
+                        let payload = serde_json::to_vec(&serde_json::json!({ "id": id })).unwrap();
+                        acks.push(publisher.publish_to_stream_with(subject, options, payload).await);
+                        progress.advance();
+                    }
+                    acks
+                })
+            })
+            .collect();
+        Self(tasks)
+    }
+
+    /// Every publisher's results, once all have finished (failing after `seconds`).
+    pub async fn finish(self, seconds: u64) -> Vec<StreamPublished> {
+        let mut acks = Vec::new();
+        for task in self.0 {
+            acks.extend(within_secs(seconds, "publishers finish", task).await.unwrap());
+        }
+        acks
+    }
+}
