@@ -668,14 +668,19 @@ async fn run() {
             Publisher::new(publisher_client.clone())
         });
         for _ in 0..rounds {
-            reset_peak_rss();
-            let raw = publish_raw(&publisher_client, n).await;
-            results.rss[0] = results.rss[0].max(peak_rss_mib());
-            results.rates[0].push(n as f64 / raw.as_secs_f64());
-            reset_peak_rss();
-            let traced = publish_traced(&publisher, n).with_subscriber(providers.dispatch.clone()).await;
-            results.rss[1] = results.rss[1].max(peak_rss_mib());
-            results.rates[1].push(n as f64 / traced.as_secs_f64());
+            // Variant numbers as in A and B: (1) raw, (3) nats-otel.
+            if selected(0) {
+                reset_peak_rss();
+                let raw = publish_raw(&publisher_client, n).await;
+                results.rss[0] = results.rss[0].max(peak_rss_mib());
+                results.rates[0].push(n as f64 / raw.as_secs_f64());
+            }
+            if selected(2) {
+                reset_peak_rss();
+                let traced = publish_traced(&publisher, n).with_subscriber(providers.dispatch.clone()).await;
+                results.rss[1] = results.rss[1].max(peak_rss_mib());
+                results.rates[1].push(n as f64 / traced.as_secs_f64());
+            }
         }
         results.print(
             "C. Core publish",
