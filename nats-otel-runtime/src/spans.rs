@@ -1,19 +1,19 @@
 //! The spans nats-otel emits, made with the OpenTelemetry API (see
 //! [`tracer`](crate::tracer)), with everything that does not change per message
 //! computed once per subscription or publisher: names, and the constant
-//! attributes as shared values that cost a reference count to copy.
+//! attributes as interned strings that cost nothing to copy.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::Poll;
 
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{Client, Message};
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue, StringValue, Value};
+use opentelemetry::{Context, KeyValue, Value};
 
 use crate::capture::Capture;
 use crate::reply::Failure;
@@ -38,23 +38,50 @@ mod key {
     pub(super) const ACK: &str = "messaging.nats.jetstream.ack";
 }
 
-/// A string attribute value shared by every span of an endpoint.
-fn shared(value: &str) -> Value {
-    Value::String(StringValue::from(Arc::<str>::from(value)))
-}
-
-/// Span names of endpoints live as long as the process: one copy per distinct
-/// name, however often services start, so no span pays for copying its name.
-fn intern(name: String) -> &'static str {
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let names = names.get_or_insert_with(HashSet::new);
-    match names.get(name.as_str()) {
+/// The strings that label an endpoint's spans (names, client id, server,
+/// template, group, stream, durable), kept for the life of the process.
+///
+/// Copying a `&'static str` into a span's attributes costs neither an
+/// allocation nor a reference count; a shared `Arc<str>` would cost two atomic
+/// operations a span, the second on the exporter's thread, which takes the
+/// count's cache line away from the thread that makes the next span. There is
+/// one copy per distinct string, however often services start or publishers
+/// are made: these strings come from configuration and the connection (its
+/// client id, so one more per connection made), never from messages.
+fn intern(value: &str) -> &'static str {
+    static STRINGS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut strings = STRINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let strings = strings.get_or_insert_with(HashSet::new);
+    match strings.get(value) {
         Some(interned) => interned,
         None => {
-            let interned: &'static str = Box::leak(name.into_boxed_str());
-            names.insert(interned);
+            let interned: &'static str = Box::leak(value.into());
+            strings.insert(interned);
             interned
+        }
+    }
+}
+
+/// An attribute every span of an endpoint (or of one of its operations) has.
+///
+/// Key and value are `'static`, so making the `KeyValue` for a span is a few
+/// stores, where cloning a prepared one takes a branch for every field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Constant {
+    Str(&'static str, &'static str),
+    Int(&'static str, i64),
+}
+
+impl Constant {
+    /// A string attribute, its value interned.
+    fn str(key: &'static str, value: &str) -> Self {
+        Self::Str(key, intern(value))
+    }
+
+    fn key_value(&self) -> KeyValue {
+        match *self {
+            Self::Str(key, value) => KeyValue::new(key, value),
+            Self::Int(key, value) => KeyValue::new(key, value),
         }
     }
 }
@@ -80,21 +107,21 @@ impl Peer {
 
     /// The connection's attributes, and the pre-1.25 names the seed spec uses for
     /// them under `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`.
-    fn attributes(&self, deprecated_operation: Option<&'static str>) -> Vec<KeyValue> {
-        let mut out = vec![KeyValue::new(semconv::MESSAGING_CLIENT_ID, shared(&self.client_id))];
+    fn attributes(&self, deprecated_operation: Option<&'static str>) -> Vec<Constant> {
+        let mut out = vec![Constant::str(semconv::MESSAGING_CLIENT_ID, &self.client_id)];
         if let Some(address) = &self.address {
-            out.push(KeyValue::new(semconv::SERVER_ADDRESS, shared(address)));
+            out.push(Constant::str(semconv::SERVER_ADDRESS, address));
         }
         if let Some(port) = self.port {
-            out.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+            out.push(Constant::Int(semconv::SERVER_PORT, i64::from(port)));
         }
         if let Some(operation) = deprecated_operation.filter(|_| semconv::emit_deprecated_names()) {
-            out.push(KeyValue::new(semconv::deprecated::MESSAGING_OPERATION, operation));
+            out.push(Constant::Str(semconv::deprecated::MESSAGING_OPERATION, operation));
             if let Some(address) = &self.address {
-                out.push(KeyValue::new(semconv::deprecated::NET_PEER_NAME, shared(address)));
+                out.push(Constant::str(semconv::deprecated::NET_PEER_NAME, address));
             }
             if let Some(port) = self.port {
-                out.push(KeyValue::new(semconv::deprecated::NET_PEER_PORT, i64::from(port)));
+                out.push(Constant::Int(semconv::deprecated::NET_PEER_PORT, i64::from(port)));
             }
         }
         out
@@ -109,35 +136,52 @@ fn operation_constants(
     kind: &'static str,
     deprecated: Option<&'static str>,
     peer: &Peer,
-) -> Vec<KeyValue> {
+) -> Vec<Constant> {
     let mut out = vec![
-        KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
-        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
-        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, kind),
+        Constant::Str(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+        Constant::Str(semconv::MESSAGING_OPERATION_NAME, name),
+        Constant::Str(semconv::MESSAGING_OPERATION_TYPE, kind),
     ];
     out.extend(peer.attributes(deprecated));
     out
 }
 
 /// The attributes every `process` span of an endpoint has.
-fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -> Vec<KeyValue> {
+fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -> Vec<Constant> {
     let mut out = operation_constants("process", "process", Some("process"), peer);
     if let Some(template) = template {
-        out.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, shared(template)));
+        out.push(Constant::str(semconv::MESSAGING_DESTINATION_TEMPLATE, template));
     }
     if let Some(group) = group {
-        out.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, shared(group)));
+        out.push(Constant::str(semconv::MESSAGING_CONSUMER_GROUP_NAME, group));
     }
     out
 }
 
+/// The subject every message of an endpoint arrives on, when there is only one
+/// (a subject or filter without wildcards), interned to name their destination.
+fn only_subject(subject: &str) -> Option<&'static str> {
+    (!crate::subscription::has_wildcards(subject)).then(|| intern(subject))
+}
+
 /// A `process` span's attributes so far: the endpoint's constants, then what
-/// every message has; with room for `more`.
-fn message_attributes(constants: &[KeyValue], message: &Message, more: usize) -> Vec<KeyValue> {
+/// every message has; with room for `more`. The destination costs nothing when
+/// it is the endpoint's `only` subject, and a copy when a wildcard matched it.
+fn message_attributes(
+    constants: &[Constant],
+    only: Option<&'static str>,
+    message: &Message,
+    more: usize,
+) -> Vec<KeyValue> {
+    let subject = message.subject.as_str();
+    let destination = match only {
+        Some(only) if only == subject => Value::from(only),
+        _ => Value::from(subject.to_owned()),
+    };
     let mut attributes = Vec::with_capacity(constants.len() + 2 + more);
-    attributes.extend_from_slice(constants);
+    attributes.extend(constants.iter().map(Constant::key_value));
     attributes.extend([
-        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, message.subject.as_str().to_owned()),
+        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination),
         KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64),
     ]);
     attributes
@@ -177,7 +221,8 @@ fn start_process(
 pub(crate) struct ProcessSpans {
     tracer: Tracer,
     name: &'static str,
-    constants: Vec<KeyValue>,
+    constants: Vec<Constant>,
+    only_subject: Option<&'static str>,
     mode: TraceMode,
     capture: Capture,
 }
@@ -188,8 +233,9 @@ impl ProcessSpans {
             crate::subscription::destination_names(subscription.subject(), subscription.subject_template());
         Self {
             tracer: Tracer::resolve(),
-            name: intern(format!("process {destination}")),
+            name: intern(&format!("process {destination}")),
             constants: process_constants(template.as_deref(), subscription.queue_group(), &peer),
+            only_subject: only_subject(subscription.subject()),
             mode: subscription.trace_mode(),
             capture: Capture::new(&subscription.capture),
         }
@@ -205,7 +251,8 @@ impl ProcessSpans {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes = message_attributes(&self.constants, message, 1 + self.capture.len());
+        let mut attributes =
+            message_attributes(&self.constants, self.only_subject, message, 1 + self.capture.len());
         if let Some(reply) = &message.reply {
             attributes.push(KeyValue::new(key::REPLY_TO, reply.as_str().to_owned()));
         }
@@ -218,7 +265,7 @@ impl ProcessSpans {
 #[derive(Debug)]
 pub(crate) struct SendSpans {
     tracer: Tracer,
-    constants: [Vec<KeyValue>; 2],
+    constants: [Vec<Constant>; 2],
 }
 
 /// The span of one publish or request.
@@ -272,7 +319,7 @@ impl SendSpans {
             Outbound::Request => ("request", SpanKind::Client, &self.constants[1]),
         };
         let mut attributes = Vec::with_capacity(constants.len() + 3);
-        attributes.extend_from_slice(constants);
+        attributes.extend(constants.iter().map(Constant::key_value));
         attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
         if let Some(template) = template {
             attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
@@ -392,9 +439,10 @@ fn message_id(message: &Message, info: Option<&crate::JetStreamInfo>) -> Option<
 pub(crate) struct JetStreamSpans {
     tracer: Tracer,
     name: &'static str,
-    constants: Vec<KeyValue>,
+    constants: Vec<Constant>,
+    only_subject: Option<&'static str>,
     /// Ack, nak, term, dead letter (a term): names and complete attribute lists.
-    settles: [(&'static str, Vec<KeyValue>); 4],
+    settles: [(&'static str, Vec<Constant>); 4],
     settle_record: crate::jetstream::SettleRecord,
     mode: TraceMode,
     capture: Capture,
@@ -407,26 +455,30 @@ impl JetStreamSpans {
             _ => None,
         };
         let (pattern, template) = crate::subscription::destination_names(consumer.pattern(), template);
-        let durable = shared(consumer.durable_name());
+        let durable = intern(consumer.durable_name());
         let mut constants = process_constants(template.as_deref(), Some(consumer.durable_name()), &peer);
         constants.extend([
-            KeyValue::new(key::SUBSCRIPTION_NAME, durable.clone()),
-            KeyValue::new(key::STREAM, shared(consumer.stream_name())),
-            KeyValue::new(key::CONSUMER, durable.clone()),
+            Constant::Str(key::SUBSCRIPTION_NAME, durable),
+            Constant::str(key::STREAM, consumer.stream_name()),
+            Constant::Str(key::CONSUMER, durable),
         ]);
         let settle = |operation: &'static str, settlement: crate::Settlement| {
             let mut attributes = operation_constants(operation, "settle", None, &peer);
             attributes.extend([
-                KeyValue::new(key::SUBSCRIPTION_NAME, durable.clone()),
-                KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable.clone()),
-                KeyValue::new(key::ACK, settlement.as_str()),
+                Constant::Str(key::SUBSCRIPTION_NAME, durable),
+                Constant::Str(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable),
+                Constant::Str(key::ACK, settlement.as_str()),
             ]);
-            (intern(format!("{operation} {pattern}")), attributes)
+            (intern(&format!("{operation} {pattern}")), attributes)
         };
         Self {
             tracer: Tracer::resolve(),
-            name: intern(format!("process {pattern}")),
+            name: intern(&format!("process {pattern}")),
             constants,
+            only_subject: match consumer.filters.as_slice() {
+                [filter] => only_subject(filter),
+                _ => None,
+            },
             settles: [
                 settle("ack", crate::Settlement::Ack),
                 settle("nak", crate::Settlement::Nak(None)),
@@ -454,7 +506,8 @@ impl JetStreamSpans {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes = message_attributes(&self.constants, message, 5 + self.capture.len());
+        let mut attributes =
+            message_attributes(&self.constants, self.only_subject, message, 5 + self.capture.len());
         if let Some(id) = message_id(message, info) {
             attributes.push(KeyValue::new(key::MESSAGE_ID, id));
         }
@@ -490,7 +543,7 @@ impl JetStreamSpans {
         };
         let builder = SpanBuilder::from_name(Cow::Borrowed(*name))
             .with_kind(SpanKind::Client)
-            .with_attributes(attributes.clone());
+            .with_attributes(attributes.iter().map(Constant::key_value));
         Some(self.tracer.start(builder, process))
     }
 }
@@ -519,9 +572,30 @@ mod tests {
 
     #[test]
     fn names_are_interned_once() {
-        let a = intern("process a.b".to_owned());
-        let b = intern("process a.b".to_owned());
+        let a = intern("process a.b");
+        let b = intern("process a.b");
         assert!(std::ptr::eq(a, b));
+    }
+
+    #[test]
+    fn the_destination_is_the_concrete_subject_shared_only_when_it_is_the_endpoints() {
+        let destination = |only: Option<&'static str>, subject: &str| {
+            let attributes = message_attributes(&[], only, &message(subject), 0);
+            attributes
+                .into_iter()
+                .find(|kv| kv.key.as_str() == semconv::MESSAGING_DESTINATION_NAME)
+                .map(|kv| kv.value)
+        };
+        let only = only_subject("orders.eu");
+        assert_eq!(only, Some(intern("orders.eu")));
+        assert_eq!(only_subject("orders.*"), None);
+        // The interned string itself, not a copy.
+        assert!(
+            matches!(destination(only, "orders.eu"), Some(Value::String(s)) if std::ptr::eq(s.as_str(), intern("orders.eu")))
+        );
+        // Not the endpoint's subject (another filter, a prefix): its own value.
+        assert_eq!(destination(only, "orders.us"), Some(Value::from("orders.us")));
+        assert_eq!(destination(None, "orders.us"), Some(Value::from("orders.us")));
     }
 
     #[test]
