@@ -96,23 +96,24 @@ impl TextMapPropagator for TraceContextPropagator {
 }
 
 /// `00-{trace id}-{span id}-{flags}`; of the flags only `sampled` travels, as
-/// with the SDK.
+/// with the SDK. Written into a stack buffer and copied out once: pushing
+/// `char`s costs a capacity check and a UTF-8 encoding for every digit.
 fn traceparent(span_context: &SpanContext) -> String {
-    let mut value = String::with_capacity(CANONICAL_LEN);
-    value.push_str("00-");
-    push_hex(&mut value, &span_context.trace_id().to_bytes());
-    value.push('-');
-    push_hex(&mut value, &span_context.span_id().to_bytes());
-    value.push('-');
-    push_hex(&mut value, &[(span_context.trace_flags() & TraceFlags::SAMPLED).to_u8()]);
-    value
+    let mut value = [b'-'; CANONICAL_LEN];
+    value[..2].copy_from_slice(b"00");
+    write_hex(&mut value[3..35], &span_context.trace_id().to_bytes());
+    write_hex(&mut value[36..52], &span_context.span_id().to_bytes());
+    write_hex(&mut value[53..], &[(span_context.trace_flags() & TraceFlags::SAMPLED).to_u8()]);
+    // Hex digits and dashes are ASCII, so this never falls back.
+    String::from_utf8(value.to_vec()).unwrap_or_default()
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Two lower-case hex digits for each of `bytes` into `out`.
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 

@@ -925,6 +925,27 @@ fn property_random_covers_implies_inclusion() {
 }
 
 #[test]
+fn the_plain_check_agrees_with_its_definition_on_every_short_input() {
+    let plain = |s: &str| {
+        s.split('.')
+            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    };
+    let alphabet = ["a", "Z", "9", "_", "-", ".", "*", ">", " ", "{", "ü", "\0"];
+    let mut inputs = vec![String::new()];
+    for _ in 0..4 {
+        let longer: Vec<String> =
+            inputs.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+        inputs.extend(longer);
+    }
+    inputs.sort();
+    inputs.dedup();
+    assert!(inputs.len() > 20_000);
+    for input in &inputs {
+        assert_eq!(subject::is_plain(input), plain(input), "{input:?}");
+    }
+}
+
+#[test]
 fn plain_subjects_take_the_short_path_and_agree_with_the_walk() {
     for input in ["orders", "orders.eu-1.created_v2", "A.b.C.9", "-._", "a.b.c.d.e.f.g.h"] {
         assert!(subject::is_plain(input), "{input:?}");
