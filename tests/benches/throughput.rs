@@ -40,6 +40,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality, 
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,10 +136,12 @@ impl Providers {
             .with_tracked_inactivity(false)
             .with_target(false)
             .with_context_activation(std::env::var_os("NATS_OTEL_BENCH_NO_ACTIVATION").is_none());
+        // Filtered at INFO as `telemetry::init` does: async-nats' per-message
+        // `trace!`/`debug!` events never reach the layers.
         let dispatch = tracing::Dispatch::new(
             tracing_subscriber::registry()
-                .with(layer)
-                .with(nats_otel_runtime::span_events::SpanEvents::new()),
+                .with(layer.with_filter(LevelFilter::INFO))
+                .with(nats_otel_runtime::span_events::SpanEvents::new().with_filter(LevelFilter::INFO)),
         );
         Self { tracer, meter, dispatch }
     }
