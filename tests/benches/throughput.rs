@@ -155,11 +155,13 @@ impl Providers {
         }
     }
 
-    /// Exports the spans a variant left queued, outside any timing, so that the
-    /// next variant does not pay for them.
-    async fn flush(&self) {
+    /// Between variants, outside any timing: exports the spans a variant left
+    /// queued, and lets the server finish its work for it (acks, a deleted
+    /// consumer, a closed connection), so the next variant does not pay for them.
+    async fn settle(&self) {
         let tracer = self.tracer.clone();
         let _ = tokio::task::spawn_blocking(move || tracer.force_flush()).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -592,7 +594,7 @@ fn main() {
 
 async fn run() {
     let n = env_usize("NATS_OTEL_BENCH_MESSAGES", 100_000);
-    let rounds = env_usize("NATS_OTEL_BENCH_ROUNDS", 5);
+    let rounds = env_usize("NATS_OTEL_BENCH_ROUNDS", 9);
     let backlog = env_usize("NATS_OTEL_BENCH_BACKLOG", 1_000_000);
     let only = std::env::var("NATS_OTEL_BENCH_ONLY").unwrap_or_default();
     let run_scenario = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
@@ -656,7 +658,7 @@ async fn run() {
                 drop(consumer);
                 let _ = consumer_client.drain().await;
                 js.get_stream(STREAM).await.unwrap().delete_consumer(&name).await.unwrap();
-                providers.flush().await;
+                providers.settle().await;
             }
         }
         results.print("A. JetStream consume + decode + ack", &VARIANTS.map(Variant::label));
@@ -676,7 +678,7 @@ async fn run() {
                 let elapsed = rpc_round(&server, &requester, variant, &providers, n).await;
                 results.rss[v] = results.rss[v].max(peak_rss_mib());
                 results.rates[v].push(n as f64 / elapsed.as_secs_f64());
-                providers.flush().await;
+                providers.settle().await;
             }
         }
         results.print("B. Core request-reply, 64 in flight", &VARIANTS.map(Variant::label));
@@ -702,7 +704,7 @@ async fn run() {
                 let i = v / 2;
                 results.rss[i] = results.rss[i].max(peak_rss_mib());
                 results.rates[i].push(n as f64 / elapsed.as_secs_f64());
-                providers.flush().await;
+                providers.settle().await;
             }
         }
         results.print(
