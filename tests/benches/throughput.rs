@@ -264,11 +264,24 @@ async fn consumer(js: &jetstream::Context, name: &str) -> PullConsumer {
         .unwrap()
 }
 
+/// The next message of a pull stream, past the errors it reports and goes on
+/// from (a missed heartbeat when the machine stalls), as a careful loop does.
+async fn next_message(messages: &mut pull::Stream) -> jetstream::Message {
+    for _ in 0..10 {
+        match messages.next().await {
+            Some(Ok(message)) => return message,
+            Some(Err(e)) => eprintln!("pull stream: {e}"),
+            None => panic!("the pull stream ended"),
+        }
+    }
+    panic!("the pull stream keeps failing")
+}
+
 async fn js_raw(consumer: PullConsumer, n: usize) -> Duration {
     let started = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
     for _ in 0..n {
-        let message = messages.next().await.unwrap().unwrap();
+        let message = next_message(&mut messages).await;
         let order: Order = serde_json::from_slice(&message.payload).unwrap();
         std::hint::black_box(order);
         message.ack().await.unwrap();
@@ -327,7 +340,7 @@ async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n:
     let started = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
     for _ in 0..n {
-        let message = messages.next().await.unwrap().unwrap();
+        let message = next_message(&mut messages).await;
         let parent = message
             .headers
             .as_ref()
