@@ -165,11 +165,16 @@ impl Providers {
     }
 }
 
-/// The variants of one round, each starting one place later than in the round
-/// before, so that no variant always runs right after the same other one.
+/// The variants of one round: a rotation of the list, forwards in even rounds
+/// and backwards in odd ones, so that no variant always goes first or always
+/// runs right after the same other one.
 fn round_order(round: usize) -> impl Iterator<Item = (usize, Variant)> {
-    (0..VARIANTS.len())
-        .map(move |k| (k + round) % VARIANTS.len())
+    let count = VARIANTS.len();
+    (0..count)
+        .map(move |k| {
+            let k = if round % 2 == 0 { k } else { count - 1 - k };
+            (k + round / 2) % count
+        })
         .filter(|v| selected(*v))
         .map(|v| (v, VARIANTS[v]))
 }
