@@ -172,7 +172,7 @@ fn round_order(round: usize) -> impl Iterator<Item = (usize, Variant)> {
     let count = VARIANTS.len();
     (0..count)
         .map(move |k| {
-            let k = if round % 2 == 0 { k } else { count - 1 - k };
+            let k = if round.is_multiple_of(2) { k } else { count - 1 - k };
             (k + round / 2) % count
         })
         .filter(|v| selected(*v))
@@ -712,7 +712,7 @@ async fn run() {
         for round in 0..rounds {
             // Variant numbers as in A and B: (1) raw, (3) nats-otel; each goes
             // first every other round.
-            let order = if round % 2 == 0 { [0, 2] } else { [2, 0] };
+            let order = if round.is_multiple_of(2) { [0, 2] } else { [2, 0] };
             for v in order.into_iter().filter(|v| selected(*v)) {
                 reset_peak_rss();
                 let elapsed = match v {
