@@ -47,7 +47,8 @@ mod key {
 /// count's cache line away from the thread that makes the next span. There is
 /// one copy per distinct string, however often services start or publishers
 /// are made: these strings come from configuration and the connection (its
-/// client id, so one more per connection made), never from messages.
+/// client id: one more for each connection a service or publisher starts on,
+/// read once, not on reconnection), never from messages.
 fn intern(value: &str) -> &'static str {
     static STRINGS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut strings = STRINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -66,7 +67,7 @@ fn intern(value: &str) -> &'static str {
 ///
 /// Key and value are `'static`, so making the `KeyValue` for a span is a few
 /// stores, where cloning a prepared one takes a branch for every field.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 enum Constant {
     Str(&'static str, &'static str),
     Int(&'static str, i64),
