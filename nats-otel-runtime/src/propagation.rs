@@ -92,9 +92,9 @@ impl Injector for HeaderInjector<'_> {
 /// `value` as a header value, without a copy; `None` if it has a line break.
 ///
 /// `HeaderValue::from(String)` looks for line breaks one `char` at a time,
-/// about ten instructions a byte, 570 a `traceparent`. `memchr2` finds them in
-/// a few dozen, with vector instructions, and then the value's serde form, which is the string
-/// itself (`#[serde(transparent)]`), takes the `String` in as it is.
+/// about ten instructions a byte, 570 a `traceparent`. `memchr2` finds them
+/// with vector instructions in a few dozen; then the value's serde form, which
+/// is the string itself (`#[serde(transparent)]`), takes the `String` as it is.
 fn header_value(value: String) -> Option<HeaderValue> {
     use serde::Deserialize as _;
     use serde::de::IntoDeserializer as _;

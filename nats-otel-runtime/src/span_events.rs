@@ -11,13 +11,18 @@
 //! (`parent: None`, as nats-otel's own log lines) are not recorded.
 //!
 //! [`telemetry::init`](crate::telemetry) installs it. With a subscriber of your
-//! own, add it next to the OpenTelemetry layer:
+//! own, add it next to the OpenTelemetry layer, both with a level filter as
+//! `telemetry::init` has: async-nats writes `trace!`/`debug!` events for every
+//! pulled JetStream message, and each one that reaches the layers costs about
+//! 1,100 instructions.
 //!
 //! ```
+//! use tracing_subscriber::Layer as _;
+//! use tracing_subscriber::filter::LevelFilter;
 //! use tracing_subscriber::layer::SubscriberExt;
 //! let subscriber = tracing_subscriber::registry()
-//!     .with(tracing_opentelemetry::layer())
-//!     .with(nats_otel_runtime::span_events::SpanEvents::new());
+//!     .with(tracing_opentelemetry::layer().with_filter(LevelFilter::INFO))
+//!     .with(nats_otel_runtime::span_events::SpanEvents::new().with_filter(LevelFilter::INFO));
 //! # let _ = subscriber;
 //! ```
 

@@ -710,16 +710,18 @@ async fn run() {
             Publisher::new(publisher_client.clone())
         });
         for round in 0..rounds {
-            // Variant numbers as in A and B: (1) raw, (3) nats-otel; each goes
-            // first every other round.
-            let order = if round.is_multiple_of(2) { [0, 2] } else { [2, 0] };
-            for v in order.into_iter().filter(|v| selected(*v)) {
+            // Rows 0 and 1 of the table; selected as variants (1) raw and
+            // (3) nats-otel, as in A and B. Each goes first every other round.
+            const RAW: (usize, usize) = (0, 0);
+            const TRACED: (usize, usize) = (1, 2);
+            let order = if round.is_multiple_of(2) { [RAW, TRACED] } else { [TRACED, RAW] };
+            for i in order.into_iter().filter(|&(_, v)| selected(v)).map(|(row, _)| row) {
                 reset_peak_rss();
-                let elapsed = match v {
-                    0 => publish_raw(&publisher_client, n).await,
-                    _ => publish_traced(&publisher, n).with_subscriber(providers.dispatch.clone()).await,
+                let elapsed = if i == RAW.0 {
+                    publish_raw(&publisher_client, n).await
+                } else {
+                    publish_traced(&publisher, n).with_subscriber(providers.dispatch.clone()).await
                 };
-                let i = v / 2;
                 results.rss[i] = results.rss[i].max(peak_rss_mib());
                 results.rates[i].push(n as f64 / elapsed.as_secs_f64());
                 providers.settle().await;
