@@ -17,8 +17,9 @@ use futures_util::StreamExt;
 
 use crate::error::{ServeError, ServeErrorKind};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};
+use crate::peer::Peer;
 use crate::settle::{Policy, Settlement};
-use crate::spans::{self, JetStreamSpans, Peer};
+use crate::spans::{self, JetStreamSpans};
 use crate::{Extractor, FromMessage, Handler, Incoming, Rejection, TraceMode};
 
 /// Where a new consumer starts in the stream.
@@ -564,7 +565,7 @@ where
     let peer = Peer::of(&run.client);
     let metrics = Arc::new(EndpointMetrics::new(
         run.instruments.clone(),
-        &peer,
+        peer.clone(),
         EndpointIdentity {
             destination: spec.pattern(),
             group: Some(spec.durable_name()),

@@ -56,6 +56,11 @@
 //!
 //! JetStream messages are settled by one table: see [`settle`].
 //!
+//! `messaging.client.id`, `server.address` and `server.port` are the connection's
+//! when the span starts: after a reconnection (a failover to another server, say)
+//! they name the new server and the client id it assigned. Metrics' `server.*`
+//! attributes follow the connection too.
+//!
 //! Failures set status Error, `error.type`, and an `exception` event. With
 //! `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`, spans also carry the older
 //! `messaging.operation`, `net.peer.name` and `net.peer.port`.
@@ -82,6 +87,7 @@ mod incoming;
 pub mod jetstream;
 pub mod message;
 pub mod metrics;
+mod peer;
 pub mod prefix;
 pub mod propagation;
 pub mod publisher;

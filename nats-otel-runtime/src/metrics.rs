@@ -14,8 +14,10 @@
 //! | `messaging.nats.dropped.messages` | counter | `{message}` | messages async-nats dropped for a slow consumer (needs [`ClientEvents`](crate::ClientEvents)); a lower bound, as async-nats may drop the events themselves in a burst |
 //! | `messaging.nats.handlers.in_flight` | up-down counter | `{handler}` | as `consumed.messages` |
 //! | `messaging.nats.jetstream.consumer.pending` | observable gauge | `{message}` | messages the consumer has yet to deliver, per consumer |
-//! | `messaging.nats.client.reconnects` | observable counter | `{reconnect}` | `server.address`, `server.port` |
+//! | `messaging.nats.client.reconnects` | observable counter | `{reconnect}` | `server.address`, `server.port` of the server first connected to |
 //!
+//! `server.address` and `server.port` are those of the server the client is
+//! connected to when the value is recorded: after a failover, the new server's.
 //! Histograms use the semantic conventions' bucket boundaries. Destinations are
 //! subscription patterns and message templates, never raw subjects, so cardinality
 //! stays bounded. With no `MeterProvider` installed every instrument is a no-op.
@@ -24,12 +26,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 
+use crate::peer::{Connection, Peer};
 use crate::semconv;
 use crate::settle::Settlement;
-use crate::spans::Peer;
 
 /// The semantic conventions' advisory bucket boundaries for durations, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] =
@@ -142,10 +145,11 @@ impl Instruments {
         });
     }
 
-    /// Reports the client's reconnects (connects after the first).
+    /// Reports the client's reconnects (connects after the first), labelled with
+    /// the server it first connected to.
     pub(crate) fn observe_reconnects(&self, client: &async_nats::Client, peer: &Peer) {
         let statistics = client.statistics();
-        let attributes = peer_attributes(peer);
+        let attributes = server_attributes(&peer.current());
         let _counter = self
             .meter
             .u64_observable_counter("messaging.nats.client.reconnects")
@@ -156,6 +160,16 @@ impl Instruments {
                 observer.observe(connects.saturating_sub(1), &attributes);
             })
             .build();
+    }
+
+    /// Labels an endpoint's `value` in an observable instrument with `attributes`.
+    fn observe(registry: &Observed, value: &Arc<AtomicI64>, attributes: &[KeyValue]) {
+        if let Ok(mut values) = registry.lock() {
+            match values.iter_mut().find(|(_, v)| Arc::ptr_eq(v, value)) {
+                Some((labels, _)) => *labels = attributes.to_vec(),
+                None => values.push((attributes.to_vec(), value.clone())),
+            }
+        }
     }
 }
 
@@ -171,12 +185,13 @@ fn report_each(values: &Observed) -> impl Fn(&dyn AsyncInstrument<i64>) + Send +
     }
 }
 
-fn peer_attributes(peer: &Peer) -> Vec<KeyValue> {
+/// The system and the server a connection is to.
+fn server_attributes(connection: &Connection) -> Vec<KeyValue> {
     let mut attributes = vec![KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS)];
-    if let Some(address) = &peer.address {
-        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address.to_string()));
+    if let Some(address) = connection.address() {
+        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address));
     }
-    if let Some(port) = peer.port {
+    if let Some(port) = connection.port() {
         attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
     }
     attributes
@@ -191,6 +206,58 @@ fn with_error(attributes: &[KeyValue], error_type: Option<&str>) -> Option<Vec<K
     error_type.map(|e| with(attributes.to_vec(), [KeyValue::new(semconv::ERROR_TYPE, e.to_owned())]))
 }
 
+/// Instruments bound to attribute sets that name the client's server, bound
+/// again when the client has reconnected (to another server, after a failover),
+/// so metrics follow the connection as spans do.
+///
+/// Reading them costs an atomic load of the client's connection count.
+#[derive(Debug)]
+struct PerConnection<T> {
+    peer: Peer,
+    bound: ArcSwap<Bound<T>>,
+}
+
+#[derive(Debug)]
+struct Bound<T> {
+    /// The client's connection count when bound.
+    connects: u64,
+    instruments: T,
+}
+
+impl<T> PerConnection<T> {
+    /// Binds with `bind`, given the server's attributes.
+    fn new(peer: Peer, bind: impl FnOnce(&[KeyValue]) -> T) -> Self {
+        let bound = Self::bind(&peer.current(), bind);
+        Self { peer, bound: ArcSwap::from_pointee(bound) }
+    }
+
+    fn bind(connection: &Connection, bind: impl FnOnce(&[KeyValue]) -> T) -> Bound<T> {
+        Bound { connects: connection.connects(), instruments: bind(&server_attributes(connection)) }
+    }
+
+    /// The instruments for the connection the client has now; `bind` binds
+    /// them again when it has reconnected.
+    fn get(&self, bind: impl FnOnce(&[KeyValue]) -> T) -> Guard<Arc<Bound<T>>> {
+        let bound = self.bound.load();
+        if self.peer.connects() == bound.connects { bound } else { self.rebind(bound, bind) }
+    }
+
+    #[cold]
+    fn rebind(
+        &self,
+        bound: Guard<Arc<Bound<T>>>,
+        bind: impl FnOnce(&[KeyValue]) -> T,
+    ) -> Guard<Arc<Bound<T>>> {
+        let connection = self.peer.current();
+        if connection.connects() == bound.connects {
+            return bound; // The new connection's INFO is not there yet.
+        }
+        let rebound = Arc::new(Self::bind(&connection, bind));
+        self.bound.store(rebound.clone());
+        Guard::from_inner(rebound)
+    }
+}
+
 /// What a consuming endpoint is: destination and group, for its attributes.
 #[derive(Debug)]
 pub(crate) struct EndpointIdentity<'a> {
@@ -202,51 +269,83 @@ pub(crate) struct EndpointIdentity<'a> {
     pub(crate) subscription: Option<&'a str>,
 }
 
-/// Metrics of one consuming endpoint: its attribute sets are fixed, so the
-/// instruments are bound to them once and each message records without hashing.
-#[derive(Debug)]
-pub(crate) struct EndpointMetrics {
-    instruments: Arc<Instruments>,
-    process: Vec<KeyValue>,
-    settle: [Vec<KeyValue>; 3],
-    consumed: BoundCounter<u64>,
-    received_bytes: BoundCounter<u64>,
-    processed: BoundHistogram<f64>,
-    redeliveries: BoundCounter<u64>,
-    settle_durations: [BoundHistogram<f64>; 3],
-    settlements: [BoundCounter<u64>; 4],
-    in_flight: Arc<AtomicI64>,
-    pending: Option<Arc<AtomicI64>>,
-}
-
-impl EndpointMetrics {
-    pub(crate) fn new(
-        instruments: Arc<Instruments>,
-        peer: &Peer,
-        endpoint: EndpointIdentity<'_>,
-        jetstream: bool,
-    ) -> Self {
-        let mut base = peer_attributes(peer);
-        let has_wildcards = endpoint.destination.split('.').any(|t| t == "*" || t == ">");
+impl EndpointIdentity<'_> {
+    /// The attributes that follow the server's.
+    fn attributes(&self) -> Vec<KeyValue> {
+        let has_wildcards = self.destination.split('.').any(|t| t == "*" || t == ">");
         let destination_key = if has_wildcards {
             semconv::MESSAGING_DESTINATION_TEMPLATE
         } else {
             semconv::MESSAGING_DESTINATION_NAME
         };
-        base.push(KeyValue::new(destination_key, endpoint.destination.to_owned()));
-        if let Some(group) = endpoint.group {
-            base.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group.to_owned()));
+        let mut attributes = vec![KeyValue::new(destination_key, self.destination.to_owned())];
+        if let Some(group) = self.group {
+            attributes.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, group.to_owned()));
         }
-        if let Some(subscription) = endpoint.subscription {
-            base.push(KeyValue::new(
+        if let Some(subscription) = self.subscription {
+            attributes.push(KeyValue::new(
                 opentelemetry_semantic_conventions::attribute::MESSAGING_DESTINATION_SUBSCRIPTION_NAME,
                 subscription.to_owned(),
             ));
         }
+        attributes
+    }
+}
+
+/// Metrics of one consuming endpoint: its attribute sets are fixed for a
+/// connection, so the instruments are bound to them and each message records
+/// without hashing.
+#[derive(Debug)]
+pub(crate) struct EndpointMetrics {
+    instruments: Arc<Instruments>,
+    /// Destination, group, subscription.
+    endpoint: Vec<KeyValue>,
+    bound: PerConnection<EndpointInstruments>,
+    in_flight: Arc<AtomicI64>,
+    pending: Option<Arc<AtomicI64>>,
+}
+
+#[derive(Debug)]
+struct EndpointInstruments {
+    /// The server's and the endpoint's attributes.
+    base: Vec<KeyValue>,
+    process: Vec<KeyValue>,
+    consumed: BoundCounter<u64>,
+    received_bytes: BoundCounter<u64>,
+    processed: BoundHistogram<f64>,
+    /// For JetStream consumers only: a bound instrument is exported, at zero,
+    /// as soon as it is bound.
+    jetstream: Option<JetStreamInstruments>,
+}
+
+#[derive(Debug)]
+struct JetStreamInstruments {
+    settle: [Vec<KeyValue>; 3],
+    redeliveries: BoundCounter<u64>,
+    settle_durations: [BoundHistogram<f64>; 3],
+    settlements: [BoundCounter<u64>; 4],
+}
+
+impl EndpointInstruments {
+    fn bind(instruments: &Instruments, server: &[KeyValue], endpoint: &[KeyValue], jetstream: bool) -> Self {
+        let base = with(server.to_vec(), endpoint.iter().cloned());
         let process = with(base.clone(), [KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process")]);
+        Self {
+            consumed: instruments.consumed.bind(&process),
+            received_bytes: instruments.received_bytes.bind(&process),
+            processed: instruments.process_duration.bind(&process),
+            jetstream: jetstream.then(|| JetStreamInstruments::bind(instruments, &base, &process)),
+            process,
+            base,
+        }
+    }
+}
+
+impl JetStreamInstruments {
+    fn bind(instruments: &Instruments, base: &[KeyValue], process: &[KeyValue]) -> Self {
         let settle_op = |name: &'static str| {
             with(
-                base.clone(),
+                base.to_vec(),
                 [
                     KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
                     KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "settle"),
@@ -257,52 +356,73 @@ impl EndpointMetrics {
         let outcome = |outcome: &'static str| {
             instruments
                 .settlements
-                .bind(&with(process.clone(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)]))
+                .bind(&with(process.to_vec(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)]))
         };
-        let settlements = [outcome("ack"), outcome("nak"), outcome("term"), outcome("dead_letter")];
-        let observe = |registry: &Observed| {
-            let value = Arc::new(AtomicI64::new(0));
-            if let Ok(mut values) = registry.lock() {
-                values.push((base.clone(), value.clone()));
-            }
-            value
-        };
-        instruments.register_in_flight_counter();
-        let in_flight = observe(&instruments.in_flight);
-        let pending = jetstream.then(|| {
-            instruments.register_pending_gauge();
-            observe(&instruments.pending)
-        });
         Self {
-            consumed: instruments.consumed.bind(&process),
-            received_bytes: instruments.received_bytes.bind(&process),
-            processed: instruments.process_duration.bind(&process),
-            redeliveries: instruments.redeliveries.bind(&process),
+            redeliveries: instruments.redeliveries.bind(process),
             settle_durations: [
                 instruments.operation_duration.bind(&settle[0]),
                 instruments.operation_duration.bind(&settle[1]),
                 instruments.operation_duration.bind(&settle[2]),
             ],
-            settlements,
+            settlements: [outcome("ack"), outcome("nak"), outcome("term"), outcome("dead_letter")],
             settle,
-            process,
-            in_flight,
-            pending,
-            instruments,
         }
+    }
+}
+
+impl EndpointMetrics {
+    pub(crate) fn new(
+        instruments: Arc<Instruments>,
+        peer: Peer,
+        endpoint: EndpointIdentity<'_>,
+        jetstream: bool,
+    ) -> Self {
+        let endpoint = endpoint.attributes();
+        let bound = PerConnection::new(peer, |server| {
+            EndpointInstruments::bind(&instruments, server, &endpoint, jetstream)
+        });
+        let base = &bound.bound.load().instruments.base;
+        instruments.register_in_flight_counter();
+        let in_flight = Arc::new(AtomicI64::new(0));
+        Instruments::observe(&instruments.in_flight, &in_flight, base);
+        let pending = jetstream.then(|| {
+            instruments.register_pending_gauge();
+            let pending = Arc::new(AtomicI64::new(0));
+            Instruments::observe(&instruments.pending, &pending, base);
+            pending
+        });
+        Self { instruments, endpoint, bound, in_flight, pending }
+    }
+
+    /// The instruments for the client's connection now; on a new one, the
+    /// observable values are labelled again too.
+    fn bound(&self) -> Guard<Arc<Bound<EndpointInstruments>>> {
+        self.bound.get(|server| {
+            let bound =
+                EndpointInstruments::bind(&self.instruments, server, &self.endpoint, self.pending.is_some());
+            Instruments::observe(&self.instruments.in_flight, &self.in_flight, &bound.base);
+            if let Some(pending) = &self.pending {
+                Instruments::observe(&self.instruments.pending, pending, &bound.base);
+            }
+            bound
+        })
     }
 
     /// A message was delivered to this endpoint.
     pub(crate) fn received(&self, body_size: usize) {
-        self.consumed.add(1);
-        self.received_bytes.add(body_size as u64);
+        let bound = self.bound();
+        bound.instruments.consumed.add(1);
+        bound.instruments.received_bytes.add(body_size as u64);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// JetStream delivery details: redelivery and the consumer's backlog.
     pub(crate) fn delivery(&self, delivered: i64, pending: u64) {
-        if delivered > 1 {
-            self.redeliveries.add(1);
+        if delivered > 1
+            && let Some(jetstream) = &self.bound().instruments.jetstream
+        {
+            jetstream.redeliveries.add(1);
         }
         if let Some(gauge) = &self.pending {
             gauge.store(i64::try_from(pending).unwrap_or(i64::MAX), Ordering::Relaxed);
@@ -312,9 +432,10 @@ impl EndpointMetrics {
     /// Processing ended after `elapsed`, failed with `error_type` if any.
     pub(crate) fn processed(&self, elapsed: Duration, error_type: Option<&str>) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        match with_error(&self.process, error_type) {
+        let bound = self.bound();
+        match with_error(&bound.instruments.process, error_type) {
             Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),
-            None => self.processed.record(elapsed.as_secs_f64()),
+            None => bound.instruments.processed.record(elapsed.as_secs_f64()),
         }
     }
 
@@ -326,10 +447,14 @@ impl EndpointMetrics {
             Settlement::Term => (2, 2),
             Settlement::DeadLetter => (2, 3),
         };
-        self.settlements[outcome].add(1);
-        match with_error(&self.settle[operation], error_type) {
+        let bound = self.bound();
+        let Some(jetstream) = &bound.instruments.jetstream else {
+            return; // Core messages are not settled.
+        };
+        jetstream.settlements[outcome].add(1);
+        match with_error(&jetstream.settle[operation], error_type) {
             Some(failed) => self.instruments.operation_duration.record(elapsed.as_secs_f64(), &failed),
-            None => self.settle_durations[operation].record(elapsed.as_secs_f64()),
+            None => jetstream.settle_durations[operation].record(elapsed.as_secs_f64()),
         }
     }
 }
@@ -338,18 +463,23 @@ impl EndpointMetrics {
 #[derive(Debug)]
 pub(crate) struct SendMetrics {
     instruments: Arc<Instruments>,
-    /// `send` and `request` attribute sets.
+    bound: PerConnection<SendInstruments>,
+}
+
+/// Indexed by operation: `send`, then `request`.
+#[derive(Debug)]
+struct SendInstruments {
     attributes: [Vec<KeyValue>; 2],
     sent: [BoundCounter<u64>; 2],
     sent_bytes: [BoundCounter<u64>; 2],
     durations: [BoundHistogram<f64>; 2],
 }
 
-impl SendMetrics {
-    pub(crate) fn new(instruments: Arc<Instruments>, peer: &Peer) -> Self {
+impl SendInstruments {
+    fn bind(instruments: &Instruments, server: &[KeyValue]) -> Self {
         let op = |name: &'static str| {
             with(
-                peer_attributes(peer),
+                server.to_vec(),
                 [
                     KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
                     KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
@@ -358,18 +488,18 @@ impl SendMetrics {
         };
         let attributes = [op("send"), op("request")];
         Self {
-            sent: [instruments.sent.bind(&attributes[0]), instruments.sent.bind(&attributes[1])],
-            sent_bytes: [
-                instruments.sent_bytes.bind(&attributes[0]),
-                instruments.sent_bytes.bind(&attributes[1]),
-            ],
-            durations: [
-                instruments.operation_duration.bind(&attributes[0]),
-                instruments.operation_duration.bind(&attributes[1]),
-            ],
+            sent: attributes.each_ref().map(|a| instruments.sent.bind(a)),
+            sent_bytes: attributes.each_ref().map(|a| instruments.sent_bytes.bind(a)),
+            durations: attributes.each_ref().map(|a| instruments.operation_duration.bind(a)),
             attributes,
-            instruments,
         }
+    }
+}
+
+impl SendMetrics {
+    pub(crate) fn new(instruments: Arc<Instruments>, peer: Peer) -> Self {
+        let bound = PerConnection::new(peer, |server| SendInstruments::bind(&instruments, server));
+        Self { instruments, bound }
     }
 
     /// A publish (`request == false`) or request of `body_size` bytes took `elapsed`.
@@ -385,13 +515,15 @@ impl SendMetrics {
         error_type: Option<&str>,
     ) {
         let which = usize::from(request);
+        let bound = self.bound.get(|server| SendInstruments::bind(&self.instruments, server));
+        let bound = &bound.instruments;
         if template.is_none() && error_type.is_none() {
-            self.sent[which].add(1);
-            self.sent_bytes[which].add(body_size as u64);
-            self.durations[which].record(elapsed.as_secs_f64());
+            bound.sent[which].add(1);
+            bound.sent_bytes[which].add(body_size as u64);
+            bound.durations[which].record(elapsed.as_secs_f64());
             return;
         }
-        let mut attributes = self.attributes[which].clone();
+        let mut attributes = bound.attributes[which].clone();
         if let Some(template) = template {
             attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
         }

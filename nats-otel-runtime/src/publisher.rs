@@ -16,9 +16,10 @@ use crate::error::{
     StreamPublishErrorKind,
 };
 use crate::metrics::{Instruments, SendMetrics};
+use crate::peer::Peer;
 use crate::prefix::{InvalidPrefix, SubjectPrefix};
 use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use crate::spans::{Outbound, Peer, SendSpans, record_error};
+use crate::spans::{Outbound, SendSpans, record_error};
 use crate::{ClientEvents, ServiceError};
 
 /// Publishes and requests with a span per message and the trace context injected
@@ -218,7 +219,7 @@ impl Publisher {
     /// Wraps a connected client.
     pub fn new(client: Client) -> Self {
         let peer = Peer::of(&client);
-        let metrics = Arc::new(SendMetrics::new(Instruments::global(), &peer));
+        let metrics = Arc::new(SendMetrics::new(Instruments::global(), peer.clone()));
         let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
         Self { client, jetstream, spans, metrics, prefix: None, retry: PublishRetry::NONE, events: None }

@@ -23,8 +23,9 @@ use tracing::instrument::WithSubscriber;
 use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{DeclaredHandler, Descriptor};
 use crate::metrics::{EndpointIdentity, EndpointMetrics, Instruments};
+use crate::peer::Peer;
 use crate::reply::{Failure, FailureKind, Outcome};
-use crate::spans::{self, InContext, Peer, ProcessSpans};
+use crate::spans::{self, InContext, ProcessSpans};
 use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, JetStreamConsumer, Subscription};
 
 /// Header carrying the description of a failed request (NATS service API).
@@ -648,7 +649,7 @@ where
     let spans = ProcessSpans::new(&endpoint.subscription, peer.clone());
     let metrics = EndpointMetrics::new(
         run.instruments.clone(),
-        &peer,
+        peer,
         EndpointIdentity {
             destination: endpoint.subscription.subject(),
             group: endpoint.subscription.queue_group(),

@@ -10,12 +10,13 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::Poll;
 
+use async_nats::Message;
 use async_nats::header::NATS_MESSAGE_ID;
-use async_nats::{Client, Message};
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, Value};
 
 use crate::capture::Capture;
+use crate::peer::{Connection, Peer};
 use crate::reply::Failure;
 use crate::semconv;
 use crate::subscription::{Subscription, TraceMode};
@@ -38,18 +39,18 @@ mod key {
     pub(super) const ACK: &str = "messaging.nats.jetstream.ack";
 }
 
-/// The strings that label an endpoint's spans (names, client id, server,
+/// The strings that label an endpoint's spans (names, server address,
 /// template, group, stream, durable), kept for the life of the process.
 ///
 /// Copying a `&'static str` into a span's attributes costs neither an
 /// allocation nor a reference count; a shared `Arc<str>` would cost two atomic
 /// operations a span, the second on the exporter's thread, which takes the
 /// count's cache line away from the thread that makes the next span. There is
-/// one copy per distinct string, however often services start or publishers
-/// are made: these strings come from configuration and the connection (its
-/// client id: one more for each connection a service or publisher starts on,
-/// read once, not on reconnection), never from messages.
-fn intern(value: &str) -> &'static str {
+/// one copy per distinct string, however often services start, publishers are
+/// made or clients reconnect: these strings come from configuration and the
+/// servers' addresses, never from messages. (The client id is new with every
+/// connection, so it is shared, not interned: see [`Peer`].)
+pub(crate) fn intern(value: &str) -> &'static str {
     static STRINGS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut strings = STRINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let strings = strings.get_or_insert_with(HashSet::new);
@@ -63,98 +64,52 @@ fn intern(value: &str) -> &'static str {
     }
 }
 
-/// An attribute every span of an endpoint (or of one of its operations) has.
+/// A string attribute every span of an endpoint (or of one of its operations)
+/// has, but the connection's (see [`Peer`]).
 ///
 /// Key and value are `'static`, so making the `KeyValue` for a span is a few
 /// stores, where cloning a prepared one takes a branch for every field.
 #[derive(Debug, Clone, Copy)]
-enum Constant {
-    Str(&'static str, &'static str),
-    Int(&'static str, i64),
-}
+struct Constant(&'static str, &'static str);
 
 impl Constant {
-    /// A string attribute, its value interned.
-    fn str(key: &'static str, value: &str) -> Self {
-        Self::Str(key, intern(value))
+    /// The value interned.
+    fn interned(key: &'static str, value: &str) -> Self {
+        Self(key, intern(value))
     }
 
     fn key_value(&self) -> KeyValue {
-        match *self {
-            Self::Str(key, value) => KeyValue::new(key, value),
-            Self::Int(key, value) => KeyValue::new(key, value),
-        }
+        KeyValue::new(self.0, self.1)
     }
 }
 
-/// What spans say about the connection: recorded as `messaging.client.id`,
-/// `server.address` and `server.port`.
-#[derive(Debug, Clone)]
-pub(crate) struct Peer {
-    pub(crate) client_id: Box<str>,
-    pub(crate) address: Option<Box<str>>,
-    pub(crate) port: Option<u16>,
-}
-
-impl Peer {
-    pub(crate) fn of(client: &Client) -> Self {
-        let info = client.server_info();
-        Self {
-            client_id: info.client_id.to_string().into(),
-            address: (!info.host.is_empty()).then(|| info.host.into()),
-            port: (info.port != 0).then_some(info.port),
-        }
-    }
-
-    /// The connection's attributes, and the pre-1.25 names the seed spec uses for
-    /// them under `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`.
-    fn attributes(&self, deprecated_operation: Option<&'static str>) -> Vec<Constant> {
-        let mut out = vec![Constant::str(semconv::MESSAGING_CLIENT_ID, &self.client_id)];
-        if let Some(address) = &self.address {
-            out.push(Constant::str(semconv::SERVER_ADDRESS, address));
-        }
-        if let Some(port) = self.port {
-            out.push(Constant::Int(semconv::SERVER_PORT, i64::from(port)));
-        }
-        if let Some(operation) = deprecated_operation.filter(|_| semconv::emit_deprecated_names()) {
-            out.push(Constant::Str(semconv::deprecated::MESSAGING_OPERATION, operation));
-            if let Some(address) = &self.address {
-                out.push(Constant::str(semconv::deprecated::NET_PEER_NAME, address));
-            }
-            if let Some(port) = self.port {
-                out.push(Constant::Int(semconv::deprecated::NET_PEER_PORT, i64::from(port)));
-            }
-        }
-        out
-    }
-}
-
-/// The attributes every span of one operation of an endpoint has: the system,
-/// the operation's name and type, and the connection (with the pre-1.25 operation
+/// The attributes every span of one operation of an endpoint has, but the
+/// connection's: the system, the operation's name and type (and its pre-1.25
 /// name `deprecated`, when there is one and it is asked for).
 fn operation_constants(
     name: &'static str,
     kind: &'static str,
     deprecated: Option<&'static str>,
-    peer: &Peer,
 ) -> Vec<Constant> {
     let mut out = vec![
-        Constant::Str(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
-        Constant::Str(semconv::MESSAGING_OPERATION_NAME, name),
-        Constant::Str(semconv::MESSAGING_OPERATION_TYPE, kind),
+        Constant(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+        Constant(semconv::MESSAGING_OPERATION_NAME, name),
+        Constant(semconv::MESSAGING_OPERATION_TYPE, kind),
     ];
-    out.extend(peer.attributes(deprecated));
+    if let Some(operation) = deprecated.filter(|_| semconv::emit_deprecated_names()) {
+        out.push(Constant(semconv::deprecated::MESSAGING_OPERATION, operation));
+    }
     out
 }
 
-/// The attributes every `process` span of an endpoint has.
-fn process_constants(template: Option<&str>, group: Option<&str>, peer: &Peer) -> Vec<Constant> {
-    let mut out = operation_constants("process", "process", Some("process"), peer);
+/// The attributes every `process` span of an endpoint has, but the connection's.
+fn process_constants(template: Option<&str>, group: Option<&str>) -> Vec<Constant> {
+    let mut out = operation_constants("process", "process", Some("process"));
     if let Some(template) = template {
-        out.push(Constant::str(semconv::MESSAGING_DESTINATION_TEMPLATE, template));
+        out.push(Constant::interned(semconv::MESSAGING_DESTINATION_TEMPLATE, template));
     }
     if let Some(group) = group {
-        out.push(Constant::str(semconv::MESSAGING_CONSUMER_GROUP_NAME, group));
+        out.push(Constant::interned(semconv::MESSAGING_CONSUMER_GROUP_NAME, group));
     }
     out
 }
@@ -165,11 +120,20 @@ fn only_subject(subject: &str) -> Option<&'static str> {
     (!crate::subscription::has_wildcards(subject)).then(|| intern(subject))
 }
 
-/// A `process` span's attributes so far: the endpoint's constants, then what
-/// every message has; with room for `more`. The destination costs nothing when
-/// it is the endpoint's `only` subject, and a copy when a wildcard matched it.
+/// An endpoint's constant attributes and its connection's: with room for `more`.
+fn endpoint_attributes(constants: &[Constant], peer: &Peer, deprecated: bool, more: usize) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(constants.len() + Connection::MAX_ATTRIBUTES + more);
+    attributes.extend(constants.iter().map(Constant::key_value));
+    peer.current().extend(&mut attributes, deprecated);
+    attributes
+}
+
+/// A `process` span's attributes so far: the endpoint's, then what every
+/// message has; with room for `more`. The destination costs nothing when it is
+/// the endpoint's `only` subject, and a copy when a wildcard matched it.
 fn message_attributes(
     constants: &[Constant],
+    peer: &Peer,
     only: Option<&'static str>,
     message: &Message,
     more: usize,
@@ -179,8 +143,7 @@ fn message_attributes(
         Some(only) if only == subject => Value::from(only),
         _ => Value::from(subject.to_owned()),
     };
-    let mut attributes = Vec::with_capacity(constants.len() + 2 + more);
-    attributes.extend(constants.iter().map(Constant::key_value));
+    let mut attributes = endpoint_attributes(constants, peer, semconv::emit_deprecated_names(), 2 + more);
     attributes.extend([
         KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination),
         KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64),
@@ -223,6 +186,7 @@ pub(crate) struct ProcessSpans {
     tracer: Tracer,
     name: &'static str,
     constants: Vec<Constant>,
+    peer: Peer,
     only_subject: Option<&'static str>,
     mode: TraceMode,
     capture: Capture,
@@ -235,7 +199,8 @@ impl ProcessSpans {
         Self {
             tracer: Tracer::resolve(),
             name: intern(&format!("process {destination}")),
-            constants: process_constants(template.as_deref(), subscription.queue_group(), &peer),
+            constants: process_constants(template.as_deref(), subscription.queue_group()),
+            peer,
             only_subject: only_subject(subscription.subject()),
             mode: subscription.trace_mode(),
             capture: Capture::new(&subscription.capture),
@@ -252,8 +217,13 @@ impl ProcessSpans {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes =
-            message_attributes(&self.constants, self.only_subject, message, 1 + self.capture.len());
+        let mut attributes = message_attributes(
+            &self.constants,
+            &self.peer,
+            self.only_subject,
+            message,
+            1 + self.capture.len(),
+        );
         if let Some(reply) = &message.reply {
             attributes.push(KeyValue::new(key::REPLY_TO, reply.as_str().to_owned()));
         }
@@ -267,6 +237,7 @@ impl ProcessSpans {
 pub(crate) struct SendSpans {
     tracer: Tracer,
     constants: [Vec<Constant>; 2],
+    peer: Peer,
 }
 
 /// The span of one publish or request.
@@ -294,8 +265,8 @@ pub(crate) enum Outbound {
 
 impl SendSpans {
     pub(crate) fn new(peer: Peer) -> Self {
-        let constants = |operation| operation_constants(operation, "send", Some("publish"), &peer);
-        Self { tracer: Tracer::resolve(), constants: [constants("send"), constants("request")] }
+        let constants = |operation| operation_constants(operation, "send", Some("publish"));
+        Self { tracer: Tracer::resolve(), constants: [constants("send"), constants("request")], peer }
     }
 
     /// Opens the span of one publish or request, a child of the current span.
@@ -319,8 +290,7 @@ impl SendSpans {
             Outbound::Send => ("send", SpanKind::Producer, &self.constants[0]),
             Outbound::Request => ("request", SpanKind::Client, &self.constants[1]),
         };
-        let mut attributes = Vec::with_capacity(constants.len() + 3);
-        attributes.extend(constants.iter().map(Constant::key_value));
+        let mut attributes = endpoint_attributes(constants, &self.peer, semconv::emit_deprecated_names(), 3);
         attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
         if let Some(template) = template {
             attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
@@ -441,8 +411,9 @@ pub(crate) struct JetStreamSpans {
     tracer: Tracer,
     name: &'static str,
     constants: Vec<Constant>,
+    peer: Peer,
     only_subject: Option<&'static str>,
-    /// Ack, nak, term, dead letter (a term): names and complete attribute lists.
+    /// Ack, nak, term, dead letter (a term): names and attributes, but the connection's.
     settles: [(&'static str, Vec<Constant>); 4],
     settle_record: crate::jetstream::SettleRecord,
     mode: TraceMode,
@@ -457,18 +428,18 @@ impl JetStreamSpans {
         };
         let (pattern, template) = crate::subscription::destination_names(consumer.pattern(), template);
         let durable = intern(consumer.durable_name());
-        let mut constants = process_constants(template.as_deref(), Some(consumer.durable_name()), &peer);
+        let mut constants = process_constants(template.as_deref(), Some(consumer.durable_name()));
         constants.extend([
-            Constant::Str(key::SUBSCRIPTION_NAME, durable),
-            Constant::str(key::STREAM, consumer.stream_name()),
-            Constant::Str(key::CONSUMER, durable),
+            Constant(key::SUBSCRIPTION_NAME, durable),
+            Constant::interned(key::STREAM, consumer.stream_name()),
+            Constant(key::CONSUMER, durable),
         ]);
         let settle = |operation: &'static str, settlement: crate::Settlement| {
-            let mut attributes = operation_constants(operation, "settle", None, &peer);
+            let mut attributes = operation_constants(operation, "settle", None);
             attributes.extend([
-                Constant::Str(key::SUBSCRIPTION_NAME, durable),
-                Constant::Str(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable),
-                Constant::Str(key::ACK, settlement.as_str()),
+                Constant(key::SUBSCRIPTION_NAME, durable),
+                Constant(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable),
+                Constant(key::ACK, settlement.as_str()),
             ]);
             (intern(&format!("{operation} {pattern}")), attributes)
         };
@@ -476,6 +447,7 @@ impl JetStreamSpans {
             tracer: Tracer::resolve(),
             name: intern(&format!("process {pattern}")),
             constants,
+            peer,
             only_subject: match consumer.filters.as_slice() {
                 [filter] => only_subject(filter),
                 _ => None,
@@ -507,8 +479,13 @@ impl JetStreamSpans {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes =
-            message_attributes(&self.constants, self.only_subject, message, 5 + self.capture.len());
+        let mut attributes = message_attributes(
+            &self.constants,
+            &self.peer,
+            self.only_subject,
+            message,
+            5 + self.capture.len(),
+        );
         if let Some(id) = message_id(message, info) {
             attributes.push(KeyValue::new(key::MESSAGE_ID, id));
         }
@@ -544,7 +521,7 @@ impl JetStreamSpans {
         };
         let builder = SpanBuilder::from_name(Cow::Borrowed(*name))
             .with_kind(SpanKind::Client)
-            .with_attributes(attributes.iter().map(Constant::key_value));
+            .with_attributes(endpoint_attributes(attributes, &self.peer, false, 0));
         Some(self.tracer.start(builder, process))
     }
 }
@@ -568,7 +545,7 @@ mod tests {
     }
 
     fn peer() -> Peer {
-        Peer { client_id: "1".into(), address: Some("127.0.0.1".into()), port: Some(4222) }
+        Peer::fixed(1, "127.0.0.1", 4222)
     }
 
     #[test]
@@ -581,7 +558,7 @@ mod tests {
     #[test]
     fn the_destination_is_the_concrete_subject_shared_only_when_it_is_the_endpoints() {
         let destination = |only: Option<&'static str>, subject: &str| {
-            let attributes = message_attributes(&[], only, &message(subject), 0);
+            let attributes = message_attributes(&[], &peer(), only, &message(subject), 0);
             attributes
                 .into_iter()
                 .find(|kv| kv.key.as_str() == semconv::MESSAGING_DESTINATION_NAME)

@@ -15,6 +15,9 @@ use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::publisher::PublishRetry;
 use nats_otel_runtime::testing::{NatsCluster, SpanRecorder};
 use opentelemetry::trace::Status;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SpanData;
 
 /// A client that connects to `first` and fails over to the other running nodes.
 async fn connect_preferring(cluster: &NatsCluster, first: &str) -> async_nats::Client {
@@ -189,4 +192,112 @@ async fn queue_group_members_on_two_services_keep_answering_when_one_stops() {
          lost 0, requests retried {retries}",
         replies.len(),
     );
+}
+
+#[nats_subscribe("cluster.whoami")]
+async fn whoami(Json(n): Json<u64>) -> Json<u64> {
+    Json(n)
+}
+
+/// `messaging.client.id`, `server.address` and `server.port` of a span.
+fn connection_of(span: &SpanData) -> (Option<String>, Option<String>, Option<i64>) {
+    (attr_str(span, "messaging.client.id"), attr_str(span, "server.address"), attr_i64(span, "server.port"))
+}
+
+fn connection(info: &async_nats::ServerInfo) -> (Option<String>, Option<String>, Option<i64>) {
+    (Some(info.client_id.to_string()), Some(info.host.clone()), Some(i64::from(info.port)))
+}
+
+/// `(metric, server.port, value)` of every sum the exporter last got.
+fn sums_by_port(exporter: &InMemoryMetricExporter) -> Vec<(String, Option<String>, i64)> {
+    let exported = exporter.get_finished_metrics().unwrap();
+    let mut out = Vec::new();
+    for metric in exported.last().expect("an export").scope_metrics().flat_map(|scope| scope.metrics()) {
+        let port = |mut attributes: Box<dyn Iterator<Item = &opentelemetry::KeyValue> + '_>| {
+            attributes.find(|kv| kv.key.as_str() == "server.port").map(|kv| kv.value.to_string())
+        };
+        let name = metric.name().to_owned();
+        match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => out.extend(
+                sum.data_points().map(|p| (name.clone(), port(Box::new(p.attributes())), p.value() as i64)),
+            ),
+            AggregatedMetrics::I64(MetricData::Sum(sum)) => out
+                .extend(sum.data_points().map(|p| (name.clone(), port(Box::new(p.attributes())), p.value()))),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn after_a_failover_spans_and_metrics_name_the_new_server_and_client_id() {
+    let recorder = SpanRecorder::install();
+    // Process-global, as the recorder: no other test here reads metrics.
+    let exporter = InMemoryMetricExporter::default();
+    let meters =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    opentelemetry::global::set_meter_provider(meters.clone());
+    let mut cluster = NatsCluster::start(3).await.unwrap();
+    let client = connect_preferring(&cluster, "n0").await;
+    let before = client.server_info();
+    assert_eq!(before.port, cluster.nodes()[0].port());
+    let service = spawn(Service::new(client.clone()).handler(whoami)).await;
+    let publisher = Publisher::new(client.clone());
+    let requester = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(2)))
+        .connect(cluster.nodes()[2].url())
+        .await
+        .unwrap();
+    // Interest crosses the routes shortly after subscribing (and again after
+    // the failover): ask until answered.
+    let ask = |n: u64| {
+        let requester = requester.clone();
+        within_secs(30, "the handler answers", async move {
+            while requester.request("cluster.whoami", n.to_string().into()).await.is_err() {}
+        })
+    };
+    ask(1).await;
+    publisher.publish("cluster.note", "1").await.unwrap();
+
+    assert!(cluster.kill("n0"));
+    within_secs(30, "the client reconnects to another node", async {
+        while client.server_info().server_id == before.server_id {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let after = client.server_info();
+    assert_ne!(after.port, before.port);
+    ask(2).await;
+    publisher.publish("cluster.note", "2").await.unwrap();
+    service.stop().await.unwrap();
+
+    let spans = recorder.wait_for(|s| count(s, "send cluster.note") == 2).await;
+    let processes = named(&spans, "process cluster.whoami");
+    let sends = named(&spans, "send cluster.note");
+    assert_eq!(connection_of(processes[0]), connection(&before), "first answer, on n0");
+    assert_eq!(
+        connection_of(processes[processes.len() - 1]),
+        connection(&after),
+        "last answer, after the failover"
+    );
+    assert_eq!(connection_of(sends[0]), connection(&before));
+    assert_eq!(connection_of(sends[1]), connection(&after));
+
+    meters.force_flush().unwrap();
+    let sums = sums_by_port(&exporter);
+    let value = |metric: &str, port: u16| {
+        let port = Some(port.to_string());
+        sums.iter().filter(|(m, p, _)| m == metric && *p == port).map(|(_, _, v)| *v).sum::<i64>()
+    };
+    for (server, sent) in [(before.port, 1), (after.port, 1)] {
+        assert!(value("messaging.client.consumed.messages", server) >= 1, "consumed via {server}: {sums:?}");
+        assert_eq!(value("messaging.client.sent.messages", server), sent, "sent via {server}: {sums:?}");
+    }
+    // Relabelled, not doubled; the other tests' endpoints are on their own clusters' ports.
+    let in_flight = |port: u16| {
+        let port = Some(port.to_string());
+        sums.iter().filter(|(m, p, _)| m == "messaging.nats.handlers.in_flight" && *p == port).count()
+    };
+    assert_eq!((in_flight(before.port), in_flight(after.port)), (0, 1), "{sums:?}");
 }
