@@ -26,11 +26,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 
-use crate::peer::{Connection, Peer};
+use crate::peer::{Connection, Current, Peer, PerConnection};
 use crate::semconv;
 use crate::settle::Settlement;
 
@@ -209,52 +208,31 @@ fn with_error(attributes: &[KeyValue], error_type: Option<&str>) -> Option<Vec<K
 /// Instruments bound to attribute sets that name the client's server, bound
 /// again when the client has reconnected (to another server, after a failover),
 /// so metrics follow the connection as spans do.
-///
-/// Reading them costs an atomic load of the client's connection count.
-#[derive(Debug)]
-struct PerConnection<T> {
-    peer: Peer,
-    bound: ArcSwap<Bound<T>>,
-}
-
 #[derive(Debug)]
 struct Bound<T> {
-    /// The client's connection count when bound.
-    connects: u64,
-    instruments: T,
+    peer: Peer,
+    instruments: PerConnection<T>,
 }
 
-impl<T> PerConnection<T> {
+impl<T> Bound<T> {
     /// Binds with `bind`, given the server's attributes.
     fn new(peer: Peer, bind: impl FnOnce(&[KeyValue]) -> T) -> Self {
-        let bound = Self::bind(&peer.current(), bind);
-        Self { peer, bound: ArcSwap::from_pointee(bound) }
-    }
-
-    fn bind(connection: &Connection, bind: impl FnOnce(&[KeyValue]) -> T) -> Bound<T> {
-        Bound { connects: connection.connects(), instruments: bind(&server_attributes(connection)) }
+        let connection = peer.current();
+        let instruments = PerConnection::new(connection.connects(), bind(&server_attributes(&connection)));
+        drop(connection);
+        Self { peer, instruments }
     }
 
     /// The instruments for the connection the client has now; `bind` binds
     /// them again when it has reconnected.
-    fn get(&self, bind: impl FnOnce(&[KeyValue]) -> T) -> Guard<Arc<Bound<T>>> {
-        let bound = self.bound.load();
-        if self.peer.connects() == bound.connects { bound } else { self.rebind(bound, bind) }
-    }
-
-    #[cold]
-    fn rebind(
-        &self,
-        bound: Guard<Arc<Bound<T>>>,
-        bind: impl FnOnce(&[KeyValue]) -> T,
-    ) -> Guard<Arc<Bound<T>>> {
-        let connection = self.peer.current();
-        if connection.connects() == bound.connects {
-            return bound; // The new connection's INFO is not there yet.
+    fn get(&self, bind: impl FnOnce(&[KeyValue]) -> T) -> Current<'_, T> {
+        // Bound for a connection whose INFO was read: if the client is still
+        // on it, the instruments are those.
+        if let Some(first) = self.instruments.get_first(self.peer.connects()) {
+            return first;
         }
-        let rebound = Arc::new(Self::bind(&connection, bind));
-        self.bound.store(rebound.clone());
-        Guard::from_inner(rebound)
+        let connection = self.peer.current();
+        self.instruments.get(connection.connects(), |_| Some(bind(&server_attributes(&connection))))
     }
 }
 
@@ -300,7 +278,7 @@ pub(crate) struct EndpointMetrics {
     instruments: Arc<Instruments>,
     /// Destination, group, subscription.
     endpoint: Vec<KeyValue>,
-    bound: PerConnection<EndpointInstruments>,
+    bound: Bound<EndpointInstruments>,
     in_flight: Arc<AtomicI64>,
     pending: Option<Arc<AtomicI64>>,
 }
@@ -379,10 +357,9 @@ impl EndpointMetrics {
         jetstream: bool,
     ) -> Self {
         let endpoint = endpoint.attributes();
-        let bound = PerConnection::new(peer, |server| {
-            EndpointInstruments::bind(&instruments, server, &endpoint, jetstream)
-        });
-        let base = &bound.bound.load().instruments.base;
+        let bound =
+            Bound::new(peer, |server| EndpointInstruments::bind(&instruments, server, &endpoint, jetstream));
+        let base = &bound.instruments.first().base;
         instruments.register_in_flight_counter();
         let in_flight = Arc::new(AtomicI64::new(0));
         Instruments::observe(&instruments.in_flight, &in_flight, base);
@@ -397,7 +374,7 @@ impl EndpointMetrics {
 
     /// The instruments for the client's connection now; on a new one, the
     /// observable values are labelled again too.
-    fn bound(&self) -> Guard<Arc<Bound<EndpointInstruments>>> {
+    fn bound(&self) -> Current<'_, EndpointInstruments> {
         self.bound.get(|server| {
             let bound =
                 EndpointInstruments::bind(&self.instruments, server, &self.endpoint, self.pending.is_some());
@@ -412,15 +389,15 @@ impl EndpointMetrics {
     /// A message was delivered to this endpoint.
     pub(crate) fn received(&self, body_size: usize) {
         let bound = self.bound();
-        bound.instruments.consumed.add(1);
-        bound.instruments.received_bytes.add(body_size as u64);
+        bound.consumed.add(1);
+        bound.received_bytes.add(body_size as u64);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// JetStream delivery details: redelivery and the consumer's backlog.
     pub(crate) fn delivery(&self, delivered: i64, pending: u64) {
         if delivered > 1
-            && let Some(jetstream) = &self.bound().instruments.jetstream
+            && let Some(jetstream) = &self.bound().jetstream
         {
             jetstream.redeliveries.add(1);
         }
@@ -433,9 +410,9 @@ impl EndpointMetrics {
     pub(crate) fn processed(&self, elapsed: Duration, error_type: Option<&str>) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let bound = self.bound();
-        match with_error(&bound.instruments.process, error_type) {
+        match with_error(&bound.process, error_type) {
             Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),
-            None => bound.instruments.processed.record(elapsed.as_secs_f64()),
+            None => bound.processed.record(elapsed.as_secs_f64()),
         }
     }
 
@@ -448,7 +425,7 @@ impl EndpointMetrics {
             Settlement::DeadLetter => (2, 3),
         };
         let bound = self.bound();
-        let Some(jetstream) = &bound.instruments.jetstream else {
+        let Some(jetstream) = &bound.jetstream else {
             return; // Core messages are not settled.
         };
         jetstream.settlements[outcome].add(1);
@@ -463,7 +440,7 @@ impl EndpointMetrics {
 #[derive(Debug)]
 pub(crate) struct SendMetrics {
     instruments: Arc<Instruments>,
-    bound: PerConnection<SendInstruments>,
+    bound: Bound<SendInstruments>,
 }
 
 /// Indexed by operation: `send`, then `request`.
@@ -498,7 +475,7 @@ impl SendInstruments {
 
 impl SendMetrics {
     pub(crate) fn new(instruments: Arc<Instruments>, peer: Peer) -> Self {
-        let bound = PerConnection::new(peer, |server| SendInstruments::bind(&instruments, server));
+        let bound = Bound::new(peer, |server| SendInstruments::bind(&instruments, server));
         Self { instruments, bound }
     }
 
@@ -516,7 +493,6 @@ impl SendMetrics {
     ) {
         let which = usize::from(request);
         let bound = self.bound.get(|server| SendInstruments::bind(&self.instruments, server));
-        let bound = &bound.instruments;
         if template.is_none() && error_type.is_none() {
             bound.sent[which].add(1);
             bound.sent_bytes[which].add(body_size as u64);

@@ -2,11 +2,12 @@
 //! `server.port`), followed across reconnections: after a failover the client
 //! talks to another server, under a client id that server assigned.
 
-use std::sync::atomic::Ordering;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::{ArcSwapOption, Guard};
 use async_nats::{Client, ServerInfo, Statistics};
 use opentelemetry::{KeyValue, StringValue};
 
@@ -17,6 +18,24 @@ use crate::spans::intern;
 /// past it, the `INFO` held is taken to be the new connection's.
 const INFO_GRACE: Duration = Duration::from_secs(1);
 
+/// How many client ids the process interns: a few hundred KiB at most, for
+/// clients that reconnect thousands of times.
+const INTERNED_CLIENT_IDS: usize = 4096;
+
+/// A client id as spans record it: interned, as the other attributes of an
+/// endpoint are (see [`intern`]), for the first [`INTERNED_CLIENT_IDS`]
+/// connections; past them, shared by reference count, so that a client that
+/// keeps reconnecting does not keep growing the process.
+fn client_id_value(id: u64) -> StringValue {
+    static INTERNED: AtomicUsize = AtomicUsize::new(0);
+    let id = id.to_string();
+    if INTERNED.fetch_add(1, Ordering::Relaxed) < INTERNED_CLIENT_IDS {
+        StringValue::from(intern(&id))
+    } else {
+        StringValue::from(Arc::<str>::from(id))
+    }
+}
+
 /// One connection, as spans record it.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -26,7 +45,7 @@ pub(crate) struct Connection {
     /// are only unique on one server.
     server_id: String,
     client_id: u64,
-    /// `client_id` as recorded: shared with each span, freed with the last.
+    /// `client_id` as recorded.
     client_id_value: StringValue,
     /// Interned: there are as many as there are servers.
     address: Option<&'static str>,
@@ -39,7 +58,7 @@ impl Connection {
             connects,
             server_id: info.server_id.clone(),
             client_id: info.client_id,
-            client_id_value: StringValue::from(Arc::<str>::from(info.client_id.to_string())),
+            client_id_value: client_id_value(info.client_id),
             address: (!info.host.is_empty()).then(|| intern(&info.host)),
             port: (info.port != 0).then_some(info.port),
         }
@@ -84,8 +103,98 @@ impl Connection {
         }
     }
 
-    /// How many attributes [`extend`](Self::extend) appends at most.
-    pub(crate) const MAX_ATTRIBUTES: usize = 5;
+    /// How many attributes [`extend`](Self::extend) appends.
+    pub(crate) fn len(&self, deprecated: bool) -> usize {
+        let server = usize::from(self.address.is_some()) + usize::from(self.port.is_some());
+        1 + server * (1 + usize::from(deprecated))
+    }
+}
+
+/// A value made for one connection of a client (its attributes, instruments
+/// bound to them), made again after the client reconnects.
+///
+/// The value for the first connection is held inline, so until the client
+/// reconnects, reading it costs a comparison; later ones are swapped in
+/// atomically and read without a shared lock or counter.
+#[derive(Debug)]
+pub(crate) struct PerConnection<T> {
+    /// The client's connection count the value was made for, and the value.
+    first: (u64, T),
+    later: ArcSwapOption<(u64, T)>,
+}
+
+/// A value made after a reconnection, with the connection count it is for.
+type Later<T> = Option<Arc<(u64, T)>>;
+
+/// A value of a [`PerConnection`], borrowed.
+#[derive(Debug)]
+pub(crate) struct Current<'a, T> {
+    first: &'a T,
+    later: Option<Guard<Later<T>>>,
+}
+
+impl<T> Deref for Current<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self.later.as_ref().and_then(|later| later.as_deref()) {
+            Some((_, value)) => value,
+            None => self.first,
+        }
+    }
+}
+
+impl<T> PerConnection<T> {
+    pub(crate) fn new(connects: u64, value: T) -> Self {
+        Self { first: (connects, value), later: ArcSwapOption::empty() }
+    }
+
+    /// The value made for the first connection.
+    pub(crate) fn first(&self) -> &T {
+        &self.first.1
+    }
+
+    /// The value for connection `connects`: made by `make` from the latest
+    /// value when there is none yet; the latest value when `make` gives none.
+    pub(crate) fn get(&self, connects: u64, make: impl FnOnce(&T) -> Option<T>) -> Current<'_, T> {
+        match self.get_first(connects) {
+            Some(first) => first,
+            None => self.get_later(connects, make),
+        }
+    }
+
+    /// The first value, if it was made for connection `connects`.
+    #[inline]
+    pub(crate) fn get_first(&self, connects: u64) -> Option<Current<'_, T>> {
+        (connects == self.first.0).then_some(Current { first: &self.first.1, later: None })
+    }
+
+    fn get_later(&self, connects: u64, make: impl FnOnce(&T) -> Option<T>) -> Current<'_, T> {
+        let later = self.later.load();
+        if later.as_deref().is_some_and(|(made_for, _)| *made_for == connects) {
+            return Current { first: &self.first.1, later: Some(later) };
+        }
+        self.remake(connects, later, make)
+    }
+
+    #[cold]
+    fn remake(
+        &self,
+        connects: u64,
+        later: Guard<Later<T>>,
+        make: impl FnOnce(&T) -> Option<T>,
+    ) -> Current<'_, T> {
+        let latest = later.as_deref().map_or(&self.first.1, |(_, value)| value);
+        let later = match make(latest) {
+            Some(value) => {
+                drop(later);
+                self.later.store(Some(Arc::new((connects, value))));
+                self.later.load()
+            }
+            None => later,
+        };
+        Current { first: &self.first.1, later: Some(later) }
+    }
 }
 
 /// The current connection of a client, cheap to read for every span: one
@@ -97,7 +206,7 @@ pub(crate) struct Peer(Arc<Watch>);
 struct Watch {
     /// `None` for a fixed connection (unit tests).
     client: Option<(Client, Arc<Statistics>)>,
-    current: ArcSwap<Connection>,
+    connections: PerConnection<Connection>,
     /// A connection counted whose `INFO` was not there yet, and since when.
     awaiting_info: Mutex<Option<(u64, Instant)>>,
 }
@@ -106,10 +215,10 @@ impl Peer {
     pub(crate) fn of(client: &Client) -> Self {
         let statistics = client.statistics();
         let connects = statistics.connects.load(Ordering::Relaxed);
-        let current = Connection::of(&client.server_info(), connects);
+        let first = Connection::of(&client.server_info(), connects);
         Self(Arc::new(Watch {
             client: Some((client.clone(), statistics)),
-            current: ArcSwap::from_pointee(current),
+            connections: PerConnection::new(connects, first),
             awaiting_info: Mutex::new(None),
         }))
     }
@@ -120,52 +229,31 @@ impl Peer {
         let info = ServerInfo { client_id, host: host.to_owned(), port, ..ServerInfo::default() };
         Self(Arc::new(Watch {
             client: None,
-            current: ArcSwap::from_pointee(Connection::of(&info, 1)),
+            connections: PerConnection::new(1, Connection::of(&info, 1)),
             awaiting_info: Mutex::new(None),
         }))
     }
 
-    /// How many times the client has connected: cheap, to tell whether it has
-    /// since [`Connection::connects`].
+    /// How many times the client has connected.
+    #[inline]
     pub(crate) fn connects(&self) -> u64 {
         match &self.0.client {
             Some((_, statistics)) => statistics.connects.load(Ordering::Relaxed),
-            None => self.0.current.load().connects,
+            None => self.0.connections.first.0,
         }
     }
 
     /// The connection now: read again after the client reconnected.
-    pub(crate) fn current(&self) -> Guard<Arc<Connection>> {
+    pub(crate) fn current(&self) -> Current<'_, Connection> {
         let watch = &*self.0;
-        let current = watch.current.load();
-        match &watch.client {
-            Some((client, statistics)) => {
-                let connects = statistics.connects.load(Ordering::Relaxed);
-                if connects == current.connects {
-                    current
-                } else {
-                    drop(current);
-                    watch.reconnected(client, connects);
-                    watch.current.load()
-                }
-            }
-            None => current,
-        }
-    }
-}
-
-impl Watch {
-    #[cold]
-    fn reconnected(&self, client: &Client, connects: u64) {
-        let mut awaiting = self.awaiting_info.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self.current.load();
-        if current.connects == connects {
-            return; // Another span got here first.
-        }
-        let info = client.server_info();
-        if let Some(next) = next_connection(&current, &info, connects, &mut awaiting, Instant::now()) {
-            self.current.store(Arc::new(next));
-        }
+        let Some((client, statistics)) = &watch.client else {
+            return watch.connections.get(watch.connections.first.0, |_| None);
+        };
+        let connects = statistics.connects.load(Ordering::Relaxed);
+        watch.connections.get(connects, |latest| {
+            let mut awaiting = watch.awaiting_info.lock().unwrap_or_else(PoisonError::into_inner);
+            next_connection(latest, &client.server_info(), connects, &mut awaiting, Instant::now())
+        })
     }
 }
 
@@ -205,7 +293,7 @@ mod tests {
     fn values(connection: &Connection, deprecated: bool) -> Vec<(String, String)> {
         let mut attributes = Vec::new();
         connection.extend(&mut attributes, deprecated);
-        assert!(attributes.len() <= Connection::MAX_ATTRIBUTES);
+        assert_eq!(attributes.len(), connection.len(deprecated));
         attributes.into_iter().map(|kv| (kv.key.to_string(), kv.value.to_string())).collect()
     }
 
@@ -277,6 +365,27 @@ mod tests {
         // A later reconnection waits afresh.
         assert!(next_connection(&next, &same, 3, &mut awaiting, start + INFO_GRACE * 2).is_none());
         assert_eq!(awaiting, Some((3, start + INFO_GRACE * 2)));
+    }
+
+    #[test]
+    fn a_value_per_connection_is_made_once_for_each_and_kept_until_made() {
+        let values = PerConnection::new(1, "first");
+        let made = std::cell::Cell::new(0);
+        let made = &made;
+        let make = |value| {
+            move |_: &&str| {
+                made.set(made.get() + 1);
+                value
+            }
+        };
+        assert_eq!(*values.get(1, make(Some("unused"))), "first");
+        assert_eq!(made.get(), 0, "the first connection's value is there");
+        assert_eq!(*values.get(2, make(None)), "first", "not made yet: the latest");
+        assert_eq!(*values.get(2, make(Some("second"))), "second");
+        assert_eq!(*values.get(2, make(Some("unused"))), "second");
+        assert_eq!(made.get(), 2, "made once it could be, then kept");
+        assert_eq!(*values.get(3, make(None)), "second");
+        assert_eq!(*values.first(), "first");
     }
 
     #[test]

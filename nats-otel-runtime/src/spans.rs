@@ -16,7 +16,7 @@ use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt}
 use opentelemetry::{Context, KeyValue, Value};
 
 use crate::capture::Capture;
-use crate::peer::{Connection, Peer};
+use crate::peer::Peer;
 use crate::reply::Failure;
 use crate::semconv;
 use crate::subscription::{Subscription, TraceMode};
@@ -48,8 +48,8 @@ mod key {
 /// count's cache line away from the thread that makes the next span. There is
 /// one copy per distinct string, however often services start, publishers are
 /// made or clients reconnect: these strings come from configuration and the
-/// servers' addresses, never from messages. (The client id is new with every
-/// connection, so it is shared, not interned: see [`Peer`].)
+/// servers' addresses, never from messages. (Client ids are new with every
+/// connection: only so many are interned, see [`Peer`].)
 pub(crate) fn intern(value: &str) -> &'static str {
     static STRINGS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut strings = STRINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -122,9 +122,10 @@ fn only_subject(subject: &str) -> Option<&'static str> {
 
 /// An endpoint's constant attributes and its connection's: with room for `more`.
 fn endpoint_attributes(constants: &[Constant], peer: &Peer, deprecated: bool, more: usize) -> Vec<KeyValue> {
-    let mut attributes = Vec::with_capacity(constants.len() + Connection::MAX_ATTRIBUTES + more);
+    let connection = peer.current();
+    let mut attributes = Vec::with_capacity(constants.len() + connection.len(deprecated) + more);
     attributes.extend(constants.iter().map(Constant::key_value));
-    peer.current().extend(&mut attributes, deprecated);
+    connection.extend(&mut attributes, deprecated);
     attributes
 }
 
