@@ -250,8 +250,7 @@ pub(crate) struct EndpointIdentity<'a> {
 impl EndpointIdentity<'_> {
     /// The attributes that follow the server's.
     fn attributes(&self) -> Vec<KeyValue> {
-        let has_wildcards = self.destination.split('.').any(|t| t == "*" || t == ">");
-        let destination_key = if has_wildcards {
+        let destination_key = if crate::subscription::has_wildcards(self.destination) {
             semconv::MESSAGING_DESTINATION_TEMPLATE
         } else {
             semconv::MESSAGING_DESTINATION_NAME

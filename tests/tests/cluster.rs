@@ -15,7 +15,6 @@ use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::publisher::PublishRetry;
 use nats_otel_runtime::testing::{NatsCluster, SpanRecorder};
 use opentelemetry::trace::Status;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SpanData;
 
@@ -208,27 +207,6 @@ fn connection(info: &async_nats::ServerInfo) -> (Option<String>, Option<String>,
     (Some(info.client_id.to_string()), Some(info.host.clone()), Some(i64::from(info.port)))
 }
 
-/// `(metric, server.port, value)` of every sum the exporter last got.
-fn sums_by_port(exporter: &InMemoryMetricExporter) -> Vec<(String, Option<String>, i64)> {
-    let exported = exporter.get_finished_metrics().unwrap();
-    let mut out = Vec::new();
-    for metric in exported.last().expect("an export").scope_metrics().flat_map(|scope| scope.metrics()) {
-        let port = |mut attributes: Box<dyn Iterator<Item = &opentelemetry::KeyValue> + '_>| {
-            attributes.find(|kv| kv.key.as_str() == "server.port").map(|kv| kv.value.to_string())
-        };
-        let name = metric.name().to_owned();
-        match metric.data() {
-            AggregatedMetrics::U64(MetricData::Sum(sum)) => out.extend(
-                sum.data_points().map(|p| (name.clone(), port(Box::new(p.attributes())), p.value() as i64)),
-            ),
-            AggregatedMetrics::I64(MetricData::Sum(sum)) => out
-                .extend(sum.data_points().map(|p| (name.clone(), port(Box::new(p.attributes())), p.value()))),
-            _ => {}
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn after_a_failover_spans_and_metrics_name_the_new_server_and_client_id() {
     let recorder = SpanRecorder::install();
@@ -285,19 +263,17 @@ async fn after_a_failover_spans_and_metrics_name_the_new_server_and_client_id() 
     assert_eq!(connection_of(sends[1]), connection(&after));
 
     meters.force_flush().unwrap();
-    let sums = sums_by_port(&exporter);
-    let value = |metric: &str, port: u16| {
-        let port = Some(port.to_string());
-        sums.iter().filter(|(m, p, _)| m == metric && *p == port).map(|(_, _, v)| *v).sum::<i64>()
-    };
-    for (server, sent) in [(before.port, 1), (after.port, 1)] {
-        assert!(value("messaging.client.consumed.messages", server) >= 1, "consumed via {server}: {sums:?}");
-        assert_eq!(value("messaging.client.sent.messages", server), sent, "sent via {server}: {sums:?}");
+    let points = points(&exporter);
+    let via = |port: u16| move |p: &Point| p.attr("server.port") == Some(port.to_string().as_str());
+    for server in [before.port, after.port] {
+        let consumed = total(&points, "messaging.client.consumed.messages", via(server));
+        assert!(consumed >= 1.0, "consumed via {server}: {points:?}");
+        let sent = total(&points, "messaging.client.sent.messages", via(server));
+        assert_eq!(sent, 1.0, "sent via {server}: {points:?}");
     }
     // Relabelled, not doubled; the other tests' endpoints are on their own clusters' ports.
     let in_flight = |port: u16| {
-        let port = Some(port.to_string());
-        sums.iter().filter(|(m, p, _)| m == "messaging.nats.handlers.in_flight" && *p == port).count()
+        points.iter().filter(|p| p.metric == "messaging.nats.handlers.in_flight" && via(port)(p)).count()
     };
-    assert_eq!((in_flight(before.port), in_flight(after.port)), (0, 1), "{sums:?}");
+    assert_eq!((in_flight(before.port), in_flight(after.port)), (0, 1), "{points:?}");
 }

@@ -9,75 +9,7 @@ use async_nats::jetstream::{self, stream};
 use common::*;
 use nats_otel_runtime::metrics::DURATION_BUCKETS;
 use nats_otel_runtime::prelude::*;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-
-/// One data point, flattened for assertions.
-#[derive(Debug, Clone)]
-struct Point {
-    metric: String,
-    unit: String,
-    attributes: Vec<(String, String)>,
-    /// Sum or gauge value, or histogram count.
-    value: f64,
-    bounds: Vec<f64>,
-}
-
-impl Point {
-    fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-}
-
-fn points(exporter: &InMemoryMetricExporter) -> Vec<Point> {
-    let exported = exporter.get_finished_metrics().unwrap();
-    let last = exported.last().expect("an export");
-    let mut out = Vec::new();
-    for scope in last.scope_metrics() {
-        for metric in scope.metrics() {
-            let mut push = |attributes: Vec<(String, String)>, value: f64, bounds: Vec<f64>| {
-                out.push(Point {
-                    metric: metric.name().to_owned(),
-                    unit: metric.unit().to_owned(),
-                    attributes,
-                    value,
-                    bounds,
-                });
-            };
-            let attrs = |it: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
-                it.map(|kv| (kv.key.to_string(), kv.value.to_string())).collect::<Vec<_>>()
-            };
-            match metric.data() {
-                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
-                    for dp in h.data_points() {
-                        push(attrs(&mut dp.attributes()), dp.count() as f64, dp.bounds().collect());
-                    }
-                }
-                AggregatedMetrics::U64(MetricData::Sum(s)) => {
-                    for dp in s.data_points() {
-                        push(attrs(&mut dp.attributes()), dp.value() as f64, vec![]);
-                    }
-                }
-                AggregatedMetrics::I64(MetricData::Sum(s)) => {
-                    for dp in s.data_points() {
-                        push(attrs(&mut dp.attributes()), dp.value() as f64, vec![]);
-                    }
-                }
-                AggregatedMetrics::I64(MetricData::Gauge(g)) => {
-                    for dp in g.data_points() {
-                        push(attrs(&mut dp.attributes()), dp.value() as f64, vec![]);
-                    }
-                }
-                other => panic!("unexpected data for {}: {other:?}", metric.name()),
-            }
-        }
-    }
-    out
-}
-
-fn total(points: &[Point], metric: &str, filter: impl Fn(&Point) -> bool) -> f64 {
-    points.iter().filter(|p| p.metric == metric && filter(p)).map(|p| p.value).sum()
-}
 
 #[derive(Debug)]
 struct Nope;

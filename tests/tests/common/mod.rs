@@ -9,6 +9,8 @@ use std::sync::Arc;
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
 use nats_otel_runtime::{Service, ServiceHandle};
 use opentelemetry::Value;
+use opentelemetry_sdk::metrics::InMemoryMetricExporter;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::{Mutex, Notify};
 
@@ -198,4 +200,71 @@ impl ItemPublishers {
         }
         acks
     }
+}
+
+/// One data point, flattened for assertions.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub metric: String,
+    pub unit: String,
+    pub attributes: Vec<(String, String)>,
+    /// Sum or gauge value, or histogram count.
+    pub value: f64,
+    pub bounds: Vec<f64>,
+}
+
+impl Point {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn points(exporter: &InMemoryMetricExporter) -> Vec<Point> {
+    let exported = exporter.get_finished_metrics().unwrap();
+    let last = exported.last().expect("an export");
+    let mut out = Vec::new();
+    for scope in last.scope_metrics() {
+        for metric in scope.metrics() {
+            let mut push = |attributes: Vec<(String, String)>, value: f64, bounds: Vec<f64>| {
+                out.push(Point {
+                    metric: metric.name().to_owned(),
+                    unit: metric.unit().to_owned(),
+                    attributes,
+                    value,
+                    bounds,
+                });
+            };
+            let attrs = |it: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
+                it.map(|kv| (kv.key.to_string(), kv.value.to_string())).collect::<Vec<_>>()
+            };
+            match metric.data() {
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                    for dp in h.data_points() {
+                        push(attrs(&mut dp.attributes()), dp.count() as f64, dp.bounds().collect());
+                    }
+                }
+                AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                    for dp in s.data_points() {
+                        push(attrs(&mut dp.attributes()), dp.value() as f64, vec![]);
+                    }
+                }
+                AggregatedMetrics::I64(MetricData::Sum(s)) => {
+                    for dp in s.data_points() {
+                        push(attrs(&mut dp.attributes()), dp.value() as f64, vec![]);
+                    }
+                }
+                AggregatedMetrics::I64(MetricData::Gauge(g)) => {
+                    for dp in g.data_points() {
+                        push(attrs(&mut dp.attributes()), dp.value() as f64, vec![]);
+                    }
+                }
+                other => panic!("unexpected data for {}: {other:?}", metric.name()),
+            }
+        }
+    }
+    out
+}
+
+pub fn total(points: &[Point], metric: &str, filter: impl Fn(&Point) -> bool) -> f64 {
+    points.iter().filter(|p| p.metric == metric && filter(p)).map(|p| p.value).sum()
 }
