@@ -463,3 +463,207 @@ impl SpanProcessor for NotifyOnEnd {
         Ok(())
     }
 }
+
+/// How long [`RawPublisher`] waits for the server's answer (INFO, PONG).
+const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest protocol line [`RawPublisher`] reads from the server (an INFO line
+/// with many cluster URLs stays far below it).
+const RAW_MAX_LINE: usize = 1 << 20;
+
+/// A publisher that speaks the NATS client protocol over plain TCP and sends
+/// header blocks byte for byte as given: no client library checks, escapes or
+/// rejects them. nats-server forwards header bytes verbatim, so this is how a
+/// hostile or broken publisher (another client library, a hand-written one) looks
+/// to your handlers. Use it to prove that bad input neither panics nor stops them.
+///
+/// It only publishes: it never subscribes, and ignores anything the server sends
+/// but `PING` (answered), `PONG` (awaited by [`flush`](Self::flush)) and `-ERR`
+/// (returned as an error by the next `flush`).
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use nats_otel_runtime::testing::{NatsServer, RawPublisher};
+///
+/// let server = NatsServer::start()?;
+/// let mut raw = RawPublisher::connect(&server).await?;
+/// // A header value that is not UTF-8, written out in full…
+/// raw.publish("orders.created", b"NATS/1.0\r\nX-Bad: \xff\r\n\r\n", b"{}").await?;
+/// // …or built from raw lines (the version line and the blank line are added).
+/// let block = RawPublisher::header_block([&b"X-Bad: a\rb"[..], b"traceparent: junk"]);
+/// raw.publish("orders.created", &block, b"{}").await?;
+/// raw.publish_without_headers("orders.created", b"not json").await?;
+/// raw.flush().await?; // the server has processed everything above
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RawPublisher {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    info: String,
+    /// A `-ERR` line read while waiting for something else.
+    error: Option<String>,
+}
+
+impl RawPublisher {
+    /// Connects to `server`; see [`connect_to`](Self::connect_to).
+    pub async fn connect(server: &NatsServer) -> io::Result<Self> {
+        Self::connect_to(("127.0.0.1", server.port())).await
+    }
+
+    /// Connects to a server without TLS or authentication at `address`
+    /// (`"127.0.0.1:4222"`): reads its `INFO`, sends `CONNECT` with headers and
+    /// no-responders on, and returns once the server has answered a `PING`, so
+    /// the connection is accepted.
+    pub async fn connect_to(address: impl tokio::net::ToSocketAddrs) -> io::Result<Self> {
+        let stream = tokio::time::timeout(RAW_TIMEOUT, tokio::net::TcpStream::connect(address))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting to nats-server timed out"))??;
+        stream.set_nodelay(true)?;
+        let mut raw = Self { stream: tokio::io::BufReader::new(stream), info: String::new(), error: None };
+        let line = raw.read_line().await?;
+        let Some(info) = line.strip_prefix("INFO ") else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected INFO from the server, got {line:?}"),
+            ));
+        };
+        raw.info = info.to_owned();
+        raw.write(
+            br#"CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"lang":"nats-otel-raw","version":"0"}"#,
+        )
+        .await?;
+        raw.write(b"\r\n").await?;
+        raw.flush().await?;
+        Ok(raw)
+    }
+
+    /// The JSON of the server's `INFO` line.
+    pub fn server_info(&self) -> &str {
+        &self.info
+    }
+
+    /// Sends `HPUB <subject> <header length> <total length>`, then `header_block`
+    /// and `payload` exactly as given. A well-formed block is
+    /// `NATS/1.0\r\n`, `Name: value\r\n` lines, and a blank `\r\n`; see
+    /// [`header_block`](Self::header_block). The subject is not checked either: a
+    /// space or line break in it breaks the protocol line and the server closes
+    /// the connection.
+    ///
+    /// Returns once the bytes are written; [`flush`](Self::flush) to know the
+    /// server has processed them.
+    pub async fn publish(&mut self, subject: &str, header_block: &[u8], payload: &[u8]) -> io::Result<()> {
+        self.hpub(subject, None, header_block, payload).await
+    }
+
+    /// As [`publish`](Self::publish), with a reply subject: a request whose reply
+    /// the caller awaits on its own subscription to `reply_to`.
+    pub async fn publish_with_reply(
+        &mut self,
+        subject: &str,
+        reply_to: &str,
+        header_block: &[u8],
+        payload: &[u8],
+    ) -> io::Result<()> {
+        self.hpub(subject, Some(reply_to), header_block, payload).await
+    }
+
+    /// Sends `PUB <subject> <length>` and `payload`: a message without headers.
+    pub async fn publish_without_headers(&mut self, subject: &str, payload: &[u8]) -> io::Result<()> {
+        let line = format!("PUB {subject} {}\r\n", payload.len());
+        self.write(line.as_bytes()).await?;
+        self.write(payload).await?;
+        self.write(b"\r\n").await
+    }
+
+    /// Sends `PING` and waits for the server's `PONG`: the server handles one
+    /// connection's commands in order, so everything published before has been
+    /// processed (routed to subscribers, or stored by JetStream's ingest). Fails
+    /// with the server's `-ERR` if it reported one (say, a payload over
+    /// `max_payload`), or when the server closed the connection.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.write(b"PING\r\n").await?;
+        loop {
+            let line = self.read_line().await?;
+            if let Some(error) = self.error.take() {
+                return Err(io::Error::other(format!("nats-server: {error}")));
+            }
+            if line == "PONG" {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A header block from raw lines: the `NATS/1.0` version line, each of `lines`
+    /// followed by `\r\n`, and the blank line that ends the block. Nothing is
+    /// checked or escaped, so a line may hold any bytes (`b"X: \xff"`,
+    /// `b"X: a\rb"`, `b"no colon"`). For a different version or status line,
+    /// write the whole block as a byte string instead.
+    ///
+    /// ```
+    /// use nats_otel_runtime::testing::RawPublisher;
+    /// assert_eq!(RawPublisher::header_block(["A: 1", "B: 2"]), b"NATS/1.0\r\nA: 1\r\nB: 2\r\n\r\n");
+    /// assert_eq!(RawPublisher::header_block([b"X: \xff"]), b"NATS/1.0\r\nX: \xff\r\n\r\n");
+    /// ```
+    pub fn header_block<L: AsRef<[u8]>>(lines: impl IntoIterator<Item = L>) -> Vec<u8> {
+        let mut block = b"NATS/1.0\r\n".to_vec();
+        for line in lines {
+            block.extend_from_slice(line.as_ref());
+            block.extend_from_slice(b"\r\n");
+        }
+        block.extend_from_slice(b"\r\n");
+        block
+    }
+
+    async fn hpub(
+        &mut self,
+        subject: &str,
+        reply_to: Option<&str>,
+        header_block: &[u8],
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let total = header_block.len() + payload.len();
+        let line = match reply_to {
+            Some(reply_to) => format!("HPUB {subject} {reply_to} {} {total}\r\n", header_block.len()),
+            None => format!("HPUB {subject} {} {total}\r\n", header_block.len()),
+        };
+        self.write(line.as_bytes()).await?;
+        self.write(header_block).await?;
+        self.write(payload).await?;
+        self.write(b"\r\n").await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.get_mut().write_all(bytes).await
+    }
+
+    /// Reads the next protocol line (without its `\r\n`), answering `PING`s and
+    /// keeping a `-ERR` for the caller.
+    async fn read_line(&mut self) -> io::Result<String> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        loop {
+            let mut line = Vec::new();
+            let read = tokio::time::timeout(RAW_TIMEOUT, async {
+                (&mut self.stream).take(RAW_MAX_LINE as u64).read_until(b'\n', &mut line).await
+            })
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer from nats-server"))??;
+            if read == 0 || !line.ends_with(b"\n") {
+                let error = self.error.take().map_or_else(String::new, |e| format!(" after: {e}"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("nats-server closed the connection{error}"),
+                ));
+            }
+            let line = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned();
+            if line == "PING" {
+                self.write(b"PONG\r\n").await?;
+                continue;
+            }
+            if let Some(error) = line.strip_prefix("-ERR") {
+                self.error = Some(error.trim().trim_matches('\'').to_owned());
+            }
+            return Ok(line);
+        }
+    }
+}
