@@ -27,6 +27,7 @@ const OPTIONS: &[&str] = &[
     "ack",
     "create",
     "dead_letter",
+    "dead_letter_route",
     "trace",
     "settle",
     "capture_headers",
@@ -94,6 +95,9 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
     {
         diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
     }
+    let dead_letter_route = args
+        .take("dead_letter_route", diagnostics)
+        .and_then(|(k, v)| lit_choice(&k, &v, &["stream", "core"], diagnostics));
     let settle = args
         .take("settle", diagnostics)
         .and_then(|(k, v)| lit_choice(&k, &v, &["span", "event"], diagnostics));
@@ -191,6 +195,9 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
     let ack = ack.filter(|(a, _)| a == "confirmed").map(|_| quote!(.ack(#private::AckMode::Confirmed)));
     let create = create.map(|c| quote!(.create(#c)));
     let dead_letter = dead_letter.map(|d| quote!(.dead_letter(#d)));
+    let dead_letter_route = dead_letter_route
+        .filter(|(r, _)| r == "core")
+        .map(|_| quote!(.dead_letter_route(#private::DeadLetterRoute::Core)));
     let settle =
         settle.filter(|(s, _)| s == "event").map(|_| quote!(.settle_record(#private::SettleRecord::Event)));
     let trace = trace.map(|m| quote!(.trace(#private::TraceMode::#m)));
@@ -198,7 +205,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
         #private::Endpoint::Consume(
             #private::JetStreamConsumer::new(#stream, #durable)
                 #(#filter_calls)* #message_filter #template #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
-                #batch #ack #create #dead_letter #settle #trace #capture
+                #batch #ack #create #dead_letter #dead_letter_route #settle #trace #capture
                 .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
         )
     };

@@ -212,7 +212,8 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `batch = N` | 200, at least `concurrency`, at most `max_ack_pending` | messages per pull; see `JetStreamConsumer::batch` for the trade-off with `ack_wait` |
 /// | `ack = "fire" \| "confirmed"` | `"fire"` | wait for the server to confirm settlements |
 /// | `create = true \| false` | `true` | create or update the consumer, or bind to an existing one |
-/// | `dead_letter = "subject"` | none | where given-up messages are published, with their headers and trace context |
+/// | `dead_letter = "subject"` | none | where given-up messages are stored, with their headers and trace context; a message is termed only once its letter is stored |
+/// | `dead_letter_route = "stream" \| "core"` | `"stream"` | `"core"` publishes letters on core NATS, unconfirmed: a letter nobody receives is lost |
 /// | `trace = "parent" \| "link"` | `"parent"` | continue the publisher's trace, or link to it |
 /// | `settle = "span" \| "event"` | `"span"` | record settlements as child spans or as events |
 /// | `capture_headers = ["x-tenant"]` | none | record these headers' values on the process span, case-insensitive |

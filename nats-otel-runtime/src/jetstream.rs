@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind};
 use futures_buffered::FuturesUnordered;
 use futures_util::StreamExt;
 
+use crate::dead_letter::{self, DeadLetterRoute, DeadLetters, Letter, Original, Reason};
 use crate::error::{ServeError, ServeErrorKind};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::peer::Peer;
@@ -93,6 +93,7 @@ pub struct JetStreamConsumer {
     pub(crate) ack: AckMode,
     pub(crate) create: bool,
     pub(crate) dead_letter: Option<Cow<'static, str>>,
+    pub(crate) dead_letter_route: DeadLetterRoute,
     pub(crate) trace: TraceMode,
     pub(crate) settle_record: SettleRecord,
     pub(crate) name: Option<Cow<'static, str>>,
@@ -119,6 +120,7 @@ impl JetStreamConsumer {
             ack: AckMode::Fire,
             create: true,
             dead_letter: None,
+            dead_letter_route: DeadLetterRoute::Stream,
             trace: TraceMode::Parent,
             settle_record: SettleRecord::Span,
             name: None,
@@ -242,10 +244,21 @@ impl JetStreamConsumer {
     }
 
     /// Where messages go when they will not be retried (poison, permanent errors,
-    /// the last delivery failing).
+    /// the last delivery failing, the last delivery never settled): a stream
+    /// must capture this subject. A message is termed only once its letter is
+    /// stored; until then it is nak'ed with a delay. See [`dead_letter`](crate::dead_letter).
     #[must_use]
     pub fn dead_letter(mut self, subject: impl Into<Cow<'static, str>>) -> Self {
         self.dead_letter = Some(subject.into());
+        self
+    }
+
+    /// Publishes dead letters on core NATS instead of to a stream: nothing
+    /// confirms them, so a letter that no subscriber receives is lost. For
+    /// services whose dead letters are only watched, never kept.
+    #[must_use]
+    pub fn dead_letter_route(mut self, route: DeadLetterRoute) -> Self {
+        self.dead_letter_route = route;
         self
     }
 
@@ -434,22 +447,7 @@ impl<S> FromMessage<S> for JetStreamInfo {
 }
 
 /// Headers a dead-lettered message carries, besides the trace context.
-pub mod dead_letter_headers {
-    /// The subject the message was published to.
-    pub const SUBJECT: &str = "Nats-Otel-Subject";
-    /// The stream it was stored in.
-    pub const STREAM: &str = "Nats-Otel-Stream";
-    /// Its sequence in that stream.
-    pub const STREAM_SEQUENCE: &str = "Nats-Otel-Stream-Sequence";
-    /// The consumer that gave up on it.
-    pub const CONSUMER: &str = "Nats-Otel-Consumer";
-    /// How many times it was delivered.
-    pub const DELIVERED: &str = "Nats-Otel-Delivered";
-    /// Why the last delivery failed.
-    pub const ERROR: &str = "Nats-Otel-Error";
-    /// The `error.type` of that failure.
-    pub const ERROR_TYPE: &str = "Nats-Otel-Error-Type";
-}
+pub use crate::dead_letter::headers as dead_letter_headers;
 
 /// A consumer ready to serve: bound, and watched for deletion.
 pub(crate) struct Prepared {
@@ -457,15 +455,11 @@ pub(crate) struct Prepared {
     /// The server's `CONSUMER.DELETED` advisory for this consumer: a pull consumer
     /// whose consumer is deleted otherwise just stops receiving.
     deleted: Option<async_nats::Subscriber>,
-    /// How dead letters are published, decided once at start.
-    dead_letter: DeadLetterRoute,
-}
-
-/// Where dead letters go: into a stream (acknowledged), or to core subscribers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DeadLetterRoute {
-    Stream,
-    Core,
+    /// The server's `MAX_DELIVERIES` advisories for this consumer, when it has a
+    /// dead-letter subject: deliveries that never came back (a crashed process,
+    /// an `Acker` left unsettled) are dead-lettered from them.
+    max_deliveries: Option<async_nats::Subscriber>,
+    stream: jetstream::stream::Stream,
 }
 
 /// Binds to (or creates) the consumer and watches for its deletion.
@@ -474,7 +468,7 @@ pub(crate) async fn prepare(
     spec: &JetStreamConsumer,
     context: &str,
 ) -> Result<Prepared, ServeError> {
-    let consumer = bind(client, spec, context).await?;
+    let (stream, consumer) = bind(client, spec, context).await?;
     let advisory = format!("$JS.EVENT.ADVISORY.CONSUMER.DELETED.{}.{}", spec.stream, spec.durable);
     let deleted = match client.subscribe(advisory).await {
         Ok(subscriber) => Some(subscriber),
@@ -483,24 +477,27 @@ pub(crate) async fn prepare(
             None
         }
     };
-    // A stream capturing the dead-letter subject makes the dead letter durable
-    // and acknowledged; without one, a JetStream publish would be a request that
-    // any core subscriber could answer with something that is not a PubAck.
-    let dead_letter = match &spec.dead_letter {
-        Some(subject) => match jetstream::new(client.clone()).stream_by_subject(subject.to_string()).await {
-            Ok(_) => DeadLetterRoute::Stream,
-            Err(_) => DeadLetterRoute::Core,
-        },
-        None => DeadLetterRoute::Core,
+    let max_deliveries = match &spec.dead_letter {
+        Some(_) => {
+            // One queue group per consumer: with several instances, one letter.
+            let advisory =
+                format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", spec.stream, spec.durable);
+            let group = format!("nats-otel.dead-letters.{}.{}", spec.stream, spec.durable);
+            let subscribed = client.queue_subscribe(advisory, group).await;
+            Some(subscribed.map_err(|e| {
+                ServeError::with_source(ServeErrorKind::Subscribe, e).context(context.to_owned())
+            })?)
+        }
+        None => None,
     };
-    Ok(Prepared { consumer, deleted, dead_letter })
+    Ok(Prepared { consumer, deleted, max_deliveries, stream })
 }
 
 async fn bind(
     client: &async_nats::Client,
     spec: &JetStreamConsumer,
     context: &str,
-) -> Result<PullConsumer, ServeError> {
+) -> Result<(jetstream::stream::Stream, PullConsumer), ServeError> {
     spec.validate().map_err(|reason| {
         ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
     })?;
@@ -508,7 +505,7 @@ async fn bind(
     let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
         ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
     })?;
-    if spec.create {
+    let consumer = if spec.create {
         stream
             .create_consumer(spec.config())
             .await
@@ -517,21 +514,21 @@ async fn bind(
         stream.get_consumer(spec.durable.as_ref()).await.map_err(|e| {
             ServeError::with_source(ServeErrorKind::ConsumerNotFound, e).context(context.to_owned())
         })
-    }
+    }?;
+    Ok((stream, consumer))
 }
 
 /// Shared by one consumer's handler tasks.
 struct Shared<H, S> {
     handler: H,
     state: Arc<S>,
-    jetstream: jetstream::Context,
     spans: Arc<JetStreamSpans>,
     policy: Policy,
     ack: AckMode,
     /// The consumer's `ack_wait`, as the server holds it.
     ack_wait: Duration,
-    dead_letter: Option<Cow<'static, str>>,
-    dead_letter_route: DeadLetterRoute,
+    dead_letters: Option<DeadLetters>,
+    stream: jetstream::stream::Stream,
     metrics: Arc<EndpointMetrics>,
     names: (Arc<str>, Arc<str>),
     /// Tokens of the service's subject prefix, skipped when reading captures.
@@ -550,14 +547,16 @@ where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
-    let Prepared { consumer, mut deleted, dead_letter: dead_letter_route } = prepared;
+    let Prepared { consumer, mut deleted, mut max_deliveries, stream } = prepared;
     let deleted_advisory = async move {
-        match deleted.as_mut() {
-            Some(deleted) => {
-                deleted.next().await;
-            }
-            None => std::future::pending::<()>().await,
+        // Only an advisory means deleted: a subscription that ends (the
+        // connection task gone) says nothing about the consumer.
+        if let Some(deleted) = deleted.as_mut()
+            && deleted.next().await.is_some()
+        {
+            return;
         }
+        std::future::pending::<()>().await
     };
     tokio::pin!(deleted_advisory);
     let limit = spec.concurrency_limit();
@@ -576,13 +575,16 @@ where
     let shared = Shared {
         handler,
         state: run.state,
-        jetstream: jetstream::new(run.client.clone()),
         spans: Arc::new(JetStreamSpans::new(&spec, peer)),
         policy: spec.policy(),
         ack: spec.ack,
         ack_wait,
-        dead_letter: spec.dead_letter.clone(),
-        dead_letter_route,
+        dead_letters: spec.dead_letter.clone().map(|subject| DeadLetters {
+            subject,
+            route: spec.dead_letter_route,
+            jetstream: jetstream::new(run.client.clone()),
+        }),
+        stream,
         metrics,
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         subject_offset: spec.prefix_tokens,
@@ -603,12 +605,18 @@ where
     // Handlers run concurrently on this task (see the core loop), at most `limit`;
     // no more is pulled than can be handled right away.
     let mut in_flight = FuturesUnordered::new();
+    // Letters for deliveries that never came back, written from advisories.
+    let mut exhausted = FuturesUnordered::new();
 
     let ended = loop {
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(()) = exhausted.next(), if !exhausted.is_empty() => {}
             _ = &mut stop => break Ok(()),
+            Some(advisory) = next_advisory(&mut max_deliveries) => {
+                exhausted.push(shared.dead_letter_exhausted(advisory.payload));
+            }
             () = &mut deleted_advisory => {
                 break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
             }
@@ -630,6 +638,7 @@ where
     // Stop pulling, then let every in-flight handler finish and settle.
     drop(messages);
     while in_flight.next().await.is_some() {}
+    while exhausted.next().await.is_some() {}
     ended
 }
 
@@ -692,16 +701,12 @@ impl<H, S> Shared<H, S> {
             }
             let mut settlement = self.policy.settle(&outcome, delivered);
             // Boxed: a rare path, kept out of every message's future.
-            if settlement == Settlement::DeadLetter
-                && let Err(e) = Box::pin(self.publish_dead_letter(&incoming, &outcome)).await
+            if settlement == Settlement::DeadLetter && !Box::pin(self.dead_letter(&incoming, &outcome)).await
             {
-                spans::warn(
-                    &incoming.cx,
-                    self.spans.name(),
-                    "dead-letter publish failed; the message will be redelivered",
-                    Some(&e),
-                );
-                settlement = Settlement::Nak(self.policy.backoff_for(delivered));
+                settlement = Settlement::Nak(Some(dead_letter::retry_delay(
+                    self.policy.backoff_for(delivered),
+                    delivered,
+                )));
             }
             let _ = settler.settle(settlement).await;
         }
@@ -713,47 +718,117 @@ impl<H, S> Shared<H, S> {
         (ack_wait > Duration::ZERO).then(|| ack_wait / 2)
     }
 
-    async fn publish_dead_letter(&self, incoming: &Incoming, outcome: &crate::Outcome) -> Result<(), String> {
-        let Some(subject) = &self.dead_letter else { return Ok(()) };
-        let mut headers = incoming.headers().cloned().unwrap_or_else(HeaderMap::new);
-        let text = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
-        headers.insert(dead_letter_headers::SUBJECT, text(incoming.subject()).as_str());
-        if let Some(info) = incoming.jetstream() {
-            headers.insert(dead_letter_headers::STREAM, text(&info.stream).as_str());
-            headers.insert(dead_letter_headers::CONSUMER, text(&info.consumer).as_str());
-            headers.insert(dead_letter_headers::STREAM_SEQUENCE, info.stream_sequence.to_string().as_str());
-            headers.insert(dead_letter_headers::DELIVERED, info.delivered.to_string().as_str());
+    /// Writes the letter for a failed delivery; whether it is stored (then the
+    /// message may be termed). A failure is recorded on the process span and in
+    /// the `dead_letters` metric.
+    async fn dead_letter(&self, incoming: &Incoming, outcome: &crate::Outcome) -> bool {
+        let Some(dead_letters) = &self.dead_letters else { return true };
+        let (message, error_type) = match outcome {
+            crate::Outcome::Failure(failure) => (failure.message(), failure.error_type()),
+            crate::Outcome::Success(_) => ("", ""),
+        };
+        let info = incoming.jetstream();
+        let original = Original {
+            subject: incoming.subject(),
+            headers: incoming.headers(),
+            payload: incoming.payload(),
+            stream: info.map_or(self.names.0.as_ref(), |i| &i.stream),
+            consumer: info.map_or(self.names.1.as_ref(), |i| &i.consumer),
+            stream_sequence: info.map_or(0, |i| i.stream_sequence),
+            delivered: info.map_or(1, |i| i.delivered),
+        };
+        // The letter continues the trace of the message it carries.
+        let letter = Letter::new(&original, Reason { message, error_type }, Some(&incoming.cx));
+        match dead_letters.send(&letter).await {
+            Ok(stored) => {
+                self.metrics.dead_letter(None);
+                spans::dead_lettered(&incoming.cx, &dead_letters.subject, stored);
+                true
+            }
+            Err(failed) => {
+                self.metrics.dead_letter(Some(failed.error_type));
+                spans::warn(
+                    &incoming.cx,
+                    self.spans.name(),
+                    "the dead letter was not stored; the message is nak'ed and will be delivered again",
+                    Some(&failed),
+                );
+                false
+            }
         }
-        if let crate::Outcome::Failure(failure) = outcome {
-            headers.insert(dead_letter_headers::ERROR, text(failure.message()).as_str());
-            headers.insert(dead_letter_headers::ERROR_TYPE, text(failure.error_type()).as_str());
+    }
+
+    /// Dead-letters a message whose last delivery never came back, from the
+    /// server's `MAX_DELIVERIES` advisory: fetched by its stream sequence, with its
+    /// own trace context. Retried with a growing delay while the letter fails, as
+    /// the consumer will not deliver it again.
+    async fn dead_letter_exhausted(&self, advisory: bytes::Bytes) {
+        let Some(dead_letters) = &self.dead_letters else { return };
+        #[derive(serde::Deserialize)]
+        struct MaxDeliveries {
+            stream_seq: u64,
+            deliveries: i64,
         }
-        // The dead letter continues the trace of the message it carries.
-        crate::propagation::inject_context(&incoming.cx, &mut headers);
-        let payload = incoming.payload().clone();
-        if self.dead_letter_route == DeadLetterRoute::Core {
-            return core_dead_letter(&self.jetstream, subject, headers, payload).await;
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&advisory) else {
+            tracing::warn!(target: spans::TARGET, "{}: unreadable MAX_DELIVERIES advisory", self.spans.name());
+            return;
+        };
+        let stored = match self.stream.get_raw_message(advisory.stream_seq).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.metrics.dead_letter(Some("dead_letter_source_missing"));
+                tracing::warn!(target: spans::TARGET, error = %e, sequence = advisory.stream_seq,
+                    "{}: a message that exhausted its deliveries cannot be read back for its dead letter",
+                    self.spans.name());
+                return;
+            }
+        };
+        let original = Original {
+            subject: &stored.subject,
+            headers: Some(&stored.headers),
+            payload: &stored.payload,
+            stream: &self.names.0,
+            consumer: &self.names.1,
+            stream_sequence: advisory.stream_seq,
+            delivered: advisory.deliveries,
+        };
+        let reason = Reason {
+            message: "the delivery limit was reached without a settlement (the handler outlived ack_wait, or its process ended)",
+            error_type: "max_deliveries",
+        };
+        let letter = Letter::new(&original, reason, None);
+        for attempt in 1..=EXHAUSTED_ATTEMPTS {
+            match dead_letters.send(&letter).await {
+                Ok(_) => {
+                    self.metrics.dead_letter(None);
+                    return;
+                }
+                Err(failed) => {
+                    self.metrics.dead_letter(Some(failed.error_type));
+                    tracing::warn!(target: spans::TARGET, error = %failed, sequence = advisory.stream_seq, attempt,
+                        "{}: the dead letter of a message that exhausted its deliveries was not stored",
+                        self.spans.name());
+                    if attempt < EXHAUSTED_ATTEMPTS {
+                        tokio::time::sleep(dead_letter::retry_delay(None, i64::from(attempt))).await;
+                    }
+                }
+            }
         }
-        let ack = self
-            .jetstream
-            .publish_with_headers(subject.to_string(), headers, payload)
-            .await
-            .map_err(|e| e.to_string())?;
-        ack.await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
-/// A dead-letter subject no stream captures: publish it on core NATS, for
-/// whoever subscribes to it.
-async fn core_dead_letter(
-    jetstream: &jetstream::Context,
-    subject: &str,
-    headers: HeaderMap,
-    payload: bytes::Bytes,
-) -> Result<(), String> {
-    let client = jetstream.client();
-    client.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| e.to_string())?;
-    client.flush().await.map_err(|e| e.to_string())
+/// How often the letter of an exhausted delivery is tried (about two minutes in all).
+const EXHAUSTED_ATTEMPTS: u32 = 7;
+
+/// The next advisory, or pending for ever when there is no subscription or it ended.
+async fn next_advisory(subscriber: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match subscriber {
+        Some(subscriber) => match subscriber.next().await {
+            Some(advisory) => Some(advisory),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Settles one message: sends the ack, nak or term, records it on the process

@@ -79,6 +79,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod capture;
+pub mod dead_letter;
 mod error;
 pub mod events;
 pub mod extract;
@@ -109,6 +110,7 @@ pub mod tree;
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
+pub use dead_letter::DeadLetterRoute;
 pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
@@ -167,6 +169,7 @@ pub mod __fuzz {
 /// Items the macros expand to. Not public API: no semver guarantees.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::dead_letter::DeadLetterRoute;
     pub use crate::handler::{Declaration, Declared, Descriptor};
     pub use crate::jetstream::{AckMode, Deliver, JetStreamConsumer, SettleRecord};
     pub use crate::subject_capture::capture;

@@ -11,6 +11,7 @@
 //! | `messaging.nats.received.bytes` | counter | `By` | as `consumed.messages` |
 //! | `messaging.nats.jetstream.redeliveries` | counter | `{message}` | deliveries with a delivery count above 1 |
 //! | `messaging.nats.jetstream.settlements` | counter | `{message}` | plus `messaging.nats.jetstream.ack` = `ack`, `nak`, `term`, `dead_letter` |
+//! | `messaging.nats.jetstream.dead_letters` | counter | `{message}` | as `consumed.messages`, plus `messaging.nats.jetstream.dead_letter.outcome` = `stored` or `failed`, `error.type` on failure (`dead_letter_no_stream`, `dead_letter_refused`, `dead_letter_too_large`, …) |
 //! | `messaging.nats.dropped.messages` | counter | `{message}` | messages async-nats dropped for a slow consumer (needs [`ClientEvents`](crate::ClientEvents)); a lower bound, as async-nats may drop the events themselves in a burst |
 //! | `messaging.nats.handlers.in_flight` | up-down counter | `{handler}` | as `consumed.messages` |
 //! | `messaging.nats.jetstream.consumer.pending` | observable gauge | `{message}` | messages the consumer has yet to deliver, per consumer |
@@ -55,6 +56,7 @@ pub(crate) struct Instruments {
     received_bytes: Counter<u64>,
     redeliveries: Counter<u64>,
     settlements: Counter<u64>,
+    dead_letters: Counter<u64>,
     pub(crate) dropped: Counter<u64>,
     in_flight: Observed,
     in_flight_counter: std::sync::OnceLock<()>,
@@ -104,6 +106,11 @@ impl Instruments {
                 "messaging.nats.jetstream.settlements",
                 "{message}",
                 "JetStream settlements by outcome",
+            ),
+            dead_letters: count(
+                "messaging.nats.jetstream.dead_letters",
+                "{message}",
+                "Dead letters written, stored or failed",
             ),
             dropped: count(
                 "messaging.nats.dropped.messages",
@@ -413,6 +420,20 @@ impl EndpointMetrics {
             Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),
             None => bound.processed.record(elapsed.as_secs_f64()),
         }
+    }
+
+    /// A dead letter was stored, or failed with `error_type`. Rare: not bound.
+    pub(crate) fn dead_letter(&self, error_type: Option<&str>) {
+        let bound = self.bound();
+        let outcome = if error_type.is_some() { "failed" } else { "stored" };
+        let mut attributes = with(
+            bound.base.clone(),
+            [KeyValue::new("messaging.nats.jetstream.dead_letter.outcome", outcome)],
+        );
+        if let Some(error_type) = error_type {
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+        }
+        self.instruments.dead_letters.add(1, &attributes);
     }
 
     /// A settlement was sent in `elapsed`.

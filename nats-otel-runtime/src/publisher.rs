@@ -205,14 +205,24 @@ impl StreamPublish {
     }
 }
 
-/// A stable id for `subject` and `payload`: FNV-1a, 64 bits, in hex.
+/// A stable id for `subject` and `payload`: the first 128 bits of their SHA-256,
+/// in hex. The stream drops a message whose id it has seen in its duplicate
+/// window, so ids of different contents must not collide: 64-bit hashes meet by
+/// chance within a few billion messages, 128-bit ones never in practice.
 fn derived_id(subject: &str, payload: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in subject.as_bytes().iter().chain([0u8].iter()).chain(payload) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    // The length first, so no subject/payload split hashes like another.
+    hasher.update((subject.len() as u64).to_le_bytes());
+    hasher.update(subject.as_bytes());
+    hasher.update(payload);
+    let digest = hasher.finalize();
+    let mut id = String::with_capacity(32);
+    for byte in &digest[..16] {
+        use std::fmt::Write;
+        let _ = write!(id, "{byte:02x}");
     }
-    format!("{hash:016x}")
+    id
 }
 
 impl Publisher {
@@ -768,5 +778,15 @@ mod tests {
         assert_eq!(PublishRetry::default(), PublishRetry::NONE);
         let huge = PublishRetry::new(u32::MAX, Duration::from_secs(1));
         assert_eq!(huge.delay_after(u32::MAX), DEFAULT_MAX_BACKOFF, "no overflow");
+    }
+
+    #[test]
+    fn derived_ids_are_128_bits_and_tell_subject_from_payload() {
+        let id = derived_id("orders.eu", b"{}");
+        assert_eq!(id.len(), 32, "128 bits in hex");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, derived_id("orders.eu", b"{}"), "stable");
+        assert_ne!(derived_id("a.b", b"c"), derived_id("a.bc", b""), "the split is part of the id");
+        assert_ne!(id, derived_id("orders.eu", b"{ }"));
     }
 }

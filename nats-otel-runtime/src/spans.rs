@@ -360,6 +360,28 @@ pub(crate) fn warn(cx: &Context, name: &str, message: &'static str, error: Optio
     }
 }
 
+/// Records on the process span where its message's dead letter was stored.
+pub(crate) fn dead_lettered(cx: &Context, subject: &str, stored: crate::dead_letter::Stored) {
+    let span = cx.span();
+    if !span.is_recording() {
+        return;
+    }
+    let mut attributes = vec![
+        KeyValue::new("messaging.nats.dead_letter.subject", subject.to_owned()),
+        KeyValue::new(
+            "messaging.nats.dead_letter.sequence",
+            i64::try_from(stored.sequence).unwrap_or(i64::MAX),
+        ),
+    ];
+    if stored.size != crate::dead_letter::LetterSize::Whole {
+        attributes.push(KeyValue::new("messaging.nats.dead_letter.size", format!("{:?}", stored.size)));
+    }
+    if stored.duplicate {
+        attributes.push(KeyValue::new("messaging.nats.dead_letter.duplicate", true));
+    }
+    span.add_event("dead letter stored", attributes);
+}
+
 pin_project_lite::pin_project! {
     /// Polls a future with a span's context as the current OpenTelemetry context
     /// (like `FutureExt::with_context`, borrowing it), so spans started inside,

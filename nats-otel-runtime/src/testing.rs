@@ -667,3 +667,6 @@ impl RawPublisher {
         }
     }
 }
+
+mod ledger;
+pub use ledger::{Accounts, Ledger, LedgerError};

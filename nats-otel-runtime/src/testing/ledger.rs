@@ -1,0 +1,201 @@
+//! "Nothing lost", from the server's own state: every message a consumer was
+//! given is acked, termed with its dead letter stored, or still pending.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures_util::StreamExt;
+
+/// Watches one durable consumer's terminations and exhausted deliveries, as the
+/// server announces them in its advisories, and accounts for every message the
+/// consumer's filters select.
+///
+/// Start it before the messages are handled: advisories are not stored.
+///
+/// ```no_run
+/// # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// use nats_otel_runtime::testing::Ledger;
+/// let ledger = Ledger::watch(&client, "ORDERS", "billing").await?;
+/// // … run the service, publish, wait until it is done …
+/// let accounts = ledger.account(Some("DEAD")).await?;
+/// accounts.assert_nothing_lost();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Ledger {
+    client: async_nats::Client,
+    stream: String,
+    consumer: String,
+    announced: Arc<Mutex<Announced>>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Announced {
+    terminated: BTreeSet<u64>,
+    exhausted: BTreeSet<u64>,
+}
+
+/// Where each message of a consumer's stream stands, by stream sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounts {
+    /// At or below the ack floor, neither termed nor exhausted.
+    pub acked: Vec<u64>,
+    /// Termed or exhausted, and its dead letter is stored.
+    pub dead_lettered: Vec<u64>,
+    /// Above the ack floor: the consumer still owes a delivery or an ack.
+    pub pending: Vec<u64>,
+    /// Termed or exhausted with no stored letter: lost.
+    pub lost: Vec<u64>,
+    /// Letters found for this consumer, by the sequence they carry (more than
+    /// one letter per message would show here as a count above 1).
+    pub letters: BTreeMap<u64, usize>,
+}
+
+impl Accounts {
+    /// Panics with the accounts when a message is lost or has two letters.
+    #[allow(clippy::panic)]
+    pub fn assert_nothing_lost(&self) {
+        if !self.lost.is_empty() {
+            panic!("messages given up without a stored dead letter: {:?}\n{self}", self.lost);
+        }
+        if let Some((sequence, count)) = self.letters.iter().find(|(_, count)| **count > 1) {
+            panic!("message {sequence} has {count} dead letters\n{self}");
+        }
+    }
+}
+
+impl fmt::Display for Accounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "acked {:?}, dead-lettered {:?}, pending {:?}, lost {:?}",
+            self.acked, self.dead_lettered, self.pending, self.lost
+        )
+    }
+}
+
+/// What can stop an account being made.
+pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Ledger {
+    /// Subscribes to the consumer's `MSG_TERMINATED` and `MAX_DELIVERIES`
+    /// advisories; returns once the server has registered both.
+    pub async fn watch(
+        client: &async_nats::Client,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<Self, LedgerError> {
+        let announced = Arc::new(Mutex::new(Announced::default()));
+        let mut watchers = Vec::new();
+        for (kind, exhausted) in [("MSG_TERMINATED", false), ("MAX_DELIVERIES", true)] {
+            let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.{kind}.{stream}.{consumer}");
+            let mut advisories = client.subscribe(subject).await?;
+            let announced = announced.clone();
+            watchers.push(tokio::spawn(async move {
+                #[derive(serde::Deserialize)]
+                struct Advisory {
+                    stream_seq: u64,
+                }
+                while let Some(advisory) = advisories.next().await {
+                    let Ok(advisory) = serde_json::from_slice::<Advisory>(&advisory.payload) else {
+                        continue;
+                    };
+                    if let Ok(mut announced) = announced.lock() {
+                        let set =
+                            if exhausted { &mut announced.exhausted } else { &mut announced.terminated };
+                        set.insert(advisory.stream_seq);
+                    }
+                }
+            }));
+        }
+        client.flush().await?;
+        Ok(Self {
+            client: client.clone(),
+            stream: stream.to_owned(),
+            consumer: consumer.to_owned(),
+            announced,
+            watchers,
+        })
+    }
+
+    /// Sequences the server announced as termed.
+    pub fn terminated(&self) -> BTreeSet<u64> {
+        self.announced.lock().map(|a| a.terminated.clone()).unwrap_or_default()
+    }
+
+    /// Sequences the server announced as out of deliveries.
+    pub fn exhausted(&self) -> BTreeSet<u64> {
+        self.announced.lock().map(|a| a.exhausted.clone()).unwrap_or_default()
+    }
+
+    /// Accounts for every message of the stream that the consumer's filters
+    /// select; letters are looked for in `dead_letter_stream`.
+    pub async fn account(&self, dead_letter_stream: Option<&str>) -> Result<Accounts, LedgerError> {
+        let js = jetstream::new(self.client.clone());
+        let mut stream = js.get_stream(&self.stream).await?;
+        let consumer: PullConsumer = stream.get_consumer(&self.consumer).await?;
+        let mut consumer = consumer;
+        let config = consumer.info().await?.config.clone();
+        let ack_floor = consumer.info().await?.ack_floor.stream_sequence;
+        let filters: Vec<String> = if config.filter_subjects.is_empty() {
+            Some(config.filter_subject.clone()).filter(|f| !f.is_empty()).into_iter().collect()
+        } else {
+            config.filter_subjects.clone()
+        };
+        let state = stream.info().await?.state.clone();
+
+        let mut letters = BTreeMap::new();
+        if let Some(name) = dead_letter_stream {
+            let dead = js.get_stream(name).await?;
+            let last = dead.clone().info().await?.state.last_sequence;
+            for sequence in 1..=last {
+                let Ok(letter) = dead.get_raw_message(sequence).await else { continue };
+                let header = |name: &str| letter.headers.get(name).map(|v| v.as_str().to_owned());
+                if header(crate::dead_letter::headers::STREAM).as_deref() == Some(self.stream.as_str())
+                    && header(crate::dead_letter::headers::CONSUMER).as_deref()
+                        == Some(self.consumer.as_str())
+                    && let Some(of) = header(crate::dead_letter::headers::STREAM_SEQUENCE)
+                        .and_then(|s| s.parse::<u64>().ok())
+                {
+                    *letters.entry(of).or_insert(0) += 1;
+                }
+            }
+        }
+
+        let given_up: BTreeSet<u64> = {
+            let announced = self.announced.lock().map_err(|_| "ledger lock poisoned")?;
+            announced.terminated.union(&announced.exhausted).copied().collect()
+        };
+        let mut accounts = Accounts { letters, ..Accounts::default() };
+        for sequence in state.first_sequence..=state.last_sequence {
+            let Ok(message) = stream.get_raw_message(sequence).await else { continue };
+            if !filters.is_empty() && !filters.iter().any(|f| nats_otel_subject::matches(f, &message.subject))
+            {
+                continue;
+            }
+            if given_up.contains(&sequence) {
+                if accounts.letters.contains_key(&sequence) {
+                    accounts.dead_lettered.push(sequence);
+                } else {
+                    accounts.lost.push(sequence);
+                }
+            } else if sequence <= ack_floor {
+                accounts.acked.push(sequence);
+            } else {
+                accounts.pending.push(sequence);
+            }
+        }
+        Ok(accounts)
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
+    }
+}
