@@ -2,11 +2,8 @@
 //! extractor, and the loop that settles every message from its handler's result.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
@@ -16,6 +13,7 @@ use futures_util::StreamExt;
 
 use crate::dead_letter::{self, DeadLetterRoute, DeadLetters, Letter, Original, Reason};
 use crate::error::{ServeError, ServeErrorKind};
+use crate::keep_alive::{AckWait, Pace, Waiting, with_progress};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::peer::Peer;
 use crate::settle::{Policy, Settlement};
@@ -207,10 +205,13 @@ impl JetStreamConsumer {
     /// How many messages one pull asks for (default [`DEFAULT_BATCH`], at least
     /// `concurrency`, at most `max_ack_pending`).
     ///
-    /// Larger batches keep handlers busy while the next pull is on its way; but a
-    /// pulled message waits in the client until a handler is free, and its
-    /// `ack_wait` runs meanwhile. For slow handlers with a short `ack_wait`, keep
-    /// `batch × handler time / concurrency` well under `ack_wait`.
+    /// Larger batches keep handlers busy while the next pull is on its way. A
+    /// pulled message that waits for a free handler is kept alive (`+WPI` at half
+    /// the consumer's current `ack_wait`), so slow handlers are never redelivered
+    /// while their messages queue. The service holds up to the consumer's
+    /// `max_ack_pending` messages (server default 1,000); with an unlimited
+    /// `max_ack_pending` (-1), set one, or messages past twice the batch may wait
+    /// unread in the client, where nothing keeps them alive.
     #[must_use]
     pub fn batch(mut self, messages: usize) -> Self {
         self.batch = Some(messages);
@@ -525,8 +526,8 @@ struct Shared<H, S> {
     spans: Arc<JetStreamSpans>,
     policy: Policy,
     ack: AckMode,
-    /// The consumer's `ack_wait`, as the server holds it.
-    ack_wait: Duration,
+    /// The consumer's `ack_wait`, as the server holds it now.
+    ack_wait: AckWait,
     dead_letters: Option<DeadLetters>,
     stream: jetstream::stream::Stream,
     metrics: Arc<EndpointMetrics>,
@@ -560,7 +561,17 @@ where
     };
     tokio::pin!(deleted_advisory);
     let limit = spec.concurrency_limit();
-    let ack_wait = consumer.cached_info().config.ack_wait;
+    let config = &consumer.cached_info().config;
+    let (ack_wait, follow_ack_wait) = AckWait::follow(consumer.clone(), config.ack_wait);
+    tokio::pin!(follow_ack_wait);
+    let batch = spec.batch_size();
+    // Pulled messages are all held here, never left unread in the client where
+    // nothing could keep them alive: the server stops at `max_ack_pending`.
+    let hold = match usize::try_from(config.max_ack_pending) {
+        Ok(max) if max > 0 => max,
+        _ => batch.saturating_mul(2),
+    }
+    .max(limit);
     let peer = Peer::of(&run.client);
     let metrics = Arc::new(EndpointMetrics::new(
         run.instruments.clone(),
@@ -589,7 +600,6 @@ where
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         subject_offset: spec.prefix_tokens,
     };
-    let batch = spec.batch_size();
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -602,16 +612,28 @@ where
     // Made once, not per turn of the loop (see the core loop).
     let stop = stopped.changed();
     tokio::pin!(stop);
-    // Handlers run concurrently on this task (see the core loop), at most `limit`;
-    // no more is pulled than can be handled right away.
+    // Handlers run concurrently on this task (see the core loop), at most
+    // `limit`; the other messages held wait, kept alive by `beat`.
     let mut in_flight = FuturesUnordered::new();
+    let mut waiting = Waiting::default();
+    let beat = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(beat);
     // Letters for deliveries that never came back, written from advisories.
     let mut exhausted = FuturesUnordered::new();
 
     let ended = loop {
+        while in_flight.len() < limit
+            && let Some(message) = waiting.pop()
+        {
+            in_flight.push(shared.process(message));
+        }
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            () = &mut beat, if !waiting.is_empty() => {
+                waiting.beat().await;
+                beat.as_mut().reset(tokio::time::Instant::now() + shared.ack_wait.waiting_pace(&shared.policy));
+            }
             Some(()) = exhausted.next(), if !exhausted.is_empty() => {}
             _ = &mut stop => break Ok(()),
             Some(advisory) = next_advisory(&mut max_deliveries) => {
@@ -620,8 +642,15 @@ where
             () = &mut deleted_advisory => {
                 break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
             }
-            next = messages.next(), if in_flight.len() < limit => match next {
-                Some(Ok(message)) => in_flight.push(shared.process(message)),
+            infallible = &mut follow_ack_wait => match infallible {},
+            next = messages.next(), if in_flight.len() + waiting.len() < hold => match next {
+                Some(Ok(message)) if in_flight.len() < limit => in_flight.push(shared.process(message)),
+                Some(Ok(message)) => {
+                    if waiting.is_empty() {
+                        beat.as_mut().reset(tokio::time::Instant::now() + shared.ack_wait.waiting_pace(&shared.policy));
+                    }
+                    waiting.push(message);
+                }
                 Some(Err(e)) => {
                     use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
                     if e.kind() == Kind::ConsumerDeleted {
@@ -635,8 +664,10 @@ where
             },
         }
     };
-    // Stop pulling, then let every in-flight handler finish and settle.
+    // Stop pulling, give back what no handler took, then let every in-flight
+    // handler finish and settle.
     drop(messages);
+    waiting.release().await;
     while in_flight.next().await.is_some() {}
     while exhausted.next().await.is_some() {}
     ended
@@ -673,12 +704,10 @@ impl<H, S> Shared<H, S> {
 
         async move {
             let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
-            let outcome = with_progress(
-                crate::service::invoke(&self.handler, &incoming, &self.state),
-                &settler,
-                self.progress_every(delivered),
-            )
-            .await;
+            let pace = Pace { policy: &self.policy, ack_wait: &self.ack_wait, delivered };
+            let outcome =
+                with_progress(crate::service::invoke(&self.handler, &incoming, &self.state), &settler, pace)
+                    .await;
             let error_type = match &outcome {
                 crate::Outcome::Failure(failure) => {
                     spans::record_failure(&incoming.cx, self.spans.name(), failure);
@@ -710,12 +739,6 @@ impl<H, S> Shared<H, S> {
             }
             let _ = settler.settle(settlement).await;
         }
-    }
-
-    /// Heartbeats at half the ack timeout the server applies to this delivery.
-    fn progress_every(&self, delivered: i64) -> Option<Duration> {
-        let ack_wait = self.policy.ack_wait_for(delivered, self.ack_wait);
-        (ack_wait > Duration::ZERO).then(|| ack_wait / 2)
     }
 
     /// Writes the letter for a failed delivery; whether it is stored (then the
@@ -851,7 +874,7 @@ impl std::fmt::Debug for Settler {
 }
 
 impl Settler {
-    fn is_settled(&self) -> bool {
+    pub(crate) fn is_settled(&self) -> bool {
         self.settled.load(std::sync::atomic::Ordering::Acquire)
     }
 
@@ -882,7 +905,7 @@ impl Settler {
         sent
     }
 
-    async fn progress(&self) {
+    pub(crate) async fn progress(&self) {
         let _ = self.acker.ack_with(AckKind::Progress).await;
     }
 }
@@ -941,56 +964,5 @@ impl<S> FromMessage<S> for Acker {
             Rejection::new("not_jetstream", "`Acker` needs a message from a JetStream consumer")
                 .with_code(500)
         })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Runs a handler, telling the server every `every` that the message is still
-    /// being worked on (`+WPI`), so slow handlers are not redelivered while they run.
-    ///
-    /// A hand-written future rather than an `async fn`: that one kept the
-    /// handler's future three times over in every message's state.
-    struct WithProgress<'a, F> {
-        #[pin]
-        future: F,
-        settler: &'a Settler,
-        every: Option<Duration>,
-        // Made at the first `Pending`: most handlers finish on their first poll
-        // and need no timer, and the heartbeat's publish stays off every
-        // message's future.
-        heartbeats: Option<Pin<Box<dyn Future<Output = Infallible> + Send + 'a>>>,
-    }
-}
-
-fn with_progress<F: Future>(future: F, settler: &Settler, every: Option<Duration>) -> WithProgress<'_, F> {
-    WithProgress { future, settler, every, heartbeats: None }
-}
-
-impl<F: Future> Future for WithProgress<'_, F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.future.poll(cx) {
-            return Poll::Ready(output);
-        }
-        if let Some(every) = *this.every {
-            let settler = *this.settler;
-            let heartbeats = this.heartbeats.get_or_insert_with(|| Box::pin(heartbeats(settler, every)));
-            // Never ready: it beats until the handler is done and this is dropped.
-            let _ = heartbeats.as_mut().poll(cx);
-        }
-        Poll::Pending
-    }
-}
-
-/// `+WPI` every `every`, until the message is settled (the caller stops polling).
-async fn heartbeats(settler: &Settler, every: Duration) -> Infallible {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        ticks.tick().await;
-        if !settler.is_settled() {
-            settler.progress().await;
-        }
     }
 }

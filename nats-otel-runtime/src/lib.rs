@@ -86,6 +86,7 @@ pub mod extract;
 mod handler;
 mod incoming;
 pub mod jetstream;
+mod keep_alive;
 pub mod message;
 pub mod metrics;
 mod peer;

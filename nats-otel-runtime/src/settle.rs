@@ -7,10 +7,17 @@
 //! | `Err`, retryable | the last allowed (`delivered == max_deliver`) | **dead letter** then term when `dead_letter` is set, else **term** |
 //! | `Err` with [`Retry::Never`] (see [`Permanent`]) | any | **dead letter** then term when set, else **term** |
 //! | payload rejected by an extractor (poison) | any | **dead letter** then term when set, else **term**: never redelivered |
-//! | panic | as a retryable `Err` | nak with the backoff delay, recorded on the span |
+//! | panic (handler, extractor, reply encoding, error formatting) | as a retryable `Err` | nak with the backoff delay, recorded on the span |
+//! | dead letter not stored (no stream, refused, timed out) | any | **nak**, delayed by the backoff entry, else 1 s doubling to 1 min: never termed, never a zero-delay loop; on the span and in `messaging.nats.jetstream.dead_letters` |
+//! | no settlement at all on the last allowed delivery (process ended, `Acker` left unsettled) | — | **dead letter** from the server's `MAX_DELIVERIES` advisory, once per consumer |
 //!
-//! A dead letter is published (and, to a stream, acknowledged) before the term; if
-//! that publish fails the message is nak'ed instead, so it is never lost.
+//! **A message is termed only after its dead letter is confirmed stored**: a
+//! PubAck from the dead-letter stream, for the letter's own id (stream, sequence,
+//! consumer), so a retry of the same letter is a duplicate and another
+//! consumer's letter is not. Letters too large for the server or the stream are
+//! stored without their payload, then without the original headers, and say so.
+//! On the explicit core route ([`DeadLetterRoute::Core`](crate::DeadLetterRoute))
+//! a letter is only sent, not confirmed. See [`dead_letter`](crate::dead_letter).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,0 +1,191 @@
+//! Keeping held JetStream messages alive: every message the service holds,
+//! whether its handler runs or it waits for a free one, tells the server it is
+//! in progress (`+WPI`) at half the consumer's *current* ack timeout, so a slow
+//! handler or a long queue never makes the server deliver it again meanwhile.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind};
+use tokio::sync::watch;
+
+use crate::jetstream::Settler;
+use crate::settle::Policy;
+
+/// How often the consumer's `ack_wait` is read again: another deployment may
+/// change it (a rolling update), and the pace must follow within a second.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// The consumer's `ack_wait` as the server last reported it.
+#[derive(Debug, Clone)]
+pub(crate) struct AckWait(watch::Receiver<Duration>);
+
+impl AckWait {
+    /// Follows `consumer`'s `ack_wait`, starting from `initial`; the future reads
+    /// the consumer every second and never ends (drop it to stop).
+    pub(crate) fn follow(
+        mut consumer: PullConsumer,
+        initial: Duration,
+    ) -> (Self, impl Future<Output = Infallible>) {
+        let (sender, receiver) = watch::channel(initial);
+        let following = async move {
+            let mut ticks = tokio::time::interval(FOLLOW_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                // A failed read (a restart, a failover) keeps the last value.
+                if let Ok(info) = consumer.info().await {
+                    let ack_wait = info.config.ack_wait;
+                    sender.send_if_modified(|current| std::mem::replace(current, ack_wait) != ack_wait);
+                }
+            }
+        };
+        (Self(receiver), following)
+    }
+
+    fn current(&self) -> Duration {
+        *self.0.borrow()
+    }
+
+    /// The pace for messages not yet started, whose delivery count is not
+    /// looked at: half the shortest ack timeout the server may apply.
+    pub(crate) fn waiting_pace(&self, policy: &Policy) -> Duration {
+        let shortest = policy.backoff.iter().copied().chain([self.current()]).min().unwrap_or_default();
+        (shortest / 2).max(MIN_PACE)
+    }
+}
+
+/// Never beat faster than this, whatever the server says (an `ack_wait` of 1 ms).
+const MIN_PACE: Duration = Duration::from_millis(10);
+
+/// The heartbeat pace of one delivery: half the ack timeout the server applies
+/// to it (the backoff entry for its delivery count, else `ack_wait`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) ack_wait: &'a AckWait,
+    pub(crate) delivered: i64,
+}
+
+impl Pace<'_> {
+    fn every(&self) -> Option<Duration> {
+        let ack_wait = self.policy.ack_wait_for(self.delivered, self.ack_wait.current());
+        (ack_wait > Duration::ZERO).then(|| (ack_wait / 2).max(MIN_PACE))
+    }
+}
+
+/// Messages pulled but waiting for a free handler, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(VecDeque<jetstream::Message>);
+
+impl Waiting {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, message: jetstream::Message) {
+        self.0.push_back(message);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<jetstream::Message> {
+        self.0.pop_front()
+    }
+
+    /// Tells the server every waiting message is still being worked on.
+    pub(crate) async fn beat(&self) {
+        for message in &self.0 {
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
+    }
+
+    /// Gives every waiting message back to the server at once (on shutdown),
+    /// rather than after its ack timeout.
+    pub(crate) async fn release(self) {
+        for message in self.0 {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Runs a handler, telling the server at the delivery's pace that the
+    /// message is still being worked on, so it is not redelivered while it runs.
+    ///
+    /// A hand-written future rather than an `async fn`: that one kept the
+    /// handler's future three times over in every message's state.
+    pub(crate) struct WithProgress<'a, F> {
+        #[pin]
+        future: F,
+        settler: &'a Settler,
+        pace: Pace<'a>,
+        // Made at the first `Pending`: most handlers finish on their first poll
+        // and need no timer, and the heartbeat's publish stays off every
+        // message's future.
+        heartbeats: Option<Pin<Box<dyn Future<Output = Infallible> + Send + 'a>>>,
+    }
+}
+
+pub(crate) fn with_progress<'a, F: Future>(
+    future: F,
+    settler: &'a Settler,
+    pace: Pace<'a>,
+) -> WithProgress<'a, F> {
+    WithProgress { future, settler, pace, heartbeats: None }
+}
+
+impl<F: Future> Future for WithProgress<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(output);
+        }
+        let (settler, pace) = (*this.settler, *this.pace);
+        let heartbeats = this.heartbeats.get_or_insert_with(|| Box::pin(heartbeats(settler, pace)));
+        // Never ready: it beats until the handler is done and this is dropped.
+        let _ = heartbeats.as_mut().poll(cx);
+        Poll::Pending
+    }
+}
+
+/// `+WPI` at the delivery's pace until the message is settled (the caller then
+/// stops polling); when the consumer's `ack_wait` changes, at once and then at
+/// the new pace.
+async fn heartbeats(settler: &Settler, pace: Pace<'_>) -> Infallible {
+    let mut changes = pace.ack_wait.0.clone();
+    // False once the consumer is no longer followed (the service is stopping).
+    let mut following = true;
+    loop {
+        let beat = match (pace.every(), following) {
+            (Some(every), true) => tokio::select! {
+                () = tokio::time::sleep(every) => true,
+                changed = changes.changed() => {
+                    following = changed.is_ok();
+                    following
+                }
+            },
+            (Some(every), false) => {
+                tokio::time::sleep(every).await;
+                true
+            }
+            (None, true) => {
+                following = changes.changed().await.is_ok();
+                following
+            }
+            (None, false) => return std::future::pending().await,
+        };
+        if beat && !settler.is_settled() {
+            settler.progress().await;
+        }
+    }
+}
