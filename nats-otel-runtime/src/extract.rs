@@ -255,44 +255,202 @@ impl<T: Clone> FromRef<T> for T {
 ///
 /// Taking an `Envelope<T>` makes the service read the trace context from the
 /// envelope when the headers carry none, so such publishers' traces continue.
+/// Only `data` decides whether the message is accepted: a trace field that is not
+/// a string (`"tracestate": 7`) is read as absent, and one that is not a valid
+/// trace context gives a new root span, as bad trace headers do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<T> {
     /// The decoded `data` field.
     pub data: T,
-    /// The envelope's `traceparent`, when present.
+    /// The envelope's `traceparent`, when present as a string (the first one, if
+    /// repeated).
     pub traceparent: Option<String>,
-    /// The envelope's `tracestate`, when present.
+    /// The envelope's `tracestate`, when present as a string (the first one, if
+    /// repeated).
     pub tracestate: Option<String>,
 }
 
 impl<T> Extractor for Envelope<T> {}
 
-#[derive(serde::Deserialize)]
-struct EnvelopeWire<T> {
-    #[serde(default)]
-    traceparent: Option<String>,
-    #[serde(default)]
-    tracestate: Option<String>,
-    data: T,
-}
-
 impl<S, T: DeserializeOwned> FromMessage<S> for Envelope<T> {
     const TRACE_CONTEXT_IN_BODY: bool = true;
 
     fn from_message(incoming: &Incoming, _: &S) -> Result<Self, Rejection> {
-        let wire: EnvelopeWire<T> = serde_json::from_slice(incoming.payload())
-            .map_err(|e| Rejection::new("serde_json::Error", format!("invalid JSON envelope: {e}")))?;
-        Ok(Envelope { data: wire.data, traceparent: wire.traceparent, tracestate: wire.tracestate })
+        let invalid =
+            |e: serde_json::Error| Rejection::new("serde_json::Error", format!("invalid JSON envelope: {e}"));
+        let wire: EnvelopeWire<'_, T> = serde_json::from_slice(incoming.payload()).map_err(invalid)?;
+        let data = match wire.data {
+            Some(data) => data,
+            // As a derived struct does: an absent `data` is `None` for an `Option`.
+            None => T::deserialize(serde_json::Value::Null)
+                .map_err(|_| invalid(serde::de::Error::missing_field("data")))?,
+        };
+        Ok(Envelope {
+            data,
+            traceparent: wire.traceparent.map(Cow::into_owned),
+            tracestate: wire.tracestate.map(Cow::into_owned),
+        })
     }
 }
 
-/// The trace fields of an envelope, without decoding `data`.
-#[derive(serde::Deserialize)]
-struct EnvelopeTraceFields {
-    #[serde(default)]
-    traceparent: Option<String>,
-    #[serde(default)]
-    tracestate: Option<String>,
+/// An envelope as sent: `data` typed, the trace fields lenient. Its own
+/// `Deserialize` (rather than a derive) so that a trace field of another type
+/// than a string, or a repeated one, never fails the whole envelope.
+struct EnvelopeWire<'de, T> {
+    traceparent: Option<Cow<'de, str>>,
+    tracestate: Option<Cow<'de, str>>,
+    data: Option<T>,
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for EnvelopeWire<'de, T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor(std::marker::PhantomData))
+    }
+}
+
+struct EnvelopeVisitor<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for EnvelopeVisitor<T> {
+    type Value = EnvelopeWire<'de, T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object with a `data` field")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut wire = EnvelopeWire { traceparent: None, tracestate: None, data: None };
+        while let Some(key) = map.next_key::<EnvelopeKey>()? {
+            match key {
+                EnvelopeKey::Traceparent => {
+                    let TraceField(value) = map.next_value()?;
+                    wire.traceparent = wire.traceparent.or(value);
+                }
+                EnvelopeKey::Tracestate => {
+                    let TraceField(value) = map.next_value()?;
+                    wire.tracestate = wire.tracestate.or(value);
+                }
+                EnvelopeKey::Data if wire.data.is_some() => {
+                    return Err(serde::de::Error::duplicate_field("data"));
+                }
+                EnvelopeKey::Data => wire.data = Some(map.next_value()?),
+                EnvelopeKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(wire)
+    }
+}
+
+/// A field name of the envelope.
+enum EnvelopeKey {
+    Traceparent,
+    Tracestate,
+    Data,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for EnvelopeKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = EnvelopeKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<EnvelopeKey, E> {
+                Ok(match key {
+                    "traceparent" => EnvelopeKey::Traceparent,
+                    "tracestate" => EnvelopeKey::Tracestate,
+                    "data" => EnvelopeKey::Data,
+                    _ => EnvelopeKey::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A trace field's value: the string, or `None` for any other JSON value, which
+/// is skipped without building it (nested arrays or objects cost no recursion).
+struct TraceField<'de>(Option<Cow<'de, str>>);
+
+impl<'de> serde::Deserialize<'de> for TraceField<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TraceFieldVisitor)
+    }
+}
+
+struct TraceFieldVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TraceFieldVisitor {
+    type Value = TraceField<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(TraceField(Some(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(TraceField(Some(Cow::Owned(v.to_owned()))))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(TraceField(Some(Cow::Owned(v))))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_i128<E>(self, _: i128) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_u128<E>(self, _: u128) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(TraceField(None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(TraceField(None))
+    }
 }
 
 /// The remote parent carried in a JSON envelope payload, when valid.
@@ -300,8 +458,8 @@ pub(crate) fn envelope_parent(payload: &[u8]) -> Option<Context> {
     use opentelemetry::propagation::Extractor as _;
     use opentelemetry::trace::TraceContextExt;
 
-    struct Fields<'a>(&'a EnvelopeTraceFields);
-    impl opentelemetry::propagation::Extractor for Fields<'_> {
+    struct Fields<'a, 'de>(&'a EnvelopeWire<'de, serde::de::IgnoredAny>);
+    impl opentelemetry::propagation::Extractor for Fields<'_, '_> {
         fn get(&self, key: &str) -> Option<&str> {
             let value = match key {
                 "traceparent" => self.0.traceparent.as_deref(),
@@ -315,9 +473,72 @@ pub(crate) fn envelope_parent(payload: &[u8]) -> Option<Context> {
         }
     }
 
-    let fields: EnvelopeTraceFields = serde_json::from_slice(payload).ok()?;
+    // `data` is skipped, not decoded: the extractor decodes it.
+    let fields: EnvelopeWire<'_, serde::de::IgnoredAny> = serde_json::from_slice(payload).ok()?;
     let carrier = Fields(&fields);
     carrier.get("traceparent")?;
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
     cx.span().span_context().is_valid().then_some(cx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(payload: &str) -> Incoming {
+        let message = Message {
+            subject: "s".into(),
+            reply: None,
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            headers: None,
+            status: None,
+            description: None,
+            length: payload.len(),
+        };
+        Incoming::new(message, Context::new())
+    }
+
+    fn envelope<T: DeserializeOwned>(payload: &str) -> Result<Envelope<T>, Rejection> {
+        <Envelope<T> as FromMessage<()>>::from_message(&incoming(payload), &())
+    }
+
+    #[test]
+    fn envelope_trace_fields_of_another_type_are_read_as_absent() {
+        let read = envelope::<u32>(r#"{"tracestate": 7, "traceparent": {"a": [1]}, "data": 3}"#).ok();
+        assert_eq!(read, Some(Envelope { data: 3, traceparent: None, tracestate: None }));
+        let read =
+            envelope::<u32>(r#"{"traceparent": 1, "traceparent": "tp", "tracestate": "a\"b", "data": 3}"#)
+                .ok()
+                .map(|e| (e.traceparent, e.tracestate));
+        assert_eq!(
+            read,
+            Some((Some("tp".to_owned()), Some("a\"b".to_owned()))),
+            "the first string, unescaped"
+        );
+    }
+
+    #[test]
+    fn envelope_data_alone_decides_acceptance() {
+        assert!(envelope::<u32>(r#"{"data": "x"}"#).is_err());
+        assert!(
+            envelope::<u32>(r#"{"tracestate": "k=v"}"#)
+                .is_err_and(|e| e.message().contains("missing field `data`"))
+        );
+        assert!(envelope::<u32>(r#"{"data": 1, "data": 2}"#).is_err());
+        assert!(envelope::<u32>("[1, 2, 3]").is_err());
+        assert!(envelope::<u32>(r#"{"data": 1"#).is_err());
+        // As with a derived struct, an absent optional `data` is `None`.
+        assert_eq!(envelope::<Option<u32>>("{}").ok().map(|e| e.data), Some(None));
+        assert_eq!(envelope::<u32>(r#"{"other": [[[]]], "data": 1}"#).ok().map(|e| e.data), Some(1));
+    }
+
+    #[test]
+    fn trace_fields_nested_deeply_are_skipped_without_recursion() {
+        // Parenting on a valid traceparent next to a bad tracestate is checked end
+        // to end, with the W3C propagator, in tests/tests/user_code_guards.rs.
+        assert!(envelope_parent(br#"{"traceparent": 12, "data": 1}"#).is_none());
+        let deep = format!(r#"{{"traceparent": {}{}, "data": 1}}"#, "[".repeat(5_000), "]".repeat(5_000));
+        assert!(envelope_parent(deep.as_bytes()).is_none());
+        assert!(envelope::<u32>(&deep).is_ok(), "nesting in a trace field is skipped, not recursed into");
+    }
 }
