@@ -213,9 +213,11 @@ pub enum FailureKind {
     Handler,
     /// An extractor rejected the message (for example a payload that does not decode).
     Rejected,
-    /// The handler panicked.
+    /// User code panicked: an extractor, the handler, or the encoding of its
+    /// reply or error (`Serialize`, `Display`, `code`, …).
     Panicked,
-    /// The handler's value could not be encoded as a reply.
+    /// The handler's value could not be encoded as a reply, or the reply is
+    /// larger than the server's `max_payload`.
     Reply,
 }
 
@@ -265,6 +267,25 @@ impl Failure {
         Self { kind: FailureKind::Rejected, code, error_type, message, retry: crate::Retry::Never }
     }
 
+    /// A caught panic. The payload is dropped here, guarded: its `Drop` is user
+    /// code as well.
+    pub(crate) fn caught(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let failure = Self::panicked(&*payload);
+        drop_panic_payload(payload);
+        failure
+    }
+
+    /// A reply the server would refuse: larger than its `max_payload`.
+    pub(crate) fn too_large(size: usize, max_payload: usize) -> Self {
+        Self {
+            kind: FailureKind::Reply,
+            code: 500,
+            error_type: Cow::Borrowed("max_payload_exceeded"),
+            message: format!("reply of {size} bytes exceeds the server's max_payload of {max_payload}"),
+            retry: crate::Retry::Never,
+        }
+    }
+
     pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
         let what = payload
             .downcast_ref::<&str>()
@@ -278,6 +299,14 @@ impl Failure {
             message: format!("handler panicked: {what}"),
             retry: crate::Retry::Backoff,
         }
+    }
+}
+
+/// Drops a caught panic's payload; a panic in its `Drop` is caught too, and that
+/// second payload leaked rather than dropped, so nothing unwinds out.
+pub(crate) fn drop_panic_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }
 

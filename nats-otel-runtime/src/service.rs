@@ -694,7 +694,12 @@ where
     }
     // Let every in-flight handler finish.
     while in_flight.next().await.is_some() {}
-    if draining { Ok(()) } else { Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context)) }
+    if draining {
+        return Ok(());
+    }
+    // Ended without a drain: a dead connection task, or a subscription closed
+    // under a live client; the client's `Connected` state says nothing either way.
+    Err(crate::connection::subscription_ended(&shared.client, &context).await)
 }
 
 impl<H, S> Shared<H, S> {
@@ -707,21 +712,43 @@ impl<H, S> Shared<H, S> {
     {
         let started = std::time::Instant::now();
         self.metrics.received(message.payload.len());
-        let cx = self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY);
+        // The propagator, the sampler and span processors are the user's code too:
+        // if they panic, the message is handled without a span.
+        let cx = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY)
+        }))
+        .unwrap_or_else(|panic| {
+            crate::reply::drop_panic_payload(panic);
+            opentelemetry::Context::new()
+        });
         let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
-        async move {
+        let handled = async move {
             let outcome = invoke(&self.handler, &incoming, &self.state).await;
             // Only the reply subject and the span outlive the handler.
             let Incoming { message, cx, .. } = incoming;
             let failed = finish(&self.client, self.spans.name(), message.reply, &cx, outcome).await;
             self.metrics.processed(started.elapsed(), failed.as_deref());
-        }
+        };
+        // Last resort for user code the service calls after the handler (span
+        // processors as the span ends, `tracing` layers): a panic there costs this
+        // message's record, never the subscription.
+        AssertUnwindSafe(handled).catch_unwind().map(|ended| {
+            if let Err(panic) = ended {
+                crate::reply::drop_panic_payload(panic);
+            }
+        })
     }
 }
 
-/// Extracts the arguments and runs the handler with its span's context current,
-/// catching panics.
+/// Extracts the arguments, runs the handler and turns its output into an
+/// [`Outcome`], with its span's context current, catching panics.
+///
+/// Everything user code does for a message happens inside the guard: extractors
+/// (`FromMessage`, captures, payload decoding), the handler, and the output's
+/// conversion (a reply's `Serialize` or codec, an error's `Display`, `code`,
+/// `retry` and `error_type`, and the drop of both). A panic in any of them is a
+/// [`FailureKind::Panicked`] outcome.
 ///
 /// Extraction happens in the handler's first poll, so a handler that completes at
 /// once attaches the context a single time.
@@ -730,13 +757,14 @@ where
     H: Handler<T, S>,
 {
     let run = async {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(incoming, state))) {
-            Ok(Ok(future)) => match AssertUnwindSafe(future).catch_unwind().await {
-                Ok(output) => output.into_outcome(),
-                Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
-            },
-            Ok(Err(rejection)) => Outcome::Failure(Failure::rejected(rejection)),
-            Err(panic) => Outcome::Failure(Failure::panicked(&*panic)),
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(incoming, state))) {
+            Ok(Ok(future)) => future,
+            Ok(Err(rejection)) => return Outcome::Failure(Failure::rejected(rejection)),
+            Err(panic) => return Outcome::Failure(Failure::caught(panic)),
+        };
+        match AssertUnwindSafe(future.map(IntoOutcome::into_outcome)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => Outcome::Failure(Failure::caught(panic)),
         }
     };
     InContext::new(&incoming.cx, run).await
@@ -744,6 +772,10 @@ where
 
 /// Records the outcome on the span (`name`) and answers requests; gives the
 /// `error.type` of a failure.
+///
+/// A reply larger than the server's `max_payload` is not published (the server
+/// would refuse it, and the requester would wait for its timeout): the requester
+/// gets a 500 service error instead.
 async fn finish(
     client: &Client,
     name: &str,
@@ -751,45 +783,133 @@ async fn finish(
     span: &opentelemetry::Context,
     outcome: Outcome,
 ) -> Option<Cow<'static, str>> {
-    match outcome {
+    let failure = match outcome {
         Outcome::Success(reply) => {
             let reply_to = reply_to?;
+            // An atomic load: async-nats keeps it current across reconnections.
+            let max_payload = client.max_payload();
+            let size = reply.payload.len() + reply.headers.as_ref().map_or(0, headers_wire_len);
+            if size > max_payload {
+                let failure = Failure::too_large(size, max_payload);
+                answer_failure(client, name, reply_to, span, &failure).await;
+                return Some(failure.error_type);
+            }
             let sent = match reply.headers {
                 Some(headers) => client.publish_with_headers(reply_to, headers, reply.payload).await,
                 None => client.publish(reply_to, reply.payload).await,
             };
-            if let Err(e) = sent {
-                let failure = Failure {
-                    kind: FailureKind::Reply,
-                    code: 500,
-                    error_type: Cow::Borrowed("async_nats::PublishError"),
-                    message: format!("failed to send the reply: {e}"),
-                    retry: crate::Retry::Backoff,
-                };
-                spans::record_failure(span, name, &failure);
-                return Some(failure.error_type);
-            }
-            None
-        }
-        Outcome::Failure(failure) => {
+            let Err(e) = sent else { return None };
+            let failure = Failure {
+                kind: FailureKind::Reply,
+                code: 500,
+                error_type: Cow::Borrowed("async_nats::PublishError"),
+                message: format!("failed to send the reply: {e}"),
+                retry: crate::Retry::Backoff,
+            };
             spans::record_failure(span, name, &failure);
-            if let Some(reply_to) = reply_to {
-                let headers = service_error_headers(failure.code(), failure.message());
-                if let Err(e) = client.publish_with_headers(reply_to, headers, Bytes::new()).await {
-                    spans::warn(span, name, "failed to send the error reply", Some(&e));
-                }
-            }
-            Some(failure.error_type)
+            return Some(failure.error_type);
         }
+        Outcome::Failure(failure) => failure,
+    };
+    match reply_to {
+        Some(reply_to) => answer_failure(client, name, reply_to, span, &failure).await,
+        None => spans::record_failure(span, name, &failure),
+    }
+    Some(failure.error_type)
+}
+
+/// Records `failure` on the span and sends the requester its service error.
+async fn answer_failure(
+    client: &Client,
+    name: &str,
+    reply_to: async_nats::Subject,
+    span: &opentelemetry::Context,
+    failure: &Failure,
+) {
+    spans::record_failure(span, name, failure);
+    let headers = service_error_headers(failure.code(), failure.message(), client.max_payload());
+    if let Err(e) = client.publish_with_headers(reply_to, headers, Bytes::new()).await {
+        spans::warn(span, name, "failed to send the error reply", Some(&e));
     }
 }
 
-/// The NATS service API's error headers; the description is kept to one line, as
-/// header values cannot hold line breaks.
-pub(crate) fn service_error_headers(code: u16, description: &str) -> HeaderMap {
-    let one_line: String = description.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+/// The size of a header block on the wire (`NATS/1.0`, one `name: value` line per
+/// value, a blank line), as the server counts it against `max_payload`; none for
+/// an empty map, which async-nats sends as a plain `PUB`.
+fn headers_wire_len(headers: &HeaderMap) -> usize {
+    if headers.is_empty() {
+        return 0;
+    }
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values.iter().map(|v| name.len() + v.as_str().len() + ": \r\n".len()).sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n\r\n".len() + lines
+}
+
+/// The longest `Nats-Service-Error` description sent, in bytes: an error's text
+/// can be anything, and the error reply must fit in the server's `max_payload`.
+pub(crate) const MAX_SERVICE_ERROR_DESCRIPTION: usize = 1024;
+
+/// The service error headers' size around the description: the version line,
+/// both names, a five-digit code, line ends.
+const SERVICE_ERROR_HEADERS_ROOM: usize = 66;
+
+/// The NATS service API's error headers. The description is kept to one line (a
+/// header value cannot hold line breaks) and cut on a character boundary at
+/// [`MAX_SERVICE_ERROR_DESCRIPTION`] bytes, or less when `max_payload` is smaller,
+/// so the error reply always fits.
+pub(crate) fn service_error_headers(code: u16, description: &str, max_payload: usize) -> HeaderMap {
+    let cap = MAX_SERVICE_ERROR_DESCRIPTION.min(max_payload.saturating_sub(SERVICE_ERROR_HEADERS_ROOM));
+    let mut end = description.len().min(cap);
+    while !description.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = description.get(..end).unwrap_or_default();
+    let one_line: String = cut.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let mut headers = HeaderMap::new();
     headers.insert(NATS_SERVICE_ERROR, one_line.as_str());
     headers.insert(NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_wire_length_counts_every_line_as_sent() {
+        assert_eq!(headers_wire_len(&HeaderMap::new()), 0);
+        let mut headers = HeaderMap::new();
+        headers.insert("A", "b");
+        headers.append("A", "cd");
+        headers.insert("Name", "");
+        // "NATS/1.0\r\n" "A: b\r\n" "A: cd\r\n" "Name: \r\n" "\r\n"
+        assert_eq!(headers_wire_len(&headers), 10 + 6 + 7 + 8 + 2);
+    }
+
+    #[test]
+    fn service_error_descriptions_are_one_line_cut_on_a_char_boundary_and_fit_max_payload() {
+        let headers = service_error_headers(404, "not\r\nfound", 1 << 20);
+        assert_eq!(headers.get(NATS_SERVICE_ERROR).map(|v| v.as_str()), Some("not  found"));
+        assert_eq!(headers.get(NATS_SERVICE_ERROR_CODE).map(|v| v.as_str()), Some("404"));
+
+        let huge = format!("x{}", "é".repeat(10_000));
+        let headers = service_error_headers(500, &huge, 1 << 20);
+        let cut = headers.get(NATS_SERVICE_ERROR).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        assert_eq!(cut.len(), MAX_SERVICE_ERROR_DESCRIPTION - 1, "the cut falls inside an `é`");
+        assert!(huge.starts_with(&cut));
+
+        for max_payload in [0, 10, 66, 67, 100, 512, 1090, 1091, 4096] {
+            let headers = service_error_headers(u16::MAX, &huge, max_payload);
+            let size = headers_wire_len(&headers);
+            assert!(
+                size <= max_payload.max(SERVICE_ERROR_HEADERS_ROOM),
+                "{size} bytes for max_payload {max_payload}"
+            );
+        }
+    }
 }
