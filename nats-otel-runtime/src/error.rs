@@ -77,8 +77,9 @@ pub enum ServeErrorKind {
     Subscribe,
     /// The server reported a permissions violation for a subscription.
     PermissionDenied,
-    /// A subscription ended while the service was not shutting down
-    /// (for example because the client was closed).
+    /// A subscription ended while the service was not shutting down, and the
+    /// client's connection task still runs (when it does not, the error is
+    /// [`ConnectionClosed`](Self::ConnectionClosed)).
     SubscriptionClosed,
     /// In-flight handlers did not finish within the shutdown timeout.
     ShutdownTimeout,
@@ -92,6 +93,13 @@ pub enum ServeErrorKind {
     ConsumerNotFound,
     /// The consumer was deleted while the service ran.
     ConsumerDeleted,
+    /// The client's connection task has ended: the client was drained or closed,
+    /// or the task died. async-nats 0.51's dies on a header value holding a lone
+    /// CR (a panic inside the task; see the repository's
+    /// `docs/upstream/async-nats-header-parsing.md`), after which the client still
+    /// reports `Connected` but every command fails and nothing reconnects.
+    /// Restart with a new client.
+    ConnectionClosed,
 }
 
 impl fmt::Display for ServeErrorKind {
@@ -109,6 +117,11 @@ impl fmt::Display for ServeErrorKind {
                 "consumer not found (`create = false` binds only to an existing consumer)"
             }
             Self::ConsumerDeleted => "consumer deleted",
+            Self::ConnectionClosed => {
+                "connection closed: the async-nats connection task has ended (the client was drained, or \
+                 the task died, as it does on a header value holding a lone CR: see \
+                 docs/upstream/async-nats-header-parsing.md)"
+            }
         })
     }
 }

@@ -79,6 +79,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod capture;
+mod connection;
 pub mod dead_letter;
 mod error;
 pub mod events;

@@ -694,7 +694,12 @@ where
     }
     // Let every in-flight handler finish.
     while in_flight.next().await.is_some() {}
-    if draining { Ok(()) } else { Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context)) }
+    if draining {
+        return Ok(());
+    }
+    // Ended without a drain: a dead connection task, or a subscription closed
+    // under a live client; the client's `Connected` state says nothing either way.
+    Err(crate::connection::subscription_ended(&shared.client, &context).await)
 }
 
 impl<H, S> Shared<H, S> {
