@@ -600,14 +600,14 @@ where
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         subject_offset: spec.prefix_tokens,
     };
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.clone()))?;
+    let mut messages = pull(&consumer, batch, &context).await?;
+    let mut isolation = Isolation::new(&run.client);
+    let run_client = run.client.clone();
+    // A reconnection is looked for between deliveries too: the pull that was
+    // open when the connection dropped must be replaced before it delivers again.
+    let mut reconnections = tokio::time::interval(RECONNECTION_CHECK);
+    reconnections.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut repull = None;
     let mut stopped = run.stopped;
     // Made once, not per turn of the loop (see the core loop).
     let stop = stopped.changed();
@@ -622,8 +622,15 @@ where
     let mut exhausted = FuturesUnordered::new();
 
     let ended = loop {
+        if let Some(size) = repull.take() {
+            // The old pull ends with its stream; the new one asks for `size` at a time.
+            match pull(&consumer, size, &context).await {
+                Ok(pulling) => messages = pulling,
+                Err(e) => break Err(e),
+            }
+        }
         while in_flight.len() < limit
-            && let Some(message) = waiting.pop()
+            && let Some(message) = waiting.pop().await
         {
             in_flight.push(shared.process(message));
         }
@@ -643,25 +650,33 @@ where
                 break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
             }
             infallible = &mut follow_ack_wait => match infallible {},
-            next = messages.next(), if in_flight.len() + waiting.len() < hold => match next {
-                Some(Ok(message)) if in_flight.len() < limit => in_flight.push(shared.process(message)),
-                Some(Ok(message)) => {
-                    if waiting.is_empty() {
-                        beat.as_mut().reset(tokio::time::Instant::now() + shared.ack_wait.waiting_pace(&shared.policy));
-                    }
-                    waiting.push(message);
+            _ = reconnections.tick() => repull = isolation.check(batch, shared.isolation_quiet()),
+            next = messages.next(), if in_flight.len() + waiting.len() < hold => {
+                if next.is_some() {
+                    repull = isolation.check(batch, shared.isolation_quiet());
                 }
-                Some(Err(e)) => {
-                    use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
-                    if e.kind() == Kind::ConsumerDeleted {
-                        break Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e).context(context.clone()));
+                match next {
+                    Some(Ok(message)) if in_flight.len() < limit => in_flight.push(shared.process(message)),
+                    Some(Ok(message)) => {
+                        if waiting.is_empty() {
+                            let pace = shared.ack_wait.waiting_pace(&shared.policy);
+                            beat.as_mut().reset(tokio::time::Instant::now() + pace);
+                        }
+                        waiting.push(message);
                     }
-                    // Heartbeats missed while disconnected, a pull refused during a
-                    // restart: async-nats re-pulls on its own; keep going.
-                    tracing::warn!(target: spans::TARGET, error = %e, "{context}: pull consumer error");
+                    Some(Err(e)) => {
+                        use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                        if e.kind() == Kind::ConsumerDeleted {
+                            break Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e).context(context.clone()));
+                        }
+                        // Heartbeats missed while disconnected, a pull refused during a
+                        // restart: async-nats re-pulls on its own; keep going.
+                        tracing::warn!(target: spans::TARGET, error = %e, "{context}: pull consumer error");
+                    }
+                    // The connection task gone (it says so) or the stream closed.
+                    None => break Err(crate::connection::subscription_ended(&run_client, &context).await),
                 }
-                None => break Err(ServeError::new(ServeErrorKind::SubscriptionClosed).context(context.clone())),
-            },
+            }
         }
     };
     // Stop pulling, give back what no handler took, then let every in-flight
@@ -739,6 +754,15 @@ impl<H, S> Shared<H, S> {
             }
             let _ = settler.settle(settlement).await;
         }
+    }
+
+    /// How long pulls stay one at a time after a reconnection: two of the
+    /// longest ack timeouts, so a message lost with the connection comes back
+    /// (and is lost alone) within it.
+    fn isolation_quiet(&self) -> Duration {
+        let longest =
+            self.policy.backoff.iter().copied().chain([self.ack_wait.current()]).max().unwrap_or_default();
+        longest.saturating_mul(2).max(Duration::from_secs(1))
     }
 
     /// Writes the letter for a failed delivery; whether it is stored (then the
@@ -839,6 +863,64 @@ impl<H, S> Shared<H, S> {
         }
     }
 }
+
+/// Starts pulling `batch` messages at a time.
+async fn pull(consumer: &PullConsumer, batch: usize, context: &str) -> Result<pull::Stream, ServeError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))
+}
+
+/// Containment of messages whose bytes break the client: async-nats 0.51 drops
+/// the connection on some malformed header blocks
+/// (`docs/upstream/async-nats-header-parsing.md`), and every message of the same
+/// pull batch still on the wire is lost with the bad one and counts a delivery.
+/// After a reconnection seen while pulling, messages are pulled one at a time
+/// until the connection has held for a quiet period (long enough for the bad
+/// message to come back and be lost alone), so only it exhausts its deliveries.
+#[derive(Debug)]
+struct Isolation {
+    statistics: Arc<async_nats::Statistics>,
+    connects: u64,
+    until: Option<tokio::time::Instant>,
+}
+
+impl Isolation {
+    fn new(client: &async_nats::Client) -> Self {
+        let statistics = client.statistics();
+        let connects = statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
+        Self { statistics, connects, until: None }
+    }
+
+    /// After a delivery: the pull size to switch to, if it changes.
+    fn check(&mut self, batch: usize, quiet: Duration) -> Option<usize> {
+        let connects = self.statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        if connects != self.connects {
+            self.connects = connects;
+            let entering = self.until.is_none();
+            self.until = Some(now + quiet);
+            tracing::warn!(target: spans::TARGET,
+                "the connection was lost while pulling; pulling one message at a time for {quiet:?}");
+            return (entering && batch > 1).then_some(1);
+        }
+        match self.until {
+            Some(until) if now >= until => {
+                self.until = None;
+                (batch > 1).then_some(batch)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How often the connection count is read between deliveries.
+const RECONNECTION_CHECK: Duration = Duration::from_millis(100);
 
 /// How often the letter of an exhausted delivery is tried (about two minutes in all).
 const EXHAUSTED_ATTEMPTS: u32 = 7;

@@ -48,7 +48,7 @@ impl AckWait {
         (Self(receiver), following)
     }
 
-    fn current(&self) -> Duration {
+    pub(crate) fn current(&self) -> Duration {
         *self.0.borrow()
     }
 
@@ -96,8 +96,13 @@ impl Waiting {
         self.0.push_back(message);
     }
 
-    pub(crate) fn pop(&mut self) -> Option<jetstream::Message> {
-        self.0.pop_front()
+    /// The oldest waiting message, for a handler now free. It is told in
+    /// progress on the way out: its handler's own heartbeats start half an ack
+    /// timeout later, and its last beat here may be that old already.
+    pub(crate) async fn pop(&mut self) -> Option<jetstream::Message> {
+        let message = self.0.pop_front()?;
+        let _ = message.ack_with(AckKind::Progress).await;
+        Some(message)
     }
 
     /// Tells the server every waiting message is still being worked on.

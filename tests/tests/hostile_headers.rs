@@ -85,7 +85,6 @@ async fn stored(_body: Bytes) {}
 /// stream or its deletion-advisory subscription ends (the advisory's `None` is
 /// not a deletion).
 #[tokio::test]
-#[ignore = "until jetstream.rs's serve loop calls connection::subscription_ended (issue 15, item 11 (b))"]
 async fn a_consumer_whose_connection_task_dies_reports_connection_closed_not_consumer_deleted() {
     let h = start().await;
     jetstream::new(h.client.clone())
