@@ -292,3 +292,45 @@ async fn upstream_pins_a_forged_503_reply_reads_as_no_responders() {
     assert_eq!(error.kind(), async_nats::RequestErrorKind::NoResponders);
     answering.await.unwrap();
 }
+
+/// The upstream report's minimal reproduction, without nats-server: a fake
+/// server that answers the handshake, then sends one `HMSG` whose header value
+/// holds a lone CR, then a valid `MSG`. The report's test asserts what should
+/// happen (the valid message arrives, the client works); this one pins what
+/// async-nats 0.51 does: the subscription ends and the client is dead.
+#[tokio::test]
+async fn upstream_pins_the_reports_minimal_reproduction_against_a_fake_server() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let info =
+            br#"INFO {"server_id":"fake","version":"2.10.0","headers":true,"max_payload":1048576,"proto":1}"#;
+        write.write_all(info).await.unwrap();
+        write.write_all(b"\r\n").await.unwrap();
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("PING") {
+                write.write_all(b"PONG\r\n").await.unwrap();
+            } else if let Some(sub) = line.strip_prefix("SUB ") {
+                let sid = sub.split(' ').next_back().unwrap().to_owned();
+                let header = b"NATS/1.0\r\nX: a\rb\r\n\r\n";
+                let line = format!("HMSG test {sid} {} {}\r\n", header.len(), header.len() + 3);
+                write.write_all(line.as_bytes()).await.unwrap();
+                write.write_all(header).await.unwrap();
+                write.write_all(b"bad\r\n").await.unwrap();
+                write.write_all(format!("MSG test {sid} 4\r\ngood\r\n").as_bytes()).await.unwrap();
+            }
+        }
+    });
+    let client = async_nats::connect(address.to_string()).await.unwrap();
+    let mut subscriber = client.subscribe("test").await.unwrap();
+    let next =
+        tokio::time::timeout(WAIT, subscriber.next()).await.expect("the subscription ends, it does not hang");
+    assert!(next.is_none(), "0.51: the subscription ends instead of delivering `good`: {next:?}");
+    let flush = tokio::time::timeout(WAIT, client.flush()).await.unwrap();
+    assert_eq!(flush.unwrap_err().kind(), async_nats::client::FlushErrorKind::SendError);
+    assert_eq!(client.connection_state(), State::Connected);
+}
