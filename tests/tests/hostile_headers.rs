@@ -81,9 +81,9 @@ async fn run_until_ends_with_connection_closed_for_every_handler_on_the_dead_cli
 #[jetstream_consumer(stream = "HOSTILE", durable = "hostile", ack = "confirmed")]
 async fn stored(_body: Bytes) {}
 
-/// Needs `jetstream.rs` to ask `connection::subscription_ended` when its pull
-/// stream or its deletion-advisory subscription ends (the advisory's `None` is
-/// not a deletion).
+/// Stored, the same block kills the consumer's connection task at delivery. The
+/// deletion-advisory subscription ends with it: that is not a deletion, and the
+/// pull stream's end is asked about (`connection::subscription_ended`).
 #[tokio::test]
 async fn a_consumer_whose_connection_task_dies_reports_connection_closed_not_consumer_deleted() {
     let h = start().await;
