@@ -703,7 +703,9 @@ impl<H, S> Shared<H, S> {
             self.metrics.delivery(info.delivered, info.pending);
         }
         let (message, acker) = message.split();
-        let cx = self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY);
+        let cx = crate::guard::span_or_none(|| {
+            self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY)
+        });
         let settler = Arc::new(Settler {
             acker,
             mode: self.ack,
@@ -717,7 +719,7 @@ impl<H, S> Shared<H, S> {
         incoming.jetstream = info;
         incoming.settler = Some(settler.clone());
 
-        async move {
+        crate::guard::last_resort(async move {
             let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
             let pace = Pace { policy: &self.policy, ack_wait: &self.ack_wait, delivered };
             let outcome =
@@ -753,7 +755,7 @@ impl<H, S> Shared<H, S> {
                 )));
             }
             let _ = settler.settle(settlement).await;
-        }
+        })
     }
 
     /// How long pulls stay one at a time after a reconnection: two of the

@@ -84,6 +84,7 @@ pub mod dead_letter;
 mod error;
 pub mod events;
 pub mod extract;
+mod guard;
 mod handler;
 mod incoming;
 pub mod jetstream;

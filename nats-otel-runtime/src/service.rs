@@ -714,13 +714,7 @@ impl<H, S> Shared<H, S> {
         self.metrics.received(message.payload.len());
         // The propagator, the sampler and span processors are the user's code too:
         // if they panic, the message is handled without a span.
-        let cx = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY)
-        }))
-        .unwrap_or_else(|panic| {
-            crate::reply::drop_panic_payload(panic);
-            opentelemetry::Context::new()
-        });
+        let cx = crate::guard::span_or_none(|| self.spans.start(&message, H::TRACE_CONTEXT_IN_BODY));
         let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
         let handled = async move {
@@ -733,11 +727,7 @@ impl<H, S> Shared<H, S> {
         // Last resort for user code the service calls after the handler (span
         // processors as the span ends, `tracing` layers): a panic there costs this
         // message's record, never the subscription.
-        AssertUnwindSafe(handled).catch_unwind().map(|ended| {
-            if let Err(panic) = ended {
-                crate::reply::drop_panic_payload(panic);
-            }
-        })
+        crate::guard::last_resort(handled)
     }
 }
 

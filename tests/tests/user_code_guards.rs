@@ -440,4 +440,30 @@ async fn a_span_processor_that_panics_costs_the_message_its_span_not_the_service
     }
     assert!(!running.is_finished(), "the service is still running");
     running.stop().await.unwrap();
+
+    // The same on a JetStream consumer: every message acked once, the consumer
+    // still serving.
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "GUARDS".into(),
+            subjects: vec!["guards.telemetry.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = nats_otel_runtime::JetStreamConsumer::new("GUARDS", "observed")
+        .ack(nats_otel_runtime::AckMode::Confirmed);
+    let running = spawn(Service::new(client.clone()).consume(consumer, observed_js)).await;
+    for subject in
+        ["guards.telemetry.start", "guards.telemetry.end", "guards.telemetry.end", "guards.telemetry.ok"]
+    {
+        js.publish(subject, "".into()).await.unwrap().await.unwrap();
+    }
+    let info = settled(&stream, "observed", 30).await;
+    assert_eq!((info.ack_floor.stream_sequence, info.num_redelivered), (4, 0), "each acked once");
+    assert!(!running.is_finished(), "the consumer is still serving");
+    running.stop().await.unwrap();
 }
+
+async fn observed_js() {}
