@@ -37,6 +37,9 @@ pub mod headers {
     pub const PAYLOAD_OMITTED: &str = "Nats-Otel-Payload-Omitted";
     /// Set when the letter had to leave the original headers out: how many there were.
     pub const HEADERS_OMITTED: &str = "Nats-Otel-Headers-Omitted";
+    /// The original header block, base64, when it is not one a client can read
+    /// (any publisher can store such bytes; async-nats drops the connection on them).
+    pub const UNREADABLE_HEADERS: &str = "Nats-Otel-Unreadable-Headers";
     /// Prefix of the original message's publish-control headers (`Nats-Msg-Id`
     /// becomes `Nats-Otel-Original-Nats-Msg-Id`).
     pub const ORIGINAL_PREFIX: &str = "Nats-Otel-Original-";
@@ -103,6 +106,8 @@ pub enum DeadLetterRoute {
 pub(crate) struct Original<'a> {
     pub(crate) subject: &'a str,
     pub(crate) headers: Option<&'a HeaderMap>,
+    /// A header block that could not be read, carried as it was.
+    pub(crate) unreadable_headers: Option<&'a [u8]>,
     pub(crate) payload: &'a Bytes,
     pub(crate) stream: &'a str,
     pub(crate) consumer: &'a str,
@@ -172,6 +177,11 @@ impl Letter {
         annotations.insert(headers::DELIVERED, original.delivered.to_string().as_str());
         annotations.insert(headers::ERROR, one_line(reason.message, MAX_ERROR_LEN).as_ref());
         annotations.insert(headers::ERROR_TYPE, one_line(reason.error_type, 256).as_ref());
+        if let Some(block) = original.unreadable_headers {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(block);
+            annotations.insert(headers::UNREADABLE_HEADERS, encoded.as_str());
+        }
         if let Some(cx) = cx {
             crate::propagation::inject_context(cx, &mut annotations);
             // The copied trace headers would contradict the injected ones.
@@ -383,6 +393,83 @@ fn classify(e: &async_nats::jetstream::context::PublishError) -> SendError {
     SendError::Failed(Failed { error_type, message })
 }
 
+/// A message as its stream stores it, read back by sequence.
+#[derive(Debug)]
+pub(crate) struct StoredMessage {
+    pub(crate) subject: String,
+    pub(crate) headers: Option<HeaderMap>,
+    /// The header block, when no client could read it.
+    pub(crate) unreadable_headers: Option<Vec<u8>>,
+    pub(crate) payload: Bytes,
+}
+
+/// Reads message `sequence` of `stream` with the JetStream API's `MSG.GET`,
+/// parsing its headers here rather than with async-nats' parser, which refuses
+/// (or panics on) header blocks that any publisher can store.
+pub(crate) async fn fetch(
+    client: &async_nats::Client,
+    stream: &str,
+    sequence: u64,
+) -> Result<StoredMessage, String> {
+    use base64::Engine;
+    #[derive(serde::Deserialize)]
+    struct Response {
+        message: Option<RawStored>,
+        error: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawStored {
+        subject: String,
+        hdrs: Option<String>,
+        data: Option<String>,
+    }
+    let request = serde_json::json!({ "seq": sequence }).to_string();
+    let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
+    let reply = client.request(subject, request.into()).await.map_err(|e| e.to_string())?;
+    let response: Response = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
+    let Some(message) = response.message else {
+        return Err(response
+            .error
+            .map_or_else(|| "no message in the response".to_owned(), |e| e.to_string()));
+    };
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let payload = match message.data {
+        Some(data) => base64.decode(data).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let (headers, unreadable_headers) = match message.hdrs {
+        Some(hdrs) => {
+            let block = base64.decode(hdrs).map_err(|e| e.to_string())?;
+            match parse_header_block(&block) {
+                Some(headers) => (Some(headers), None),
+                None => (None, Some(block)),
+            }
+        }
+        None => (None, None),
+    };
+    Ok(StoredMessage { subject: message.subject, headers, unreadable_headers, payload: payload.into() })
+}
+
+/// A well-formed `NATS/1.0` header block as a map; `None` for anything a
+/// strict reader would refuse, so it is carried as bytes instead.
+fn parse_header_block(block: &[u8]) -> Option<HeaderMap> {
+    let text = std::str::from_utf8(block).ok()?;
+    let mut lines = text.strip_suffix("\r\n\r\n")?.split("\r\n");
+    if lines.next()? != "NATS/1.0" {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        if value.contains(['\r', '\n']) {
+            return None;
+        }
+        let name = name.parse::<HeaderName>().ok()?;
+        headers.append(name, value.trim());
+    }
+    Some(headers)
+}
+
 /// How long a message waits before it is delivered again when its letter could
 /// not be stored: the consumer's backoff entry, else doubling from 1 s to 1 min,
 /// so a dead-letter stream that refuses never turns into a zero-delay loop.
@@ -401,6 +488,7 @@ mod tests {
         Original {
             subject: "orders.eu",
             headers,
+            unreadable_headers: None,
             payload,
             stream: "ORDERS",
             consumer: "billing",
@@ -455,6 +543,33 @@ mod tests {
                 "{size:?} measured as sent"
             );
         }
+    }
+
+    #[test]
+    fn only_well_formed_header_blocks_are_read() {
+        let good = parse_header_block(b"NATS/1.0\r\nX-A: 1\r\nX-A: 2\r\nB:3\r\n\r\n").unwrap();
+        assert_eq!(good.get_all("X-A").map(|v| v.as_str().to_owned()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(good.get("B").unwrap().as_str(), "3");
+        for bad in [
+            &b"NATS/1.0\r\nno colon\r\n\r\n"[..],
+            b"NATS/1.0\r\nX: a\rb\r\n\r\n",
+            b"NATS/1.0\r\nX: \xff\r\n\r\n",
+            b"NATS/1.0\r\nX Y: 1\r\n\r\n",
+            b"NATS/2.0\r\nX: 1\r\n\r\n",
+            b"NATS/1.0\r\nX: 1\r\n",
+            b"",
+        ] {
+            assert!(parse_header_block(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_header_block_travels_as_base64() {
+        let payload = Bytes::from_static(b"x");
+        let original =
+            Original { unreadable_headers: Some(b"NATS/1.0\r\nbad\r\n\r\n"), ..original(None, &payload) };
+        let (sent, _) = Letter::new(&original, REASON, None).at(LetterSize::Whole);
+        assert_eq!(sent.get(headers::UNREADABLE_HEADERS).unwrap().as_str(), "TkFUUy8xLjANCmJhZA0KDQo=");
     }
 
     #[test]

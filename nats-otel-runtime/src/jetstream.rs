@@ -460,7 +460,6 @@ pub(crate) struct Prepared {
     /// dead-letter subject: deliveries that never came back (a crashed process,
     /// an `Acker` left unsettled) are dead-lettered from them.
     max_deliveries: Option<async_nats::Subscriber>,
-    stream: jetstream::stream::Stream,
 }
 
 /// Binds to (or creates) the consumer and watches for its deletion.
@@ -469,7 +468,7 @@ pub(crate) async fn prepare(
     spec: &JetStreamConsumer,
     context: &str,
 ) -> Result<Prepared, ServeError> {
-    let (stream, consumer) = bind(client, spec, context).await?;
+    let consumer = bind(client, spec, context).await?;
     let advisory = format!("$JS.EVENT.ADVISORY.CONSUMER.DELETED.{}.{}", spec.stream, spec.durable);
     let deleted = match client.subscribe(advisory).await {
         Ok(subscriber) => Some(subscriber),
@@ -491,14 +490,14 @@ pub(crate) async fn prepare(
         }
         None => None,
     };
-    Ok(Prepared { consumer, deleted, max_deliveries, stream })
+    Ok(Prepared { consumer, deleted, max_deliveries })
 }
 
 async fn bind(
     client: &async_nats::Client,
     spec: &JetStreamConsumer,
     context: &str,
-) -> Result<(jetstream::stream::Stream, PullConsumer), ServeError> {
+) -> Result<PullConsumer, ServeError> {
     spec.validate().map_err(|reason| {
         ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
     })?;
@@ -506,7 +505,7 @@ async fn bind(
     let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
         ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
     })?;
-    let consumer = if spec.create {
+    if spec.create {
         stream
             .create_consumer(spec.config())
             .await
@@ -515,8 +514,7 @@ async fn bind(
         stream.get_consumer(spec.durable.as_ref()).await.map_err(|e| {
             ServeError::with_source(ServeErrorKind::ConsumerNotFound, e).context(context.to_owned())
         })
-    }?;
-    Ok((stream, consumer))
+    }
 }
 
 /// Shared by one consumer's handler tasks.
@@ -529,7 +527,7 @@ struct Shared<H, S> {
     /// The consumer's `ack_wait`, as the server holds it now.
     ack_wait: AckWait,
     dead_letters: Option<DeadLetters>,
-    stream: jetstream::stream::Stream,
+    client: async_nats::Client,
     metrics: Arc<EndpointMetrics>,
     names: (Arc<str>, Arc<str>),
     /// Tokens of the service's subject prefix, skipped when reading captures.
@@ -548,7 +546,7 @@ where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
-    let Prepared { consumer, mut deleted, mut max_deliveries, stream } = prepared;
+    let Prepared { consumer, mut deleted, mut max_deliveries } = prepared;
     let deleted_advisory = async move {
         // Only an advisory means deleted: a subscription that ends (the
         // connection task gone) says nothing about the consumer.
@@ -595,7 +593,7 @@ where
             route: spec.dead_letter_route,
             jetstream: jetstream::new(run.client.clone()),
         }),
-        stream,
+        client: run.client.clone(),
         metrics,
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         subject_offset: spec.prefix_tokens,
@@ -780,6 +778,7 @@ impl<H, S> Shared<H, S> {
         let original = Original {
             subject: incoming.subject(),
             headers: incoming.headers(),
+            unreadable_headers: None,
             payload: incoming.payload(),
             stream: info.map_or(self.names.0.as_ref(), |i| &i.stream),
             consumer: info.map_or(self.names.1.as_ref(), |i| &i.consumer),
@@ -822,7 +821,7 @@ impl<H, S> Shared<H, S> {
             tracing::warn!(target: spans::TARGET, "{}: unreadable MAX_DELIVERIES advisory", self.spans.name());
             return;
         };
-        let stored = match self.stream.get_raw_message(advisory.stream_seq).await {
+        let stored = match dead_letter::fetch(&self.client, &self.names.0, advisory.stream_seq).await {
             Ok(stored) => stored,
             Err(e) => {
                 self.metrics.dead_letter(Some("dead_letter_source_missing"));
@@ -834,7 +833,8 @@ impl<H, S> Shared<H, S> {
         };
         let original = Original {
             subject: &stored.subject,
-            headers: Some(&stored.headers),
+            headers: stored.headers.as_ref(),
+            unreadable_headers: stored.unreadable_headers.as_deref(),
             payload: &stored.payload,
             stream: &self.names.0,
             consumer: &self.names.1,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use common::*;
 use nats_otel_runtime::JetStreamConsumer;
+use nats_otel_runtime::jetstream::dead_letter_headers as dlq;
 use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::testing::{Ledger, RawPublisher};
 
@@ -42,11 +43,20 @@ async fn a_poison_header_block_in_a_stream_exhausts_only_itself() {
     for id in 10..30u64 {
         js.publish("work.item", id.to_string().into()).await.unwrap().await.unwrap();
     }
+    let dead = js
+        .create_stream(stream::Config {
+            name: "DEAD".into(),
+            subjects: vec!["dead.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let ledger = Ledger::watch(&h.client, "WORK", "careful").await.unwrap();
     let seen = Seen::default();
     let consumer = JetStreamConsumer::new("WORK", "careful")
         .ack_wait(Duration::from_secs(1))
         .max_deliver(3)
+        .dead_letter("dead.work")
         .name("careful");
     let running = spawn(Service::new(h.client.clone()).state(seen.clone()).consume(consumer, record)).await;
 
@@ -60,6 +70,27 @@ async fn a_poison_header_block_in_a_stream_exhausts_only_itself() {
     })
     .await;
     assert_eq!(ledger.exhausted().into_iter().collect::<Vec<_>>(), [11], "only the poison message gave out");
+    // Its letter carries the bytes no client could read.
+    let accounts = within("the poison message dead-lettered", async {
+        loop {
+            let accounts = ledger.account(Some("DEAD")).await.unwrap();
+            if accounts.dead_lettered == [11] {
+                return accounts;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    accounts.assert_nothing_lost();
+    assert_eq!(accounts.acked.len(), 30, "{accounts}");
+    let letter = dead.get_raw_message(1).await.unwrap();
+    assert_eq!(&letter.payload[..], b"poison");
+    let block = letter.headers.get(dlq::UNREADABLE_HEADERS).unwrap().as_str().to_owned();
+    use base64::Engine;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(block).unwrap(),
+        b"NATS/1.0\r\nno colon here\r\n\r\n"
+    );
     assert!(!running.is_finished(), "the service goes on");
     running.stop().await.unwrap();
 }

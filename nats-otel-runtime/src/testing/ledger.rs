@@ -41,7 +41,8 @@ struct Announced {
 /// Where each message of a consumer's stream stands, by stream sequence.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accounts {
-    /// At or below the ack floor, neither termed nor exhausted.
+    /// Settled (at or below the ack floor, or delivered with no ack pending),
+    /// neither termed nor exhausted.
     pub acked: Vec<u64>,
     /// Termed or exhausted, and its dead letter is stored.
     pub dead_lettered: Vec<u64>,
@@ -138,8 +139,15 @@ impl Ledger {
         let mut stream = js.get_stream(&self.stream).await?;
         let consumer: PullConsumer = stream.get_consumer(&self.consumer).await?;
         let mut consumer = consumer;
-        let config = consumer.info().await?.config.clone();
-        let ack_floor = consumer.info().await?.ack_floor.stream_sequence;
+        let info = consumer.info().await?.clone();
+        let config = info.config.clone();
+        // Settled up to here: the ack floor, or everything delivered when nothing
+        // awaits an ack (the floor can lag behind a message given up).
+        let ack_floor = if info.num_ack_pending == 0 {
+            info.delivered.stream_sequence.max(info.ack_floor.stream_sequence)
+        } else {
+            info.ack_floor.stream_sequence
+        };
         let filters: Vec<String> = if config.filter_subjects.is_empty() {
             Some(config.filter_subject.clone()).filter(|f| !f.is_empty()).into_iter().collect()
         } else {
@@ -171,7 +179,10 @@ impl Ledger {
         };
         let mut accounts = Accounts { letters, ..Accounts::default() };
         for sequence in state.first_sequence..=state.last_sequence {
-            let Ok(message) = stream.get_raw_message(sequence).await else { continue };
+            // Read as stored: a header block no client can parse is still a message.
+            let Ok(message) = crate::dead_letter::fetch(&self.client, &self.stream, sequence).await else {
+                continue;
+            };
             if !filters.is_empty() && !filters.iter().any(|f| nats_otel_subject::matches(f, &message.subject))
             {
                 continue;
