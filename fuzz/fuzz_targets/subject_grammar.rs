@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nats_otel_subject::{
+use nats_otel_rules::{
     NameError, Subject, SubjectError, Token, Usage, matches, token_at, validate, validate_name,
     validate_queue_group, validate_token_value,
 };

@@ -91,7 +91,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
     let create = args.take("create", diagnostics).and_then(|(k, v)| lit_bool(&k, &v, diagnostics));
     let dead_letter = args.take("dead_letter", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
     if let Some(lit) = &dead_letter
-        && let Err(e) = nats_otel_subject::Subject::parse(&lit.value(), nats_otel_subject::Usage::Publish)
+        && let Err(e) = nats_otel_rules::Subject::parse(&lit.value(), nats_otel_rules::Usage::Publish)
     {
         diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
     }
@@ -230,7 +230,7 @@ fn required_name(
         return None;
     };
     let lit = lit_str(&k, &v, diagnostics)?;
-    if let Err(e) = nats_otel_subject::validate_name(&lit.value()) {
+    if let Err(e) = nats_otel_rules::validate_name(&lit.value()) {
         diagnostics
             .error(subspan(&lit, e.range.clone()), with_help(format!("{key}: {}", e.message()), e.help()));
     }

@@ -27,7 +27,7 @@ impl HandlerSubject {
     /// Parses `lit`; errors are spanned at the offending part.
     pub(crate) fn parse(lit: &LitStr, diagnostics: &mut Diagnostics) -> Option<Self> {
         let value = lit.value();
-        let parsed = match nats_otel_subject::Subject::parse(&value, nats_otel_subject::Usage::Template) {
+        let parsed = match nats_otel_rules::Subject::parse(&value, nats_otel_rules::Usage::Template) {
             Ok(parsed) => parsed,
             Err(e) => {
                 diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
@@ -39,7 +39,7 @@ impl HandlerSubject {
             .iter()
             .enumerate()
             .filter_map(|(index, segment)| match segment.token {
-                nats_otel_subject::Token::Capture(name) => {
+                nats_otel_rules::Token::Capture(name) => {
                     Some(Capture { name: name.to_owned(), index, span: subspan(lit, segment.range.clone()) })
                 }
                 _ => None,

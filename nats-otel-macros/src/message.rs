@@ -219,14 +219,13 @@ fn message_impl(input: &DeriveInput, options: &Options, diagnostics: &mut Diagno
         return TokenStream::new();
     };
     if let Some(stream) = &options.stream
-        && let Err(e) = nats_otel_subject::validate_name(&stream.value())
+        && let Err(e) = nats_otel_rules::validate_name(&stream.value())
     {
         diagnostics
             .error(subspan(stream, e.range.clone()), with_help(format!("stream: {}", e.message()), e.help()));
     }
     let template = subject_lit.value();
-    let parsed = match nats_otel_subject::Subject::parse(&template, nats_otel_subject::Usage::PublishTemplate)
-    {
+    let parsed = match nats_otel_rules::Subject::parse(&template, nats_otel_rules::Usage::PublishTemplate) {
         Ok(parsed) => parsed,
         Err(e) => {
             diagnostics.error(subspan(subject_lit, e.range.clone()), with_help(e.message(), e.help()));
@@ -251,7 +250,7 @@ fn message_impl(input: &DeriveInput, options: &Options, diagnostics: &mut Diagno
             writes.push(quote!(out.push('.');));
         }
         match segment.token {
-            nats_otel_subject::Token::Capture(field) => {
+            nats_otel_rules::Token::Capture(field) => {
                 // Spanned at the capture: a missing field or a type that cannot be
                 // a token is reported there by rustc itself.
                 let span = subspan(subject_lit, segment.range.clone());

@@ -54,7 +54,7 @@ fn endpoint(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Opt
 
     let queue = args.take("queue", diagnostics).and_then(|(k, v)| lit_str(&k, &v, diagnostics));
     if let Some(lit) = &queue
-        && let Err(e) = nats_otel_subject::validate_queue_group(&lit.value())
+        && let Err(e) = nats_otel_rules::validate_queue_group(&lit.value())
     {
         diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
     }

@@ -341,7 +341,7 @@ impl JetStreamConsumer {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        use nats_otel_subject::{Subject, Usage, validate_name};
+        use nats_otel_rules::{Subject, Usage, validate_name};
         validate_name(&self.stream).map_err(|e| format!("stream `{}`: {e}", self.stream))?;
         validate_name(&self.durable).map_err(|e| format!("durable `{}`: {e}", self.durable))?;
         for filter in &self.filters {

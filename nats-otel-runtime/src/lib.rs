@@ -193,7 +193,7 @@ pub mod __private {
     /// pattern; fails the build with `failure`.
     #[allow(clippy::panic)] // only ever evaluated at compile time, in a `const _`
     pub const fn assert_covers(message_pattern: &str, handler_subject: &str, failure: &str) {
-        if !nats_otel_subject::covers(message_pattern, handler_subject) {
+        if !nats_otel_rules::covers(message_pattern, handler_subject) {
             panic!("{}", failure);
         }
     }

@@ -190,7 +190,7 @@ impl<T: fmt::Display + ?Sized> SubjectToken for T {
         use fmt::Write as _;
         let start = out.len();
         let _ = write!(out, "{self}");
-        match nats_otel_subject::validate_token_value(&out[start..]) {
+        match nats_otel_rules::validate_token_value(&out[start..]) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let value = out[start..].to_owned();

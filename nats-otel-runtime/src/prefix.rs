@@ -30,7 +30,7 @@ impl SubjectPrefix {
     /// ```
     pub fn parse(prefix: &str) -> Result<Self, InvalidPrefix> {
         let bare = prefix.strip_suffix('.').unwrap_or(prefix);
-        nats_otel_subject::validate(bare, nats_otel_subject::Usage::Publish)
+        nats_otel_rules::validate(bare, nats_otel_rules::Usage::Publish)
             .map_err(|e| InvalidPrefix { prefix: prefix.to_owned(), reason: e.to_string() })?;
         Ok(Self { dotted: format!("{bare}.").into(), tokens: bare.split('.').count() })
     }

@@ -723,12 +723,12 @@ fn denied_context(subject: &str) -> String {
 /// other subject is checked as written in code.
 fn outbound_subject(subject: &str, template: Option<&str>) -> Result<Subject, crate::BoxError> {
     match template {
-        Some(template) if nats_otel_subject::matches(template, subject) => Ok(Subject::from(subject)),
+        Some(template) if nats_otel_rules::matches(template, subject) => Ok(Subject::from(subject)),
         Some(template) => {
             Err(format!("`{subject}` does not match the message type's subject `{template}`").into())
         }
         None => {
-            nats_otel_subject::validate(subject, nats_otel_subject::Usage::Publish)?;
+            nats_otel_rules::validate(subject, nats_otel_rules::Usage::Publish)?;
             Ok(Subject::from(subject))
         }
     }

@@ -77,7 +77,7 @@ pub const INVALID_CAPTURE: &str = "nats_otel::InvalidCapture";
 #[doc(hidden)]
 pub fn capture<T: FromToken>(incoming: &Incoming, index: usize, name: &'static str) -> Result<T, Rejection> {
     let subject = incoming.subject().as_str();
-    let Some(token) = nats_otel_subject::token_at(subject, incoming.subject_offset + index) else {
+    let Some(token) = nats_otel_rules::token_at(subject, incoming.subject_offset + index) else {
         return Err(Rejection::new(
             INVALID_CAPTURE,
             format!("subject `{subject}` has no token for the capture `{{{name}}}`"),

@@ -172,7 +172,7 @@ impl Subscription {
 
     /// Checks the subject and queue group against the NATS grammar.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        use nats_otel_subject::{Usage, validate, validate_queue_group};
+        use nats_otel_rules::{Usage, validate, validate_queue_group};
         validate(&self.subject, Usage::Subscribe).map_err(|e| e.to_string())?;
         if let Some(queue) = &self.queue {
             validate_queue_group(queue).map_err(|e| format!("queue group `{queue}`: {e}"))?;
@@ -196,7 +196,7 @@ pub(crate) fn destination_names(subject: &str, template: Option<&str>) -> (Strin
 /// Whether a subscription subject or filter has wildcards, by the shared grammar
 /// (an invalid subject has none: it is rejected before it is used).
 pub(crate) fn has_wildcards(subject: &str) -> bool {
-    nats_otel_subject::Subject::parse(subject, nats_otel_subject::Usage::Subscribe)
+    nats_otel_rules::Subject::parse(subject, nats_otel_rules::Usage::Subscribe)
         .is_ok_and(|s| s.has_wildcards())
 }
 

@@ -183,8 +183,7 @@ impl Ledger {
             let Ok(message) = crate::dead_letter::fetch(&self.client, &self.stream, sequence).await else {
                 continue;
             };
-            if !filters.is_empty() && !filters.iter().any(|f| nats_otel_subject::matches(f, &message.subject))
-            {
+            if !filters.is_empty() && !filters.iter().any(|f| nats_otel_rules::matches(f, &message.subject)) {
                 continue;
             }
             if given_up.contains(&sequence) {

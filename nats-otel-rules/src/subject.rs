@@ -10,7 +10,7 @@ use crate::matching::is_concrete_token;
 /// One token of a parsed subject.
 ///
 /// ```
-/// use nats_otel_subject::{Subject, Token, Usage};
+/// use nats_otel_rules::{Subject, Token, Usage};
 ///
 /// let s = Subject::parse("orders.{region}.*.>", Usage::Subscribe);
 /// assert!(s.is_err()); // captures are not allowed in subscriptions
@@ -94,13 +94,13 @@ impl Usage {
 /// Borrows the input; parsing allocates only the segment list.
 ///
 /// ```
-/// use nats_otel_subject::{Subject, Usage};
+/// use nats_otel_rules::{Subject, Usage};
 ///
 /// let handler = Subject::parse("orders.{region}.created", Usage::Template)?;
 /// assert_eq!(handler.pattern(), "orders.*.created");
 /// assert!(handler.is_match("orders.eu.created"));
 /// assert_eq!(handler.capture_index("region"), Some(1));
-/// # Ok::<(), nats_otel_subject::SubjectError>(())
+/// # Ok::<(), nats_otel_rules::SubjectError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject<'a> {
@@ -116,7 +116,7 @@ impl<'a> Subject<'a> {
     /// reported before the token's shape).
     ///
     /// ```
-    /// use nats_otel_subject::{ErrorKind, Subject, Usage};
+    /// use nats_otel_rules::{ErrorKind, Subject, Usage};
     ///
     /// assert!(Subject::parse("orders.*.created", Usage::Subscribe).is_ok());
     ///
@@ -151,7 +151,7 @@ impl<'a> Subject<'a> {
     /// Whether the subject contains `*`, `>` or a capture.
     ///
     /// ```
-    /// use nats_otel_subject::{Subject, Usage};
+    /// use nats_otel_rules::{Subject, Usage};
     ///
     /// assert!(!Subject::parse("a.b", Usage::Publish).unwrap().has_wildcards());
     /// assert!(Subject::parse("a.{x}", Usage::PublishTemplate).unwrap().has_wildcards());
@@ -164,7 +164,7 @@ impl<'a> Subject<'a> {
     /// `{name}` in the input.
     ///
     /// ```
-    /// use nats_otel_subject::{Subject, Usage};
+    /// use nats_otel_rules::{Subject, Usage};
     ///
     /// let s = Subject::parse("orders.{region}.{kind}", Usage::PublishTemplate).unwrap();
     /// let caps: Vec<_> = s.captures().collect();
@@ -180,7 +180,7 @@ impl<'a> Subject<'a> {
     /// The subject as a NATS subscription pattern: captures rendered as `*`.
     ///
     /// ```
-    /// use nats_otel_subject::{Subject, Usage};
+    /// use nats_otel_rules::{Subject, Usage};
     ///
     /// let s = Subject::parse("orders.{region}.created", Usage::Template).unwrap();
     /// assert_eq!(s.pattern(), "orders.*.created");
@@ -208,7 +208,7 @@ impl<'a> Subject<'a> {
     /// is `false`.
     ///
     /// ```
-    /// use nats_otel_subject::{Subject, Usage};
+    /// use nats_otel_rules::{Subject, Usage};
     ///
     /// let s = Subject::parse("orders.>", Usage::Subscribe).unwrap();
     /// assert!(s.is_match("orders.eu.created"));
@@ -250,7 +250,7 @@ impl<'a> Subject<'a> {
     /// type, or that one subscription makes another redundant.
     ///
     /// ```
-    /// use nats_otel_subject::{Subject, Usage};
+    /// use nats_otel_rules::{Subject, Usage};
     ///
     /// let p = |s| Subject::parse(s, Usage::Template).unwrap();
     /// assert!(p("orders.>").covers(&p("orders.*.created")));
@@ -284,7 +284,7 @@ impl<'a> Subject<'a> {
     /// a matched concrete subject with [`token_at`](crate::token_at).
     ///
     /// ```
-    /// use nats_otel_subject::{Subject, Usage, token_at};
+    /// use nats_otel_rules::{Subject, Usage, token_at};
     ///
     /// let s = Subject::parse("orders.{region}.created", Usage::Template).unwrap();
     /// let i = s.capture_index("region").unwrap();
@@ -342,7 +342,7 @@ pub(crate) fn classify(text: &str) -> Result<Token<'_>, (ErrorKind, Range<usize>
 /// on every traced publish.
 ///
 /// ```
-/// use nats_otel_subject::{validate, Usage};
+/// use nats_otel_rules::{validate, Usage};
 /// assert!(validate("orders.eu.created", Usage::Publish).is_ok());
 /// assert!(validate("orders.*", Usage::Publish).is_err());
 /// ```

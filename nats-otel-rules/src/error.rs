@@ -9,7 +9,7 @@ use crate::subject::Usage;
 /// Why a subject was rejected by [`Subject::parse`](crate::Subject::parse).
 ///
 /// ```
-/// use nats_otel_subject::{ErrorKind, Subject, Usage};
+/// use nats_otel_rules::{ErrorKind, Subject, Usage};
 ///
 /// let err = Subject::parse("orders..created", Usage::Publish).unwrap_err();
 /// assert_eq!(err.kind, ErrorKind::EmptyToken);
@@ -55,7 +55,7 @@ pub enum ErrorKind {
 /// rustc-style texts.
 ///
 /// ```
-/// use nats_otel_subject::{ErrorKind, Subject, Usage};
+/// use nats_otel_rules::{ErrorKind, Subject, Usage};
 ///
 /// let err = Subject::parse("orders.ord*", Usage::Subscribe).unwrap_err();
 /// assert_eq!(err.kind, ErrorKind::PartialWildcard);

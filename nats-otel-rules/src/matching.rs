@@ -28,7 +28,7 @@ pub(crate) fn is_concrete_token(token: &str) -> bool {
 /// which is stricter about subjects written in code).
 ///
 /// ```
-/// use nats_otel_subject::matches;
+/// use nats_otel_rules::matches;
 ///
 /// assert!(matches("orders.*.created", "orders.eu.created"));
 /// assert!(matches("orders.{region}.created", "orders.eu.created"));
@@ -90,7 +90,7 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
 /// index from [`Subject::capture_index`](crate::Subject::capture_index).
 ///
 /// ```
-/// use nats_otel_subject::token_at;
+/// use nats_otel_rules::token_at;
 ///
 /// assert_eq!(token_at("orders.eu.created", 0), Some("orders"));
 /// assert_eq!(token_at("orders.eu.created", 1), Some("eu"));
@@ -109,7 +109,7 @@ pub fn token_at(subject: &str, index: usize) -> Option<&str> {
 /// subjects (an empty pattern covers nothing and is covered by nothing).
 ///
 /// ```
-/// use nats_otel_subject::covers;
+/// use nats_otel_rules::covers;
 ///
 /// const OK: bool = covers("orders.*.created", "orders.{region}.created");
 /// assert!(OK);

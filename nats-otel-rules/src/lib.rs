@@ -1,4 +1,5 @@
-//! The NATS subject grammar, without dependencies.
+//! The rules nats-otel checks twice, once at compile time and once at run
+//! time, written once and without dependencies.
 //!
 //! One implementation shared by the `nats-otel` proc macros (compile time:
 //! errors carry byte ranges so they can be spanned at the exact part of a
@@ -41,7 +42,7 @@
 //! which should not depend on a variable-length tail.
 //!
 //! ```
-//! use nats_otel_subject::{ErrorKind, Subject, Token, Usage};
+//! use nats_otel_rules::{ErrorKind, Subject, Token, Usage};
 //!
 //! // A message type subject with a capture filled from a field at run time.
 //! let msg = Subject::parse("orders.{region}.created", Usage::PublishTemplate)?;
@@ -59,7 +60,7 @@
 //! assert_eq!(err.kind, ErrorKind::WildcardNotAllowed);
 //! assert_eq!(err.range, 7..8);
 //! assert_eq!(err.message(), "wildcard `*` is not allowed in a publish subject");
-//! # Ok::<(), nats_otel_subject::SubjectError>(())
+//! # Ok::<(), nats_otel_rules::SubjectError>(())
 //! ```
 //!
 //! # Matching at run time
@@ -69,7 +70,7 @@
 //! [`Subject::capture_index`] and [`token_at`] extract capture values:
 //!
 //! ```
-//! use nats_otel_subject::{Subject, Usage, matches, token_at};
+//! use nats_otel_rules::{Subject, Usage, matches, token_at};
 //!
 //! assert!(matches("orders.{region}.created", "orders.eu.created"));
 //! assert!(matches("orders.>", "orders.eu.created"));
@@ -81,7 +82,7 @@
 //!     let i = handler.capture_index("region").unwrap();
 //!     assert_eq!(token_at(subject, i), Some("eu"));
 //! }
-//! # Ok::<(), nats_otel_subject::SubjectError>(())
+//! # Ok::<(), nats_otel_rules::SubjectError>(())
 //! ```
 //!
 //! # Names
@@ -91,7 +92,7 @@
 //! into a capture token) report a [`NameError`] with a byte range.
 //!
 //! ```
-//! use nats_otel_subject::{NameErrorKind, validate_name, validate_token_value};
+//! use nats_otel_rules::{NameErrorKind, validate_name, validate_token_value};
 //!
 //! assert!(validate_name("ORDERS").is_ok());
 //! assert_eq!(validate_name("ORDERS.EU").unwrap_err().range, 6..7);

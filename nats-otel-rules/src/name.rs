@@ -55,7 +55,7 @@ impl NameContext {
 /// A rejected stream/consumer name, queue group or subject token value.
 ///
 /// ```
-/// use nats_otel_subject::{NameErrorKind, validate_name};
+/// use nats_otel_rules::{NameErrorKind, validate_name};
 ///
 /// let err = validate_name("orders.eu").unwrap_err();
 /// assert_eq!(err.kind, NameErrorKind::ForbiddenCharacter('.'));
@@ -163,7 +163,7 @@ fn validate(value: &str, context: NameContext) -> Result<(), NameError> {
 /// before length.
 ///
 /// ```
-/// use nats_otel_subject::{NameErrorKind, validate_name};
+/// use nats_otel_rules::{NameErrorKind, validate_name};
 ///
 /// assert!(validate_name("ORDERS").is_ok());
 /// assert!(validate_name("order-processor_v2").is_ok());
@@ -182,7 +182,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
 /// as nats-server accepts them.
 ///
 /// ```
-/// use nats_otel_subject::{NameErrorKind, validate_queue_group};
+/// use nats_otel_rules::{NameErrorKind, validate_queue_group};
 ///
 /// assert!(validate_queue_group("orders.workers").is_ok());
 /// let err = validate_queue_group("order workers").unwrap_err();
@@ -201,7 +201,7 @@ pub fn validate_queue_group(name: &str) -> Result<(), NameError> {
 /// Braces and other characters are allowed (NATS treats them as data).
 ///
 /// ```
-/// use nats_otel_subject::{NameErrorKind, validate_token_value};
+/// use nats_otel_rules::{NameErrorKind, validate_token_value};
 ///
 /// assert!(validate_token_value("eu-west-1").is_ok());
 /// assert_eq!(
