@@ -8,17 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind};
-use futures_buffered::FuturesUnordered;
-use futures_util::StreamExt;
 
 use crate::dead_letter::{self, DeadLetterRoute, DeadLetters, Letter, Original, Reason};
 use crate::error::{ServeError, ServeErrorKind};
-use crate::keep_alive::{AckWait, Pace, Waiting, with_progress};
+use crate::keep_alive::{AckWait, Pace, with_progress};
 use crate::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::peer::Peer;
+use crate::pulling::{PullSettings, Pulling, Work};
+use crate::serving::Step;
 use crate::settle::{Policy, Settlement};
 use crate::spans::{self, JetStreamSpans};
 use crate::{Extractor, FromMessage, Handler, Incoming, Rejection, TraceMode};
+use futures_util::future::Either;
 
 /// Where a new consumer starts in the stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -517,8 +518,9 @@ async fn bind(
     }
 }
 
-/// Shared by one consumer's handler tasks.
-struct Shared<H, S> {
+/// Everything handling one of a consumer's messages needs: the JetStream
+/// kind's [`Step`].
+struct Shared<H, T, S> {
     handler: H,
     state: Arc<S>,
     spans: Arc<JetStreamSpans>,
@@ -532,6 +534,7 @@ struct Shared<H, S> {
     names: (Arc<str>, Arc<str>),
     /// Tokens of the service's subject prefix, skipped when reading captures.
     subject_offset: usize,
+    args: std::marker::PhantomData<fn() -> T>,
 }
 
 /// Pulls, processes and settles until stopped.
@@ -546,30 +549,9 @@ where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
-    let Prepared { consumer, mut deleted, mut max_deliveries } = prepared;
-    let deleted_advisory = async move {
-        // Only an advisory means deleted: a subscription that ends (the
-        // connection task gone) says nothing about the consumer.
-        if let Some(deleted) = deleted.as_mut()
-            && deleted.next().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await
-    };
-    tokio::pin!(deleted_advisory);
-    let limit = spec.concurrency_limit();
-    let config = &consumer.cached_info().config;
-    let (ack_wait, follow_ack_wait) = AckWait::follow(consumer.clone(), config.ack_wait);
-    tokio::pin!(follow_ack_wait);
-    let batch = spec.batch_size();
-    // Pulled messages are all held here, never left unread in the client where
-    // nothing could keep them alive: the server stops at `max_ack_pending`.
-    let hold = match usize::try_from(config.max_ack_pending) {
-        Ok(max) if max > 0 => max,
-        _ => batch.saturating_mul(2),
-    }
-    .max(limit);
+    let Prepared { consumer, deleted, max_deliveries } = prepared;
+    let (ack_wait, follow_ack_wait) =
+        AckWait::follow(consumer.clone(), consumer.cached_info().config.ack_wait);
     let peer = Peer::of(&run.client);
     let metrics = Arc::new(EndpointMetrics::new(
         run.instruments.clone(),
@@ -581,6 +563,21 @@ where
         },
         true,
     ));
+    let settings = PullSettings {
+        batch: spec.batch_size(),
+        limit: spec.concurrency_limit(),
+        ack_wait: ack_wait.clone(),
+        policy: spec.policy(),
+    };
+    let source = Pulling::start(
+        consumer,
+        settings,
+        follow_ack_wait,
+        (deleted, max_deliveries),
+        run.client.clone(),
+        context,
+    )
+    .await?;
     let shared = Shared {
         handler,
         state: run.state,
@@ -597,103 +594,36 @@ where
         metrics,
         names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         subject_offset: spec.prefix_tokens,
+        args: std::marker::PhantomData,
     };
-    let mut messages = pull(&consumer, batch, &context).await?;
-    let mut isolation = Isolation::new(&run.client);
-    let run_client = run.client.clone();
-    // A reconnection is looked for between deliveries too: the pull that was
-    // open when the connection dropped must be replaced before it delivers again.
-    let mut reconnections = tokio::time::interval(RECONNECTION_CHECK);
-    reconnections.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut repull = None;
-    let mut stopped = run.stopped;
-    // Made once, not per turn of the loop (see the core loop).
-    let stop = stopped.changed();
-    tokio::pin!(stop);
-    // Handlers run concurrently on this task (see the core loop), at most
-    // `limit`; the other messages held wait, kept alive by `beat`.
-    let mut in_flight = FuturesUnordered::new();
-    let mut waiting = Waiting::default();
-    let beat = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(beat);
-    // Letters for deliveries that never came back, written from advisories.
-    let mut exhausted = FuturesUnordered::new();
-
-    let ended = loop {
-        if let Some(size) = repull.take() {
-            // The old pull ends with its stream; the new one asks for `size` at a time.
-            match pull(&consumer, size, &context).await {
-                Ok(pulling) => messages = pulling,
-                Err(e) => break Err(e),
-            }
-        }
-        while in_flight.len() < limit
-            && let Some(message) = waiting.pop().await
-        {
-            in_flight.push(shared.process(message));
-        }
-        tokio::select! {
-            biased;
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            () = &mut beat, if !waiting.is_empty() => {
-                waiting.beat().await;
-                beat.as_mut().reset(tokio::time::Instant::now() + shared.ack_wait.waiting_pace(&shared.policy));
-            }
-            Some(()) = exhausted.next(), if !exhausted.is_empty() => {}
-            _ = &mut stop => break Ok(()),
-            Some(advisory) = next_advisory(&mut max_deliveries) => {
-                exhausted.push(shared.dead_letter_exhausted(advisory.payload));
-            }
-            () = &mut deleted_advisory => {
-                break Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(context.clone()));
-            }
-            infallible = &mut follow_ack_wait => match infallible {},
-            _ = reconnections.tick() => repull = isolation.check(batch, shared.isolation_quiet()),
-            next = messages.next(), if in_flight.len() + waiting.len() < hold => {
-                if next.is_some() {
-                    repull = isolation.check(batch, shared.isolation_quiet());
-                }
-                match next {
-                    Some(Ok(message)) if in_flight.len() < limit => in_flight.push(shared.process(message)),
-                    Some(Ok(message)) => {
-                        if waiting.is_empty() {
-                            let pace = shared.ack_wait.waiting_pace(&shared.policy);
-                            beat.as_mut().reset(tokio::time::Instant::now() + pace);
-                        }
-                        waiting.push(message);
-                    }
-                    Some(Err(e)) => {
-                        use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
-                        if e.kind() == Kind::ConsumerDeleted {
-                            break Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e).context(context.clone()));
-                        }
-                        // Heartbeats missed while disconnected, a pull refused during a
-                        // restart: async-nats re-pulls on its own; keep going.
-                        tracing::warn!(target: spans::TARGET, error = %e, "{context}: pull consumer error");
-                    }
-                    // The connection task gone (it says so) or the stream closed.
-                    None => break Err(crate::connection::subscription_ended(&run_client, &context).await),
-                }
-            }
-        }
-    };
-    // Stop pulling, give back what no handler took, then let every in-flight
-    // handler finish and settle.
-    drop(messages);
-    waiting.release().await;
-    while in_flight.next().await.is_some() {}
-    while exhausted.next().await.is_some() {}
-    ended
+    crate::serving::serve(&shared, source, run.stopped).await
 }
 
-impl<H, S> Shared<H, S> {
+impl<H, T, S> Step for Shared<H, T, S>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    type Work = Work;
+
+    fn handle(&self, work: Work) -> impl Future<Output = ()> + Send + '_ {
+        match work {
+            Work::Delivery(message) => Either::Left(self.process(message)),
+            // Boxed: rare, and kept out of every message's future.
+            Work::Exhausted(advisory) => Either::Right(Box::pin(self.dead_letter_exhausted(advisory))),
+        }
+    }
+}
+
+impl<H, T, S> Shared<H, T, S>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
     /// Opens the span at once and gives the rest as a future that holds only
     /// what it needs: every in-flight message is one such future, moved into the
     /// set of handlers at work, so its size is copied per message.
-    fn process<T>(&self, message: jetstream::Message) -> impl Future<Output = ()> + '_
-    where
-        H: Handler<T, S>,
-    {
+    fn process(&self, message: jetstream::Message) -> impl Future<Output = ()> + Send + '_ {
         let started = std::time::Instant::now();
         let info = JetStreamInfo::from_message(&message, &self.names);
         self.metrics.received(message.payload.len());
@@ -754,15 +684,6 @@ impl<H, S> Shared<H, S> {
             }
             let _ = settler.settle(settlement).await;
         })
-    }
-
-    /// How long pulls stay one at a time after a reconnection: two of the
-    /// longest ack timeouts, so a message lost with the connection comes back
-    /// (and is lost alone) within it.
-    fn isolation_quiet(&self) -> Duration {
-        let longest =
-            self.policy.backoff.iter().copied().chain([self.ack_wait.current()]).max().unwrap_or_default();
-        longest.saturating_mul(2).max(Duration::from_secs(1))
     }
 
     /// Writes the letter for a failed delivery; whether it is stored (then the
@@ -866,77 +787,8 @@ impl<H, S> Shared<H, S> {
     }
 }
 
-/// Starts pulling `batch` messages at a time.
-async fn pull(consumer: &PullConsumer, batch: usize, context: &str) -> Result<pull::Stream, ServeError> {
-    consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))
-}
-
-/// Containment of messages whose bytes break the client: async-nats 0.51 drops
-/// the connection on some malformed header blocks
-/// (`docs/upstream/async-nats-header-parsing.md`), and every message of the same
-/// pull batch still on the wire is lost with the bad one and counts a delivery.
-/// After a reconnection seen while pulling, messages are pulled one at a time
-/// until the connection has held for a quiet period (long enough for the bad
-/// message to come back and be lost alone), so only it exhausts its deliveries.
-#[derive(Debug)]
-struct Isolation {
-    statistics: Arc<async_nats::Statistics>,
-    connects: u64,
-    until: Option<tokio::time::Instant>,
-}
-
-impl Isolation {
-    fn new(client: &async_nats::Client) -> Self {
-        let statistics = client.statistics();
-        let connects = statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
-        Self { statistics, connects, until: None }
-    }
-
-    /// After a delivery: the pull size to switch to, if it changes.
-    fn check(&mut self, batch: usize, quiet: Duration) -> Option<usize> {
-        let connects = self.statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
-        let now = tokio::time::Instant::now();
-        if connects != self.connects {
-            self.connects = connects;
-            let entering = self.until.is_none();
-            self.until = Some(now + quiet);
-            tracing::warn!(target: spans::TARGET,
-                "the connection was lost while pulling; pulling one message at a time for {quiet:?}");
-            return (entering && batch > 1).then_some(1);
-        }
-        match self.until {
-            Some(until) if now >= until => {
-                self.until = None;
-                (batch > 1).then_some(batch)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// How often the connection count is read between deliveries.
-const RECONNECTION_CHECK: Duration = Duration::from_millis(100);
-
 /// How often the letter of an exhausted delivery is tried (about two minutes in all).
 const EXHAUSTED_ATTEMPTS: u32 = 7;
-
-/// The next advisory, or pending for ever when there is no subscription or it ended.
-async fn next_advisory(subscriber: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
-    match subscriber {
-        Some(subscriber) => match subscriber.next().await {
-            Some(advisory) => Some(advisory),
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
-    }
-}
 
 /// Settles one message: sends the ack, nak or term, records it on the process
 /// span and in a settle span. Shared by automatic settlement and [`Acker`].

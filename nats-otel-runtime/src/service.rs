@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use futures_buffered::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
@@ -25,6 +24,7 @@ use crate::handler::{DeclaredHandler, Descriptor};
 use crate::metrics::{EndpointIdentity, EndpointMetrics, Instruments};
 use crate::peer::Peer;
 use crate::reply::{Failure, FailureKind, Outcome};
+use crate::serving::{Next, Source, Step};
 use crate::spans::{self, InContext, ProcessSpans};
 use crate::{ClientEvents, Endpoint, Handler, Incoming, IntoOutcome, JetStreamConsumer, Subscription};
 
@@ -233,8 +233,7 @@ impl<S: Send + Sync + 'static> Service<S> {
             }
             let mut subscribed = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
-                let source = endpoint.prepare(&client).await?;
-                subscribed.push((endpoint, source));
+                subscribed.push(endpoint.prepare(&client).await?);
             }
             server_round_trip(&client).await?;
             Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch, events })
@@ -246,7 +245,7 @@ impl<S: Send + Sync + 'static> Service<S> {
 pub struct Started<S> {
     client: Client,
     state: Arc<S>,
-    subscribed: Vec<(Box<dyn Serve<S>>, Source)>,
+    subscribed: Vec<Box<dyn Ready<S>>>,
     shutdown_timeout: Duration,
     dispatch: Dispatch,
     events: Option<broadcast::Receiver<async_nats::Event>>,
@@ -255,7 +254,7 @@ pub struct Started<S> {
 impl<S> std::fmt::Debug for Started<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Started")
-            .field("endpoints", &self.subscribed.iter().map(|(e, _)| e.describe()).collect::<Vec<_>>())
+            .field("endpoints", &self.subscribed.iter().map(|e| e.describe()).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -289,16 +288,18 @@ impl<S: Send + Sync + 'static> Started<S> {
         let mut loops = JoinSet::new();
         let instruments = Instruments::global();
         instruments.observe_reconnects(&client, &Peer::of(&client));
-        let subscriptions: Vec<(String, String)> =
-            subscribed.iter().map(|(e, _)| (e.subject().to_owned(), e.describe())).collect();
-        for (endpoint, source) in subscribed {
+        let subscriptions: Vec<(String, String)> = subscribed
+            .iter()
+            .filter_map(|e| Some((e.subscribed_subject()?.to_owned(), e.describe())))
+            .collect();
+        for endpoint in subscribed {
             let run = Run {
                 client: client.clone(),
                 state: state.clone(),
                 stopped: stopped.clone(),
                 instruments: instruments.clone(),
             };
-            loops.spawn(endpoint.serve(run, source).with_subscriber(dispatch.clone()));
+            loops.spawn(endpoint.serve(run).with_subscriber(dispatch.clone()));
         }
 
         let mut first_error = tokio::select! {
@@ -453,23 +454,22 @@ pub(crate) struct Run<S> {
 trait Serve<S>: Send {
     fn describe(&self) -> String;
     fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix);
-    fn subject(&self) -> &str;
-    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
-    where
-        Self: 'a;
-    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>>;
+    /// Subscribes (or binds its consumer), ready to serve.
+    fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>>;
 }
 
-/// Where an endpoint's messages come from, ready before serving starts.
-enum Source {
-    Core(Subscriber),
-    JetStream(Box<crate::jetstream::Prepared>),
+/// An endpoint whose subscription is live, waiting to serve.
+trait Ready<S>: Send {
+    fn describe(&self) -> String;
+    /// The core subject it subscribes to, to match a subscription the server refuses.
+    fn subscribed_subject(&self) -> Option<&str>;
+    fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>>;
 }
 
 /// A stateless endpoint added before [`Service::state`].
-struct Stateless(Box<dyn Serve<()>>);
+struct Stateless<E>(E);
 
-impl<S: Send + Sync + 'static> Serve<S> for Stateless {
+impl<S: Send + Sync + 'static> Serve<S> for Stateless<Box<dyn Serve<()>>> {
     fn describe(&self) -> String {
         self.0.describe()
     }
@@ -478,25 +478,29 @@ impl<S: Send + Sync + 'static> Serve<S> for Stateless {
         self.0.apply_prefix(prefix);
     }
 
-    fn subject(&self) -> &str {
-        self.0.subject()
+    fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
+        let prepared = self.0.prepare(client);
+        Box::pin(async move { Ok(Box::new(Stateless(prepared.await?)) as Box<dyn Ready<S>>) })
+    }
+}
+
+impl<S: Send + Sync + 'static> Ready<S> for Stateless<Box<dyn Ready<()>>> {
+    fn describe(&self) -> String {
+        self.0.describe()
     }
 
-    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
-    where
-        Self: 'a,
-    {
-        self.0.prepare(client)
+    fn subscribed_subject(&self) -> Option<&str> {
+        self.0.subscribed_subject()
     }
 
-    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
+    fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
         let run = Run {
             client: run.client,
             state: Arc::new(()),
             stopped: run.stopped,
             instruments: run.instruments,
         };
-        self.0.serve(run, source)
+        self.0.serve(run)
     }
 }
 
@@ -527,39 +531,46 @@ where
         self.subscription.apply_prefix(prefix);
     }
 
-    fn subject(&self) -> &str {
-        self.subscription.subject()
-    }
-
-    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
-    where
-        Self: 'a,
-    {
-        let subscription = &self.subscription;
-        let checked = subscription.validate().map_err(|reason| {
-            ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(self.context())
-        });
-        let subject = subscription.subject().to_owned();
-        let queue = subscription.queue_group().map(str::to_owned);
-        let context = self.context();
+    fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
         let client = client.clone();
         Box::pin(async move {
-            checked?;
-            let subscribed = match queue {
-                Some(queue) => client.queue_subscribe(subject, queue).await,
+            let subscription = &self.subscription;
+            subscription.validate().map_err(|reason| {
+                ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(self.context())
+            })?;
+            let subject = subscription.subject().to_owned();
+            let subscribed = match subscription.queue_group() {
+                Some(queue) => client.queue_subscribe(subject, queue.to_owned()).await,
                 None => client.subscribe(subject).await,
             };
-            subscribed
-                .map(Source::Core)
-                .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e).context(context))
+            let subscriber = subscribed
+                .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e).context(self.context()))?;
+            Ok(Box::new(CoreReady { endpoint: *self, subscriber }) as Box<dyn Ready<S>>)
         })
     }
+}
 
-    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
-        match source {
-            Source::Core(subscriber) => Box::pin(serve_core(*self, run, subscriber)),
-            Source::JetStream(_) => Box::pin(async { Err(ServeError::new(ServeErrorKind::Subscribe)) }),
-        }
+struct CoreReady<H, T> {
+    endpoint: CoreEndpoint<H, T>,
+    subscriber: Subscriber,
+}
+
+impl<H, T, S> Ready<S> for CoreReady<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        self.endpoint.context()
+    }
+
+    fn subscribed_subject(&self) -> Option<&str> {
+        Some(self.endpoint.subscription.subject())
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
+        Box::pin(serve_core(*self, run))
     }
 }
 
@@ -594,37 +605,43 @@ where
         self.consumer.apply_prefix(prefix);
     }
 
-    fn subject(&self) -> &str {
-        ""
-    }
-
-    fn prepare<'a>(&'a self, client: &'a Client) -> BoxFuture<Result<Source, ServeError>>
-    where
-        Self: 'a,
-    {
-        let consumer = self.consumer.clone();
+    fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
         let client = client.clone();
-        let context = self.context();
         Box::pin(async move {
-            crate::jetstream::prepare(&client, &consumer, &context)
-                .await
-                .map(|c| Source::JetStream(Box::new(c)))
+            let prepared = crate::jetstream::prepare(&client, &self.consumer, &self.context()).await?;
+            Ok(Box::new(ConsumerReady { endpoint: *self, prepared }) as Box<dyn Ready<S>>)
         })
-    }
-
-    fn serve(self: Box<Self>, run: Run<S>, source: Source) -> BoxFuture<Result<(), ServeError>> {
-        let context = self.context();
-        match source {
-            Source::JetStream(consumer) => {
-                Box::pin(crate::jetstream::serve(self.consumer, self.handler, *consumer, run, context))
-            }
-            Source::Core(_) => Box::pin(async { Err(ServeError::new(ServeErrorKind::Consumer)) }),
-        }
     }
 }
 
-/// Everything one message's processing needs, shared by that subscription's tasks.
-struct Shared<H, S> {
+struct ConsumerReady<H, T> {
+    endpoint: ConsumerEndpoint<H, T>,
+    prepared: crate::jetstream::Prepared,
+}
+
+impl<H, T, S> Ready<S> for ConsumerReady<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        self.endpoint.context()
+    }
+
+    fn subscribed_subject(&self) -> Option<&str> {
+        None
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
+        let context = self.endpoint.context();
+        let ConsumerReady { endpoint, prepared } = *self;
+        Box::pin(crate::jetstream::serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+    }
+}
+
+/// Everything handling one core message needs: the core kind's [`Step`].
+struct Shared<H, T, S> {
     handler: H,
     state: Arc<S>,
     client: Client,
@@ -632,19 +649,66 @@ struct Shared<H, S> {
     metrics: EndpointMetrics,
     /// Tokens of the service's subject prefix, skipped when reading captures.
     subject_offset: usize,
+    args: PhantomData<fn() -> T>,
 }
 
-async fn serve_core<H, T, S>(
-    endpoint: CoreEndpoint<H, T>,
-    run: Run<S>,
-    mut subscriber: Subscriber,
-) -> Result<(), ServeError>
+/// A core subscription as the serving loop's source.
+struct CoreSource {
+    subscriber: Subscriber,
+    limit: usize,
+    draining: bool,
+    client: Client,
+    context: String,
+}
+
+impl Source for CoreSource {
+    type Work = Message;
+
+    async fn next(&mut self, busy: usize) -> Next<Message> {
+        if busy >= self.limit {
+            return std::future::pending().await;
+        }
+        match self.subscriber.next().await {
+            Some(message) => Next::Work(message),
+            None if self.draining => Next::Ended(Ok(())),
+            // Ended without a drain: a dead connection task, or a subscription closed
+            // under a live client; the client's `Connected` state says nothing either way.
+            None => {
+                Next::Ended(Err(crate::connection::subscription_ended(&self.client, &self.context).await))
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.draining = true;
+        // Stop receiving; the stream still yields what was already delivered.
+        if let Err(e) = self.subscriber.drain().await {
+            tracing::warn!(target: spans::TARGET, error = %e, "{}: drain failed", self.context);
+        }
+    }
+
+    async fn close(self) {}
+}
+
+impl<H, T, S> Step for Shared<H, T, S>
 where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
+    type Work = Message;
+
+    fn handle(&self, message: Message) -> impl Future<Output = ()> + Send + '_ {
+        self.process(message)
+    }
+}
+
+async fn serve_core<H, T, S>(ready: CoreReady<H, T>, run: Run<S>) -> Result<(), ServeError>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    let CoreReady { endpoint, subscriber } = ready;
     let context = endpoint.context();
-    let limit = endpoint.subscription.concurrency_limit().max(1);
     let peer = Peer::of(&run.client);
     let spans = ProcessSpans::new(&endpoint.subscription, peer.clone());
     let metrics = EndpointMetrics::new(
@@ -657,6 +721,13 @@ where
         },
         false,
     );
+    let source = CoreSource {
+        subscriber,
+        limit: endpoint.subscription.concurrency_limit().max(1),
+        draining: false,
+        client: run.client.clone(),
+        context,
+    };
     let shared = Shared {
         handler: endpoint.handler,
         state: run.state,
@@ -664,51 +735,21 @@ where
         spans,
         metrics,
         subject_offset: endpoint.subscription.prefix_tokens,
+        args: PhantomData,
     };
-    let mut stopped = run.stopped;
-    // Made once: a fresh `changed()` per turn of the loop would register and
-    // unregister a waiter (two lock round trips) for every message.
-    let stop = stopped.changed();
-    tokio::pin!(stop);
-    let mut draining = false;
-    // Handlers of one subscription run concurrently on this task, like
-    // `for_each_concurrent`: no task spawn, no cross-thread wake-up per message.
-    let mut in_flight = FuturesUnordered::new();
-
-    loop {
-        tokio::select! {
-            biased;
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            _ = &mut stop, if !draining => {
-                draining = true;
-                // Stop receiving; the stream still yields what was already delivered.
-                if let Err(e) = subscriber.drain().await {
-                    tracing::warn!(target: spans::TARGET, error = %e, "{context}: drain failed");
-                }
-            }
-            message = subscriber.next(), if in_flight.len() < limit => match message {
-                Some(message) => in_flight.push(shared.process(message)),
-                None => break,
-            },
-        }
-    }
-    // Let every in-flight handler finish.
-    while in_flight.next().await.is_some() {}
-    if draining {
-        return Ok(());
-    }
-    // Ended without a drain: a dead connection task, or a subscription closed
-    // under a live client; the client's `Connected` state says nothing either way.
-    Err(crate::connection::subscription_ended(&shared.client, &context).await)
+    crate::serving::serve(&shared, source, run.stopped).await
 }
 
-impl<H, S> Shared<H, S> {
+impl<H, T, S> Shared<H, T, S>
+where
+    H: Handler<T, S>,
+{
     /// Opens the span at once and gives the rest as a future that holds only
     /// what it needs: every in-flight message is one such future, moved into the
     /// set of handlers at work, so its size is copied per message.
-    fn process<T>(&self, message: Message) -> impl Future<Output = ()> + '_
+    fn process(&self, message: Message) -> impl Future<Output = ()> + Send + '_
     where
-        H: Handler<T, S>,
+        S: Send + Sync + 'static,
     {
         let started = std::time::Instant::now();
         self.metrics.received(message.payload.len());

@@ -1,0 +1,271 @@
+//! Where a JetStream consumer's work comes from: its pull, the messages held
+//! waiting for a handler (kept alive), and the advisories it watches.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{PullConsumer, pull};
+use futures_util::StreamExt;
+
+use crate::error::{ServeError, ServeErrorKind};
+use crate::keep_alive::{AckWait, Waiting};
+use crate::serving::{Next, Source};
+use crate::settle::Policy;
+use crate::spans;
+
+/// One unit of a consumer's work.
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// A delivery to handle and settle.
+    Delivery(async_nats::jetstream::Message),
+    /// A `MAX_DELIVERIES` advisory: a delivery that never came back, to dead-letter.
+    Exhausted(bytes::Bytes),
+}
+
+/// A consumer's source of work.
+pub(crate) struct Pulling {
+    consumer: PullConsumer,
+    messages: pull::Stream,
+    /// Messages asked for per pull.
+    batch: usize,
+    /// Handlers at once.
+    limit: usize,
+    /// Messages held at once, running or waiting: the consumer's
+    /// `max_ack_pending`, so the server never delivers one that waits unread in
+    /// the client, where nothing could keep it alive.
+    hold: usize,
+    waiting: Waiting,
+    beat: Pin<Box<tokio::time::Sleep>>,
+    ack_wait: AckWait,
+    policy: Policy,
+    follow_ack_wait: Pin<Box<dyn Future<Output = Infallible> + Send>>,
+    isolation: Isolation,
+    reconnections: tokio::time::Interval,
+    /// The server's `CONSUMER.DELETED` advisory: a pull consumer whose consumer is
+    /// deleted otherwise just stops receiving.
+    deleted: Option<async_nats::Subscriber>,
+    max_deliveries: Option<async_nats::Subscriber>,
+    stopping: bool,
+    client: async_nats::Client,
+    context: String,
+}
+
+impl std::fmt::Debug for Pulling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pulling").field("context", &self.context).finish_non_exhaustive()
+    }
+}
+
+/// How a consumer's pull is set up.
+#[derive(Debug)]
+pub(crate) struct PullSettings {
+    pub(crate) batch: usize,
+    pub(crate) limit: usize,
+    pub(crate) ack_wait: AckWait,
+    pub(crate) policy: Policy,
+}
+
+impl Pulling {
+    /// Starts pulling from `consumer`; `follow_ack_wait` keeps `settings.ack_wait`
+    /// current.
+    pub(crate) async fn start(
+        consumer: PullConsumer,
+        settings: PullSettings,
+        follow_ack_wait: impl Future<Output = Infallible> + Send + 'static,
+        advisories: (Option<async_nats::Subscriber>, Option<async_nats::Subscriber>),
+        client: async_nats::Client,
+        context: String,
+    ) -> Result<Self, ServeError> {
+        let PullSettings { batch, limit, ack_wait, policy } = settings;
+        let hold = match usize::try_from(consumer.cached_info().config.max_ack_pending) {
+            Ok(max) if max > 0 => max,
+            _ => batch.saturating_mul(2),
+        }
+        .max(limit);
+        let messages = pull(&consumer, batch, &context).await?;
+        let mut reconnections = tokio::time::interval(RECONNECTION_CHECK);
+        reconnections.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (deleted, max_deliveries) = advisories;
+        Ok(Self {
+            isolation: Isolation::new(&client),
+            consumer,
+            messages,
+            batch,
+            limit,
+            hold,
+            waiting: Waiting::default(),
+            beat: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            ack_wait,
+            policy,
+            follow_ack_wait: Box::pin(follow_ack_wait),
+            reconnections,
+            deleted,
+            max_deliveries,
+            stopping: false,
+            client,
+            context,
+        })
+    }
+
+    /// How long pulls stay one at a time after a reconnection: two of the
+    /// longest ack timeouts, so a message lost with the connection comes back
+    /// (and is lost alone) within it.
+    fn isolation_quiet(&self) -> Duration {
+        let longest =
+            self.policy.backoff.iter().copied().chain([self.ack_wait.current()]).max().unwrap_or_default();
+        longest.saturating_mul(2).max(Duration::from_secs(1))
+    }
+
+    fn rearm_beat(&mut self) {
+        let pace = self.ack_wait.waiting_pace(&self.policy);
+        self.beat.as_mut().reset(tokio::time::Instant::now() + pace);
+    }
+}
+
+impl Source for Pulling {
+    type Work = Work;
+
+    async fn next(&mut self, busy: usize) -> Next<Work> {
+        loop {
+            if self.stopping {
+                return Next::Ended(Ok(()));
+            }
+            if busy < self.limit
+                && let Some(message) = self.waiting.pop().await
+            {
+                return Next::Work(Work::Delivery(message));
+            }
+            let held = busy + self.waiting.len();
+            let waiting = !self.waiting.is_empty();
+            tokio::select! {
+                biased;
+                () = self.beat.as_mut(), if waiting => {
+                    self.waiting.beat().await;
+                    self.rearm_beat();
+                }
+                infallible = self.follow_ack_wait.as_mut() => match infallible {},
+                _ = self.reconnections.tick() => {
+                    let quiet = self.isolation_quiet();
+                    if let Some(size) = self.isolation.check(self.batch, quiet) {
+                        // The old pull ends with its stream; the new one asks for `size` at a time.
+                        match pull(&self.consumer, size, &self.context).await {
+                            Ok(pulling) => self.messages = pulling,
+                            Err(e) => return Next::Ended(Err(e)),
+                        }
+                    }
+                }
+                Some(_) = next_advisory(&mut self.deleted) => {
+                    return Next::Ended(Err(ServeError::new(ServeErrorKind::ConsumerDeleted).context(self.context.clone())));
+                }
+                Some(advisory) = next_advisory(&mut self.max_deliveries) => {
+                    return Next::Work(Work::Exhausted(advisory.payload));
+                }
+                next = self.messages.next(), if held < self.hold => match next {
+                    Some(Ok(message)) if busy < self.limit => return Next::Work(Work::Delivery(message)),
+                    Some(Ok(message)) => {
+                        if !waiting {
+                            self.rearm_beat();
+                        }
+                        self.waiting.push(message);
+                    }
+                    Some(Err(e)) => {
+                        use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                        if e.kind() == Kind::ConsumerDeleted {
+                            return Next::Ended(Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e).context(self.context.clone())));
+                        }
+                        // Heartbeats missed while disconnected, a pull refused during a
+                        // restart: async-nats re-pulls on its own; keep going.
+                        tracing::warn!(target: spans::TARGET, error = %e, "{}: pull consumer error", self.context);
+                    }
+                    // The connection task gone (it says so) or the stream closed.
+                    None => return Next::Ended(Err(crate::connection::subscription_ended(&self.client, &self.context).await)),
+                },
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    async fn close(self) {
+        // Stop pulling, then give back what no handler took.
+        let Self { messages, waiting, .. } = self;
+        drop(messages);
+        waiting.release().await;
+    }
+}
+
+/// Starts pulling `batch` messages at a time.
+async fn pull(consumer: &PullConsumer, batch: usize, context: &str) -> Result<pull::Stream, ServeError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))
+}
+
+/// The next advisory; pending for ever without a subscription or once it has
+/// ended: a subscription that ends with the connection task says nothing about
+/// the consumer.
+async fn next_advisory(subscriber: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match subscriber {
+        Some(subscriber) => match subscriber.next().await {
+            Some(advisory) => Some(advisory),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// How often the connection count is read between deliveries.
+const RECONNECTION_CHECK: Duration = Duration::from_millis(100);
+
+/// Containment of messages whose bytes break the client: async-nats 0.51 drops
+/// the connection on some malformed header blocks
+/// (`docs/upstream/async-nats-header-parsing.md`), and every message of the same
+/// pull batch still on the wire is lost with the bad one and counts a delivery.
+/// After a reconnection seen while pulling, messages are pulled one at a time
+/// until the connection has held for a quiet period (long enough for the bad
+/// message to come back and be lost alone), so only it exhausts its deliveries.
+#[derive(Debug)]
+struct Isolation {
+    statistics: Arc<async_nats::Statistics>,
+    connects: u64,
+    until: Option<tokio::time::Instant>,
+}
+
+impl Isolation {
+    fn new(client: &async_nats::Client) -> Self {
+        let statistics = client.statistics();
+        let connects = statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
+        Self { statistics, connects, until: None }
+    }
+
+    /// The pull size to switch to, if it changes.
+    fn check(&mut self, batch: usize, quiet: Duration) -> Option<usize> {
+        let connects = self.statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        if connects != self.connects {
+            self.connects = connects;
+            let entering = self.until.is_none();
+            self.until = Some(now + quiet);
+            tracing::warn!(target: spans::TARGET,
+                "the connection was lost while pulling; pulling one message at a time for {quiet:?}");
+            return (entering && batch > 1).then_some(1);
+        }
+        match self.until {
+            Some(until) if now >= until => {
+                self.until = None;
+                (batch > 1).then_some(batch)
+            }
+            _ => None,
+        }
+    }
+}
