@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use nats_otel_rules::{
-    NameError, Subject, SubjectError, Token, Usage, matches, token_at, validate, validate_name,
+    HeaderNameError, HeaderNameErrorKind, NameError, Subject, SubjectError, Token, Usage,
+    capture_header_errors, matches, token_at, validate, validate_header_name, validate_name,
     validate_queue_group, validate_token_value,
 };
 
@@ -30,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    check_header_names(&[a, b, value]);
     check_matching(a, b);
     check_matching(b, a);
     check_covers(a, b);
@@ -99,6 +101,34 @@ fn check_subject_error(input: &str, e: &SubjectError) {
 }
 
 fn check_name_error(input: &str, e: &NameError) {
+    let range = e.range.clone();
+    assert!(range.start <= range.end && range.end <= input.len(), "{range:?} lies in {input:?}");
+    assert!(input.is_char_boundary(range.start) && input.is_char_boundary(range.end));
+    assert!(!e.message().is_empty() && !e.help().is_empty());
+    let _ = e.to_string();
+}
+
+/// Header names (`capture_headers`): each list error points into the name it is
+/// about, and a name alone is rejected exactly when it is rejected in a list for
+/// a reason other than being listed twice.
+fn check_header_names(names: &[&str]) {
+    let errors: Vec<HeaderNameError> = capture_header_errors(names).collect();
+    for error in &errors {
+        let name = names[error.index];
+        assert_eq!(error.name(), name);
+        check_header_name_error(name, error);
+    }
+    for (index, name) in names.iter().enumerate() {
+        let alone = validate_header_name(name);
+        if let Err(e) = &alone {
+            check_header_name_error(name, e);
+        }
+        let in_list = errors.iter().any(|e| e.index == index && e.kind != HeaderNameErrorKind::Duplicate);
+        assert_eq!(alone.is_err(), in_list, "{name:?} alone and in {names:?}");
+    }
+}
+
+fn check_header_name_error(input: &str, e: &HeaderNameError) {
     let range = e.range.clone();
     assert!(range.start <= range.end && range.end <= input.len(), "{range:?} lies in {input:?}");
     assert!(input.is_char_boundary(range.start) && input.is_char_boundary(range.end));

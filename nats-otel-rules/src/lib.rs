@@ -4,7 +4,21 @@
 //! One implementation shared by the `nats-otel` proc macros (compile time:
 //! errors carry byte ranges so they can be spanned at the exact part of a
 //! string literal) and the runtime (run time: validation, allocation-free
-//! matching, capture extraction).
+//! matching, capture extraction), so the two never drift:
+//!
+//! | rule | functions | error |
+//! |---|---|---|
+//! | the subject grammar | [`Subject::parse`], [`validate`], [`matches`], [`covers`] | [`SubjectError`] |
+//! | stream, consumer and queue group names, token values | [`validate_name`], [`validate_queue_group`], [`validate_token_value`] | [`NameError`] |
+//! | `capture_headers` names | [`validate_header_name`], [`capture_header_errors`], [`validate_capture_headers`] | [`HeaderNameError`] |
+//! | `capture_body` cap | [`validate_body_capture`], [`MAX_BODY_CAPTURE`] | [`SettingError`] |
+//! | counts of at least 1 | [`validate_positive`] | [`SettingError`] |
+//! | `backoff` vs `max_deliver` | [`validate_backoff_against_max_deliver`] | [`SettingError`] |
+//! | `concurrency` vs `max_ack_pending` | [`validate_concurrency_against_max_ack_pending`] | [`SettingError`] |
+//!
+//! Every error has `message()` (lower-case, rustc style) and `help()` (how to
+//! fix it). Errors about a string carry a byte `range` into it; a
+//! [`SettingError`] is about a number, so it names the [`Setting`] to point at.
 //!
 //! # Grammar
 //!
@@ -101,6 +115,26 @@
 //!     NameErrorKind::Whitespace
 //! );
 //! ```
+//!
+//! # Span capture and consumer settings
+//!
+//! The options `capture_headers`, `capture_body`, `concurrency`, `batch`,
+//! `max_deliver`, `max_ack_pending` and `backoff` of the macros, and the
+//! builder methods of the same names.
+//!
+//! ```
+//! use nats_otel_rules::{
+//!     Setting, capture_header_errors, validate_backoff_against_max_deliver, validate_positive,
+//! };
+//!
+//! let errors: Vec<_> = capture_header_errors(&["x-tenant", "X-Tenant"]).collect();
+//! assert_eq!(errors[0].message(), "header `X-Tenant` is listed twice");
+//! assert_eq!(errors[0].index, 1);
+//!
+//! let err = validate_backoff_against_max_deliver(3, 3).unwrap_err();
+//! assert_eq!(err.setting, Setting::Backoff);
+//! assert!(validate_positive(Setting::Batch, 0).is_err());
+//! ```
 
 #![warn(missing_docs)]
 
@@ -110,12 +144,22 @@ mod chars;
 mod error;
 mod matching;
 mod name;
+mod setting;
+mod span_capture;
 mod subject;
 
 pub use error::{ErrorKind, SubjectError};
 pub use matching::{covers, matches, token_at};
 pub use name::{
     MAX_NAME_LEN, NameError, NameErrorKind, validate_name, validate_queue_group, validate_token_value,
+};
+pub use setting::{
+    Setting, SettingError, SettingErrorKind, validate_backoff_against_max_deliver,
+    validate_concurrency_against_max_ack_pending, validate_positive,
+};
+pub use span_capture::{
+    HeaderNameError, HeaderNameErrorKind, MAX_BODY_CAPTURE, capture_header_errors, validate_body_capture,
+    validate_capture_headers, validate_header_name,
 };
 pub use subject::{Segment, Subject, Token, Usage, validate};
 
