@@ -28,8 +28,9 @@ use std::borrow::Cow;
 use async_nats::HeaderMap;
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 
-/// The largest `capture_body` cap, in bytes: a span is not a payload store.
-pub const MAX_BODY_CAPTURE: usize = 64 * 1024;
+/// The largest `capture_body` cap, in bytes: a span is not a payload store
+/// (the rule book's, as the macros check it).
+pub use nats_otel_rules::MAX_BODY_CAPTURE;
 
 /// Captured header values are cut to this many bytes (on a character boundary).
 pub const MAX_HEADER_VALUE_LEN: usize = 1024;
@@ -51,36 +52,16 @@ pub(crate) struct CaptureConfig {
 }
 
 impl CaptureConfig {
-    /// Header names as NATS accepts them (visible ASCII without `:`), each once;
-    /// a body cap in `1..=MAX_BODY_CAPTURE`.
+    /// Header names as NATS accepts them, each once; a body cap in
+    /// `1..=MAX_BODY_CAPTURE`: the rule book's checks, as the macros apply them.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        for (i, name) in self.headers.iter().enumerate() {
-            if let Err(reason) = check_header_name(name) {
-                return Err(format!("capture_headers: `{}` {reason}", name.escape_debug()));
-            }
-            if self.headers[..i].iter().any(|earlier| earlier.eq_ignore_ascii_case(name)) {
-                return Err(format!("capture_headers: `{name}` is listed twice (names ignore case)"));
-            }
+        nats_otel_rules::validate_capture_headers(&self.headers)
+            .map_err(|e| format!("capture_headers: {e}"))?;
+        if let Some(max_bytes) = self.body {
+            nats_otel_rules::validate_body_capture(max_bytes).map_err(|e| e.to_string())?;
         }
-        match self.body {
-            Some(0) => Err("capture_body must be at least 1 byte".to_owned()),
-            Some(n) if n > MAX_BODY_CAPTURE => {
-                Err(format!("capture_body is {n} bytes, at most {MAX_BODY_CAPTURE} are allowed"))
-            }
-            _ => Ok(()),
-        }
+        Ok(())
     }
-}
-
-/// Why `name` cannot be a NATS header name, if it cannot.
-pub(crate) fn check_header_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("is empty");
-    }
-    if name.contains(|c: char| !c.is_ascii_graphic() || c == ':') {
-        return Err("is not a header name: use visible ASCII characters other than `:`");
-    }
-    Ok(())
 }
 
 /// The capture of one endpoint, prepared once: lower-cased names and their

@@ -342,7 +342,9 @@ impl JetStreamConsumer {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        use nats_otel_rules::{Subject, Usage, validate_name};
+        use nats_otel_rules::{
+            Setting, Subject, Usage, validate_backoff_against_max_deliver, validate_name, validate_positive,
+        };
         validate_name(&self.stream).map_err(|e| format!("stream `{}`: {e}", self.stream))?;
         validate_name(&self.durable).map_err(|e| format!("durable `{}`: {e}", self.durable))?;
         for filter in &self.filters {
@@ -351,21 +353,14 @@ impl JetStreamConsumer {
         if let Some(dead_letter) = &self.dead_letter {
             Subject::parse(dead_letter, Usage::Publish).map_err(|e| format!("dead_letter: {e}"))?;
         }
-        if self.concurrency == Some(0) {
-            return Err("concurrency must be at least 1".to_owned());
+        for (setting, value) in [(Setting::Concurrency, self.concurrency), (Setting::Batch, self.batch)] {
+            if let Some(value) = value {
+                validate_positive(setting, value as u64).map_err(|e| e.to_string())?;
+            }
         }
-        if self.batch == Some(0) {
-            return Err("batch must be at least 1".to_owned());
-        }
-        if let Some(max) = self.max_deliver
-            && max > 0
-            && self.backoff.len() as i64 >= max
-        {
-            return Err(format!(
-                "{} backoff delays need max_deliver above {}, but it is {max}",
-                self.backoff.len(),
-                self.backoff.len()
-            ));
+        if let Some(max_deliver) = self.max_deliver {
+            validate_backoff_against_max_deliver(self.backoff.len(), max_deliver)
+                .map_err(|e| e.to_string())?;
         }
         self.capture.validate()
     }

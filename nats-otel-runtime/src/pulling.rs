@@ -28,7 +28,9 @@ pub(crate) enum Work {
 /// A consumer's source of work.
 pub(crate) struct Pulling {
     consumer: PullConsumer,
-    messages: pull::Stream,
+    /// `None` once stopped: dropping the pull unsubscribes it, so the server
+    /// sends nothing more while the handlers at work finish.
+    messages: Option<pull::Stream>,
     /// Messages asked for per pull.
     batch: usize,
     /// Handlers at once.
@@ -48,7 +50,6 @@ pub(crate) struct Pulling {
     /// deleted otherwise just stops receiving.
     deleted: Option<async_nats::Subscriber>,
     max_deliveries: Option<async_nats::Subscriber>,
-    stopping: bool,
     client: async_nats::Client,
     context: String,
 }
@@ -92,7 +93,7 @@ impl Pulling {
         Ok(Self {
             isolation: Isolation::new(&client),
             consumer,
-            messages,
+            messages: Some(messages),
             batch,
             limit,
             hold,
@@ -104,7 +105,6 @@ impl Pulling {
             reconnections,
             deleted,
             max_deliveries,
-            stopping: false,
             client,
             context,
         })
@@ -130,9 +130,9 @@ impl Source for Pulling {
 
     async fn next(&mut self, busy: usize) -> Next<Work> {
         loop {
-            if self.stopping {
+            let Some(messages) = self.messages.as_mut() else {
                 return Next::Ended(Ok(()));
-            }
+            };
             if busy < self.limit
                 && let Some(message) = self.waiting.pop().await
             {
@@ -152,7 +152,7 @@ impl Source for Pulling {
                     if let Some(size) = self.isolation.check(self.batch, quiet) {
                         // The old pull ends with its stream; the new one asks for `size` at a time.
                         match pull(&self.consumer, size, &self.context).await {
-                            Ok(pulling) => self.messages = pulling,
+                            Ok(pulling) => self.messages = Some(pulling),
                             Err(e) => return Next::Ended(Err(e)),
                         }
                     }
@@ -163,7 +163,7 @@ impl Source for Pulling {
                 Some(advisory) = next_advisory(&mut self.max_deliveries) => {
                     return Next::Work(Work::Exhausted(advisory.payload));
                 }
-                next = self.messages.next(), if held < self.hold => match next {
+                next = messages.next(), if held < self.hold => match next {
                     Some(Ok(message)) if busy < self.limit => return Next::Work(Work::Delivery(message)),
                     Some(Ok(message)) => {
                         if !waiting {
@@ -188,14 +188,12 @@ impl Source for Pulling {
     }
 
     async fn stop(&mut self) {
-        self.stopping = true;
+        self.messages = None;
     }
 
     async fn close(self) {
-        // Stop pulling, then give back what no handler took.
-        let Self { messages, waiting, .. } = self;
-        drop(messages);
-        waiting.release().await;
+        // Give back what no handler took, rather than let it wait for its ack timeout.
+        self.waiting.release().await;
     }
 }
 
@@ -231,34 +229,56 @@ const RECONNECTION_CHECK: Duration = Duration::from_millis(100);
 /// the connection on some malformed header blocks
 /// (`docs/upstream/async-nats-header-parsing.md`), and every message of the same
 /// pull batch still on the wire is lost with the bad one and counts a delivery.
-/// After a reconnection seen while pulling, messages are pulled one at a time
-/// until the connection has held for a quiet period (long enough for the bad
-/// message to come back and be lost alone), so only it exhausts its deliveries.
+/// After the client reconnects *to the same server* while pulling, messages are
+/// pulled one at a time until the connection has held for a quiet period (long
+/// enough for the bad message to come back and be lost alone), so only it
+/// exhausts its deliveries. A reconnection to another server (a restart, a
+/// failover: a new server id) is not this, and keeps the batch.
 #[derive(Debug)]
 struct Isolation {
+    client: async_nats::Client,
     statistics: Arc<async_nats::Statistics>,
     connects: u64,
+    server_id: String,
+    /// A reconnection seen at this instant, whose server is not known yet:
+    /// async-nats counts a connection before it publishes the server's `INFO`.
+    reconnected: Option<tokio::time::Instant>,
     until: Option<tokio::time::Instant>,
 }
+
+/// How long a new connection's `INFO` may lag behind its count.
+const INFO_GRACE: Duration = Duration::from_millis(250);
 
 impl Isolation {
     fn new(client: &async_nats::Client) -> Self {
         let statistics = client.statistics();
         let connects = statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
-        Self { statistics, connects, until: None }
+        let server_id = client.server_info().server_id;
+        Self { client: client.clone(), statistics, connects, server_id, reconnected: None, until: None }
     }
 
     /// The pull size to switch to, if it changes.
     fn check(&mut self, batch: usize, quiet: Duration) -> Option<usize> {
-        let connects = self.statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
         let now = tokio::time::Instant::now();
+        let connects = self.statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
         if connects != self.connects {
             self.connects = connects;
-            let entering = self.until.is_none();
-            self.until = Some(now + quiet);
-            tracing::warn!(target: spans::TARGET,
-                "the connection was lost while pulling; pulling one message at a time for {quiet:?}");
-            return (entering && batch > 1).then_some(1);
+            self.reconnected = Some(now);
+        }
+        if let Some(at) = self.reconnected {
+            let server_id = self.client.server_info().server_id;
+            if server_id != self.server_id {
+                // Another server: not a message the client choked on.
+                self.server_id = server_id;
+                self.reconnected = None;
+            } else if now.duration_since(at) >= INFO_GRACE {
+                self.reconnected = None;
+                let entering = self.until.is_none();
+                self.until = Some(now + quiet);
+                tracing::warn!(target: spans::TARGET,
+                    "the connection to the server dropped while pulling; pulling one message at a time for {quiet:?}");
+                return (entering && batch > 1).then_some(1);
+            }
         }
         match self.until {
             Some(until) if now >= until => {

@@ -177,9 +177,8 @@ impl Subscription {
         if let Some(queue) = &self.queue {
             validate_queue_group(queue).map_err(|e| format!("queue group `{queue}`: {e}"))?;
         }
-        if self.concurrency == 0 {
-            return Err("concurrency must be at least 1".to_owned());
-        }
+        nats_otel_rules::validate_positive(nats_otel_rules::Setting::Concurrency, self.concurrency as u64)
+            .map_err(|e| e.to_string())?;
         self.capture.validate()
     }
 }
