@@ -21,9 +21,25 @@ impl Diagnostics {
         self.push(syn::Error::new(span, message));
     }
 
+    /// An error with a `help:` line, rustc style.
+    pub(crate) fn error_with_help(
+        &mut self,
+        span: Span,
+        message: impl std::fmt::Display,
+        help: impl std::fmt::Display,
+    ) {
+        self.error(span, with_help(message, help));
+    }
+
     /// The errors as `compile_error!` invocations.
     pub(crate) fn to_compile_errors(&self) -> TokenStream {
         self.errors.as_ref().map(syn::Error::to_compile_error).unwrap_or_default()
+    }
+
+    /// Each error's message, in the order reported (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> Vec<String> {
+        self.errors.iter().flat_map(|errors| errors.clone().into_iter().map(|e| e.to_string())).collect()
     }
 }
 

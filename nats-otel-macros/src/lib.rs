@@ -4,13 +4,12 @@
 //! Set `NATS_OTEL_MACROS_DEBUG=1` while building to print every expansion.
 
 mod args;
-mod capture;
 mod consumer;
 mod diagnostics;
 mod duration;
-mod handler_fn;
-mod handler_subject;
+mod handler;
 mod message;
+mod spanned;
 mod subscribe;
 
 use proc_macro::TokenStream;

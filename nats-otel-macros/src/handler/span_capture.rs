@@ -1,98 +1,135 @@
 //! `capture_headers = ["x-tenant"]` and `capture_body = 256`: opt-in capture of
 //! header values and payload bytes on `process` spans, shared by both attribute
-//! macros. Expands to the builder calls of the runtime's endpoint types.
+//! macros. The rules are the runtime's own, from `nats_otel_rules`.
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::spanned::Spanned;
-use syn::{Expr, Lit};
+use syn::LitStr;
 
-use crate::args::{Args, lit_str_list};
-use crate::diagnostics::{Diagnostics, subspan, with_help};
+use crate::args::Args;
+use crate::diagnostics::{Diagnostics, subspan};
+use crate::spanned::Spanned;
 
-/// Must match `nats_otel_runtime::capture::MAX_BODY_CAPTURE`.
-const MAX_BODY_CAPTURE: u64 = 64 * 1024;
+/// What a handler's `process` spans record of each message.
+#[derive(Default)]
+pub(crate) struct SpanCapture {
+    /// `capture_headers`: header names, as written.
+    pub(crate) headers: Option<Vec<LitStr>>,
+    /// `capture_body`: the most payload bytes to record.
+    pub(crate) body: Option<Spanned<usize>>,
+}
 
-/// Takes and checks both options; the builder calls to append to the endpoint.
-pub(crate) fn options(args: &mut Args, diagnostics: &mut Diagnostics) -> TokenStream {
-    let headers = args.take("capture_headers", diagnostics).and_then(|(key, value)| {
-        let names = lit_str_list(&key, &value, diagnostics)?;
-        let mut seen: Vec<String> = Vec::new();
-        for lit in &names {
-            let name = lit.value();
-            if name.is_empty() {
-                diagnostics.error(
-                    lit.span(),
-                    with_help(
-                        "header name is empty",
-                        "name a header, e.g. `capture_headers = [\"x-tenant\"]`",
-                    ),
-                );
-            } else if let Some((i, c)) = name.char_indices().find(|&(_, c)| !c.is_ascii_graphic() || c == ':')
-            {
-                diagnostics.error(
-                    subspan(lit, i..i + c.len_utf8()),
-                    with_help(
-                        format!("`{}` is not a header name: it contains {c:?}", name.escape_debug()),
-                        "header names are visible ASCII characters other than `:`, e.g. `x-tenant`",
-                    ),
-                );
-            } else if seen.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
-                diagnostics.error(
-                    lit.span(),
-                    with_help(
-                        format!("header `{name}` is listed twice"),
-                        "header names match case-insensitively; remove one",
-                    ),
-                );
-            }
-            seen.push(name);
-        }
-        Some(quote!(.capture_headers([#(#names),*])))
-    });
-    let body = args.take("capture_body", diagnostics).and_then(|(key, value)| {
-        let Expr::Lit(syn::ExprLit { lit: Lit::Int(lit), .. }) = &value else {
-            diagnostics.error(
-                value.span(),
-                with_help(
-                    format!("`{key}` takes the most bytes to record, as an integer literal"),
-                    format!("write `{key} = 256`"),
-                ),
-            );
-            return None;
-        };
-        match lit.base10_parse::<u64>() {
-            Ok(0) => {
-                diagnostics.error(
-                    lit.span(),
-                    with_help(
-                        "`capture_body = 0` records nothing",
-                        "remove the option, or give a size such as `256`",
-                    ),
-                );
-                None
-            }
-            Ok(n) if n > MAX_BODY_CAPTURE => {
-                diagnostics.error(
-                    lit.span(),
-                    with_help(
-                        format!(
-                            "`capture_body = {n}` is more than the {MAX_BODY_CAPTURE} bytes a span may record"
-                        ),
-                        "record a prefix of the payload, e.g. `capture_body = 1024`",
-                    ),
-                );
-                None
-            }
-            Ok(n) => {
-                let n = n as usize;
-                Some(quote!(.capture_body(#n)))
-            }
-            Err(e) => {
-                diagnostics.error(lit.span(), e);
-                None
+impl SpanCapture {
+    pub(crate) fn parse(args: &mut Args, diagnostics: &mut Diagnostics) -> Self {
+        let headers = args.take("capture_headers", diagnostics).and_then(|arg| arg.strings(diagnostics));
+        let body = args.take("capture_body", diagnostics).and_then(|arg| {
+            arg.integer_described(diagnostics, "the most bytes to record, as an integer literal", "256")
+        });
+        Self { headers, body }
+    }
+
+    /// Header names as NATS accepts them, each once; a body cap the runtime allows.
+    pub(crate) fn check(&self, diagnostics: &mut Diagnostics) {
+        if let Some(headers) = &self.headers {
+            let names: Vec<String> = headers.iter().map(LitStr::value).collect();
+            for error in nats_otel_rules::capture_header_errors(&names) {
+                let Some(lit) = headers.get(error.index) else { continue };
+                let span = match error.kind {
+                    nats_otel_rules::HeaderNameErrorKind::ForbiddenCharacter(_) => {
+                        subspan(lit, error.range.clone())
+                    }
+                    _ => lit.span(),
+                };
+                diagnostics.error_with_help(span, error.message(), error.help());
             }
         }
-    });
-    quote!(#headers #body)
+        if let Some(body) = &self.body
+            && let Err(error) = nats_otel_rules::validate_body_capture(body.value)
+        {
+            diagnostics.error_with_help(body.span, error.message(), error.help());
+        }
+    }
+
+    /// The builder calls to append to the endpoint.
+    pub(crate) fn builder_calls(&self) -> TokenStream {
+        let headers = self.headers.as_ref().map(|names| quote!(.capture_headers([#(#names),*])));
+        let body = self.body.map(|body| {
+            let n = body.value;
+            quote!(.capture_body(#n))
+        });
+        quote!(#headers #body)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse_and_check(tokens: TokenStream) -> (SpanCapture, Vec<String>) {
+        let mut diagnostics = Diagnostics::default();
+        let mut args =
+            Args::parse(tokens, &["capture_headers", "capture_body"]).unwrap_or_else(|e| panic!("{e}"));
+        let capture = SpanCapture::parse(&mut args, &mut diagnostics);
+        args.finish(&mut diagnostics);
+        capture.check(&mut diagnostics);
+        (capture, diagnostics.messages())
+    }
+
+    #[test]
+    fn parses_into_the_model() {
+        let (capture, errors) =
+            parse_and_check(quote!(capture_headers = ["x-tenant", "x-region"], capture_body = 256));
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<String> = capture.headers.iter().flatten().map(LitStr::value).collect();
+        assert_eq!(names, ["x-tenant", "x-region"]);
+        assert_eq!(capture.body.map(|b| b.value), Some(256));
+        let calls = capture.builder_calls().to_string();
+        assert_eq!(
+            calls,
+            quote!(.capture_headers(["x-tenant", "x-region"]) .capture_body(256usize)).to_string()
+        );
+    }
+
+    #[test]
+    fn a_single_name_is_a_list() {
+        let (capture, errors) = parse_and_check(quote!(capture_headers = "x-tenant"));
+        assert!(errors.is_empty());
+        assert_eq!(capture.headers.map(|h| h.len()), Some(1));
+        assert!(capture.body.is_none());
+    }
+
+    #[test]
+    fn checks_report_every_bad_name_and_the_cap() {
+        let (_, errors) =
+            parse_and_check(quote!(capture_headers = ["", "a b", "x", "X"], capture_body = 70000));
+        let first_lines: Vec<&str> = errors.iter().filter_map(|e| e.lines().next()).collect();
+        assert_eq!(
+            first_lines,
+            [
+                "header name is empty",
+                "`a b` is not a header name: it contains a space",
+                "header `X` is listed twice",
+                "`capture_body = 70000` is more than the 65536 bytes a span may record",
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_body_and_wrong_shapes() {
+        let (_, errors) = parse_and_check(quote!(capture_body = 0));
+        assert_eq!(
+            errors,
+            ["`capture_body = 0` records nothing\n\nhelp: remove the option, or give a size such as `256`"]
+        );
+        let (_, errors) = parse_and_check(quote!(capture_body = "256", capture_headers = [1]));
+        assert_eq!(
+            errors,
+            [
+                "`capture_headers` takes a string literal\n\nhelp: write `capture_headers = \"…\"`",
+                "`capture_body` takes the most bytes to record, as an integer literal\n\nhelp: write `capture_body = 256`",
+            ]
+        );
+    }
 }

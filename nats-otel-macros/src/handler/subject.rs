@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::LitStr;
 
-use crate::diagnostics::{Diagnostics, subspan, with_help};
+use crate::diagnostics::{Diagnostics, subspan};
 
 /// A `{name}` token of a handler subject: the handler argument of that name is
 /// parsed from the token at `index`.
@@ -24,13 +24,13 @@ pub(crate) struct HandlerSubject {
 }
 
 impl HandlerSubject {
-    /// Parses `lit`; errors are spanned at the offending part.
+    /// Parses `lit` with the shared grammar; errors are spanned at the offending part.
     pub(crate) fn parse(lit: &LitStr, diagnostics: &mut Diagnostics) -> Option<Self> {
         let value = lit.value();
         let parsed = match nats_otel_rules::Subject::parse(&value, nats_otel_rules::Usage::Template) {
             Ok(parsed) => parsed,
             Err(e) => {
-                diagnostics.error(subspan(lit, e.range.clone()), with_help(e.message(), e.help()));
+                diagnostics.error_with_help(subspan(lit, e.range.clone()), e.message(), e.help());
                 return None;
             }
         };
@@ -56,7 +56,7 @@ impl HandlerSubject {
 
     /// A compile-time check that every subject this handler receives matches the
     /// pattern of `message`, spanned at the subject.
-    pub(crate) fn covered_by(&self, message: &syn::Type, krate: &TokenStream) -> TokenStream {
+    pub(crate) fn covered_by(&self, message: &syn::Type, krate: &syn::Path) -> TokenStream {
         let pattern = &self.pattern;
         let shown = self.template.as_deref().unwrap_or(pattern);
         let ty = quote!(#message).to_string().replace(' ', "");

@@ -1,0 +1,98 @@
+//! Check: the rules on a [`Consumer`], from the rule book the runtime checks
+//! too (`nats_otel_rules`), and the one rule only a macro has (captures need a
+//! single filter). Every error is reported, at the value it is about.
+
+use nats_otel_rules::{Setting, SettingError, Usage};
+use proc_macro2::Span;
+use syn::LitStr;
+
+use crate::consumer::model::Consumer;
+use crate::diagnostics::{Diagnostics, subspan};
+
+impl Consumer {
+    pub(crate) fn check(&self, diagnostics: &mut Diagnostics) {
+        for (key, name) in [("stream", &self.stream), ("durable", &self.durable)] {
+            if let Some(lit) = name
+                && let Err(e) = nats_otel_rules::validate_name(&lit.value())
+            {
+                diagnostics.error_with_help(
+                    subspan(lit, e.range.clone()),
+                    format!("{key}: {}", e.message()),
+                    e.help(),
+                );
+            }
+        }
+        if let Some(lit) = &self.dead_letter {
+            check_publish_subject(lit, diagnostics);
+        }
+        if self.filters.len() > 1 {
+            for capture in self.filters.iter().flat_map(|f| &f.captures) {
+                diagnostics.error_with_help(
+                    capture.span,
+                    "captures need a single `filter`",
+                    "use one filter with captures, or `*` in each of several filters",
+                );
+            }
+        }
+        let counts = [
+            (Setting::MaxDeliver, self.max_deliver.map(|n| non_negative(n.value))),
+            (Setting::MaxAckPending, self.max_ack_pending.map(|n| non_negative(n.value))),
+            (Setting::Concurrency, self.concurrency.map(|n| n.value as u64)),
+            (Setting::Batch, self.batch.map(|n| n.value as u64)),
+        ];
+        for (setting, value) in counts {
+            if let Some(value) = value {
+                self.report(nats_otel_rules::validate_positive(setting, value), diagnostics);
+            }
+        }
+        if let (Some(backoff), Some(max_deliver)) = (&self.backoff, &self.max_deliver) {
+            let rule = nats_otel_rules::validate_backoff_against_max_deliver(
+                backoff.delays.len(),
+                max_deliver.value,
+            );
+            self.report(rule, diagnostics);
+        }
+        if let (Some(concurrency), Some(max_ack_pending)) = (&self.concurrency, &self.max_ack_pending) {
+            let rule = nats_otel_rules::validate_concurrency_against_max_ack_pending(
+                concurrency.value,
+                max_ack_pending.value,
+            );
+            self.report(rule, diagnostics);
+        }
+        self.options.check(diagnostics);
+    }
+
+    /// Reports a rule-book error at the option it blames.
+    fn report(&self, rule: Result<(), SettingError>, diagnostics: &mut Diagnostics) {
+        if let Err(e) = rule {
+            let span = self.span_of(e.setting).unwrap_or_else(Span::call_site);
+            diagnostics.error_with_help(span, e.message(), e.help());
+        }
+    }
+
+    /// Where the user wrote `setting`.
+    fn span_of(&self, setting: Setting) -> Option<Span> {
+        match setting {
+            Setting::Concurrency => self.concurrency.map(|n| n.span),
+            Setting::Batch => self.batch.map(|n| n.span),
+            Setting::MaxDeliver => self.max_deliver.map(|n| n.span),
+            Setting::MaxAckPending => self.max_ack_pending.map(|n| n.span),
+            Setting::Backoff => self.backoff.as_ref().map(|b| b.span),
+            Setting::CaptureBody => self.options.span_capture.body.map(|n| n.span),
+            _ => None,
+        }
+    }
+}
+
+/// An integer literal is never negative (a `-` makes it an expression), but
+/// should one get here, "must be at least 1" is the right error for it.
+fn non_negative(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A subject messages are published to: no wildcards, no captures.
+fn check_publish_subject(lit: &LitStr, diagnostics: &mut Diagnostics) {
+    if let Err(e) = nats_otel_rules::validate(&lit.value(), Usage::Publish) {
+        diagnostics.error_with_help(subspan(lit, e.range.clone()), e.message(), e.help());
+    }
+}

@@ -1,0 +1,84 @@
+//! Parse: `#[jetstream_consumer(...)]` arguments into the [`Consumer`] model.
+
+use syn::{ItemFn, LitStr};
+
+use crate::args::Args;
+use crate::consumer::model::{Backoff, Consumer};
+use crate::diagnostics::Diagnostics;
+use crate::handler::options::HandlerOptions;
+use crate::handler::subject::HandlerSubject;
+
+impl Consumer {
+    pub(crate) fn parse(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Self {
+        for extra in std::mem::take(&mut args.positional) {
+            diagnostics.error_with_help(
+                extra.span(),
+                "unexpected string",
+                "options are `key = value`, e.g. `stream = \"ORDERS\"`",
+            );
+        }
+        let stream = required_string(&mut args, "stream", "ORDERS", item, diagnostics);
+        let durable = required_string(&mut args, "durable", "billing", item, diagnostics);
+        let filters = args.take("filter", diagnostics).and_then(|arg| arg.strings(diagnostics));
+        let filters =
+            filters.iter().flatten().filter_map(|lit| HandlerSubject::parse(lit, diagnostics)).collect();
+        let message = args.take("message", diagnostics).and_then(|arg| arg.type_path(diagnostics));
+        let deliver = args.take("deliver", diagnostics).and_then(|arg| arg.choice(diagnostics));
+        let ack_wait = args.take("ack_wait", diagnostics).and_then(|arg| arg.duration(diagnostics));
+        let max_deliver = args.take("max_deliver", diagnostics).and_then(|arg| arg.integer(diagnostics));
+        let backoff = args.take("backoff", diagnostics).and_then(|arg| {
+            let delays = arg.durations(diagnostics)?;
+            Some(Backoff { span: arg.key.span(), delays })
+        });
+        let max_ack_pending =
+            args.take("max_ack_pending", diagnostics).and_then(|arg| arg.integer(diagnostics));
+        let concurrency = args.take("concurrency", diagnostics).and_then(|arg| arg.integer(diagnostics));
+        let batch = args.take("batch", diagnostics).and_then(|arg| arg.integer(diagnostics));
+        let ack = args.take("ack", diagnostics).and_then(|arg| arg.choice(diagnostics));
+        let create = args.take("create", diagnostics).and_then(|arg| arg.boolean(diagnostics));
+        let dead_letter = args.take("dead_letter", diagnostics).and_then(|arg| arg.string(diagnostics));
+        let dead_letter_route =
+            args.take("dead_letter_route", diagnostics).and_then(|arg| arg.choice(diagnostics));
+        let settle = args.take("settle", diagnostics).and_then(|arg| arg.choice(diagnostics));
+        let options = HandlerOptions::parse(message, &mut args, diagnostics);
+        args.finish(diagnostics);
+        Consumer {
+            stream,
+            durable,
+            filters,
+            deliver,
+            ack_wait,
+            max_deliver,
+            backoff,
+            max_ack_pending,
+            concurrency,
+            batch,
+            ack,
+            create,
+            dead_letter,
+            dead_letter_route,
+            settle,
+            options,
+        }
+    }
+}
+
+/// A string option the consumer cannot do without; missing, it is reported at
+/// the handler's name.
+fn required_string(
+    args: &mut Args,
+    key: &'static str,
+    example: &str,
+    item: &ItemFn,
+    diagnostics: &mut Diagnostics,
+) -> Option<LitStr> {
+    let Some(arg) = args.take(key, diagnostics) else {
+        diagnostics.error_with_help(
+            item.sig.ident.span(),
+            format!("`#[jetstream_consumer]` needs `{key}`"),
+            format!("add `{key} = \"{example}\"`"),
+        );
+        return None;
+    };
+    arg.string(diagnostics)
+}
