@@ -26,7 +26,7 @@ use crate::{FromMessage, Incoming, IntoOutcome, Rejection};
     note = "a handler is an `async fn` whose arguments implement `FromMessage` and whose return type implements `IntoOutcome`",
     note = "put `#[nats_subscribe(..)]` on the function for an error that points at the offending argument"
 )]
-pub trait Handler<T, S>: Clone + Send + Sync + Sized + 'static {
+pub trait Handler<T, S>: sealed::Sealed<T, S> + Clone + Send + Sync + Sized + 'static {
     /// The future the user's function returns.
     type Future: Future<Output = Self::Output> + Send + 'static;
     /// What the function returns.
@@ -38,6 +38,28 @@ pub trait Handler<T, S>: Clone + Send + Sync + Sized + 'static {
 
     /// Extracts the arguments and calls the function.
     fn call(&self, incoming: &Incoming, state: &S) -> Result<Self::Future, Rejection>;
+}
+
+/// `Handler` is implemented here only: for async fns over extractors and for
+/// the functions the macros declare. A type of the user's would bypass the
+/// guards and the extraction order the service relies on; write an async fn.
+///
+/// ```compile_fail
+/// use nats_otel_runtime::{Handler, Incoming, Rejection};
+/// #[derive(Clone)]
+/// struct Mine;
+/// impl Handler<(), ()> for Mine {
+///     type Future = std::future::Ready<()>;
+///     type Output = ();
+///     const TRACE_CONTEXT_IN_BODY: bool = false;
+///     const SETTLES_ITSELF: bool = false;
+///     fn call(&self, _: &Incoming, _: &()) -> Result<Self::Future, Rejection> {
+///         Ok(std::future::ready(()))
+///     }
+/// }
+/// ```
+mod sealed {
+    pub trait Sealed<T, S> {}
 }
 
 /// Calls `$m!(T1, …, Tn)` for every arity from 0 to 16.
@@ -65,6 +87,15 @@ macro_rules! for_each_arity {
 
 macro_rules! impl_handler {
     ($($ty:ident),*) => {
+        impl<F, Fut, S, $($ty,)*> sealed::Sealed<($($ty,)*), S> for F
+        where
+            F: Fn($($ty),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: IntoOutcome,
+            $($ty: FromMessage<S>,)*
+        {
+        }
+
         impl<F, Fut, S, $($ty,)*> Handler<($($ty,)*), S> for F
         where
             F: Fn($($ty),*) -> Fut + Clone + Send + Sync + 'static,
@@ -183,6 +214,15 @@ impl<D: Descriptor, Args> DeclaredHandler for DeclaredArgs<D, Args> {
 
 macro_rules! impl_declared_handler {
     ($($ty:ident),*) => {
+        impl<F, Fut, D, S, $($ty,)*> sealed::Sealed<DeclaredArgs<D, ($($ty,)*)>, S> for F
+        where
+            F: Fn($($ty),*) -> Declared<Fut, D> + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: IntoOutcome,
+            D: Declaration<S, ($($ty,)*)>,
+        {
+        }
+
         impl<F, Fut, D, S, $($ty,)*> Handler<DeclaredArgs<D, ($($ty,)*)>, S> for F
         where
             F: Fn($($ty),*) -> Declared<Fut, D> + Clone + Send + Sync + 'static,

@@ -122,7 +122,10 @@ pub use error::{
 };
 pub use events::{ClientEvents, PermissionViolation};
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
-pub use handler::{Declaration, Declared, DeclaredArgs, DeclaredHandler, Descriptor, Handler};
+pub use handler::Handler;
+/// What the macros expand to: named in [`Service::handler`]'s bounds, not used directly.
+#[doc(hidden)]
+pub use handler::{Declaration, Declared, DeclaredArgs, DeclaredHandler, Descriptor};
 pub use incoming::Incoming;
 pub use jetstream::{AckMode, Acker, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
 pub use message::{NatsMessage, NatsPayload, NoReply, SubjectToken, SubjectValueError};
