@@ -2,6 +2,16 @@
 //! them with their documentation; this crate's API is an implementation detail.
 //!
 //! Set `NATS_OTEL_MACROS_DEBUG=1` while building to print every expansion.
+//!
+//! Each macro goes parse → model → check → expand, as serde_derive does, so every
+//! error is found before anything is emitted and each step is unit-tested on
+//! `parse_quote!` input. `consumer/`, `subscribe/` and `message/` each have a
+//! `model.rs` (the options, typed and spanned), `parse.rs` (arguments into the
+//! model: shapes, choices, durations, the subject grammar), `check.rs` (the rules
+//! of `nats_otel_rules`, the ones the runtime checks too) and `expand.rs`.
+//! `handler/` is what both attribute macros share: the pipeline, the common
+//! options, the handler function's checks and the expansion around it. `args`
+//! reads attribute arguments into typed values; `diagnostics` collects errors.
 
 mod args;
 mod consumer;
