@@ -133,8 +133,9 @@ impl Arg {
         }
     }
 
-    /// An integer literal of type `T`: `key = 16`. Whether the number is
-    /// allowed is a rule, checked later; here only its shape and range.
+    /// An integer literal of type `T`, the type the runtime takes: `key = 16`.
+    /// Whether the number is allowed is a rule, checked later; here only its
+    /// shape and that it fits in `T` (no silent wrap-around).
     pub(crate) fn integer<T>(&self, diagnostics: &mut Diagnostics) -> Option<Spanned<T>>
     where
         T: FromStr,
@@ -165,8 +166,16 @@ impl Arg {
         };
         match lit.base10_parse::<T>() {
             Ok(n) => Some(Spanned::new(n, lit.span())),
-            Err(e) => {
-                diagnostics.error(lit.span(), e);
+            Err(_) => {
+                diagnostics.error_with_help(
+                    lit.span(),
+                    format!(
+                        "`{key} = {}` does not fit in `{}`",
+                        lit.base10_digits(),
+                        std::any::type_name::<T>()
+                    ),
+                    "write a smaller number",
+                );
                 None
             }
         }
@@ -333,7 +342,10 @@ mod tests {
         let mut diagnostics = Diagnostics::default();
         let mut args = args(quote!(a = 18446744073709551615, b = 5));
         assert!(args.take("a", &mut diagnostics).and_then(|a| a.integer::<i64>(&mut diagnostics)).is_none());
-        assert_eq!(diagnostics.messages(), ["number too large to fit in target type"]);
+        assert_eq!(
+            diagnostics.messages(),
+            ["`a = 18446744073709551615` does not fit in `i64`\n\nhelp: write a smaller number"]
+        );
         let b = args.take("b", &mut diagnostics).and_then(|b| b.integer::<usize>(&mut diagnostics));
         assert_eq!(b.map(|b| b.value), Some(5));
     }

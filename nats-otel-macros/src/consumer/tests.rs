@@ -149,7 +149,7 @@ fn missing_stream_and_durable_are_reported_and_nothing_is_expanded() {
 fn numbers_out_of_the_runtime_type_are_parse_errors() {
     // `max_deliver` is an `i64` at run time: this used to wrap around to -1 (unlimited).
     let (consumer, errors) = parse(quote!(stream = "S", durable = "D", max_deliver = 18446744073709551615));
-    assert_eq!(errors, ["number too large to fit in target type"]);
+    assert_eq!(errors, ["`max_deliver = 18446744073709551615` does not fit in `i64`"]);
     assert!(consumer.max_deliver.is_none());
 }
 
