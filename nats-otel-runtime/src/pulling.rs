@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{PullConsumer, pull};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::error::{ServeError, ServeErrorKind};
 use crate::keep_alive::{AckWait, Waiting};
@@ -17,6 +17,10 @@ use crate::settle::Policy;
 use crate::spans;
 
 /// One unit of a consumer's work.
+// Moved once, into `Step::handle`, and taken apart there: boxing the delivery
+// would cost an allocation per message to save bytes on a value that lives for
+// one call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Work {
     /// A delivery to handle and settle.
@@ -188,7 +192,17 @@ impl Source for Pulling {
     }
 
     async fn stop(&mut self) {
-        self.messages = None;
+        // What the client has already received joins the waiting queue, to be
+        // given back at close; left in the dropped stream it would wait out its
+        // ack timeout on the server.
+        if let Some(mut messages) = self.messages.take() {
+            while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+                self.waiting.push(message);
+            }
+        }
+        // Given back now, not after the handlers at work finish: another
+        // instance can take them meanwhile.
+        std::mem::take(&mut self.waiting).release().await;
     }
 
     async fn close(self) {
