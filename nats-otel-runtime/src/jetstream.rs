@@ -343,7 +343,8 @@ impl JetStreamConsumer {
 
     pub(crate) fn validate(&self) -> Result<(), String> {
         use nats_otel_rules::{
-            Setting, Subject, Usage, validate_backoff_against_max_deliver, validate_name, validate_positive,
+            Setting, Subject, Usage, validate_backoff_against_max_deliver,
+            validate_concurrency_against_max_ack_pending, validate_name, validate_positive,
         };
         validate_name(&self.stream).map_err(|e| format!("stream `{}`: {e}", self.stream))?;
         validate_name(&self.durable).map_err(|e| format!("durable `{}`: {e}", self.durable))?;
@@ -360,6 +361,12 @@ impl JetStreamConsumer {
         }
         if let Some(max_deliver) = self.max_deliver {
             validate_backoff_against_max_deliver(self.backoff.len(), max_deliver)
+                .map_err(|e| e.to_string())?;
+        }
+        // Both given: the rule the macro applies. The default concurrency is
+        // lowered to `max_ack_pending` instead (`concurrency_limit`).
+        if let (Some(concurrency), Some(max_ack_pending)) = (self.concurrency, self.max_ack_pending) {
+            validate_concurrency_against_max_ack_pending(concurrency, max_ack_pending)
                 .map_err(|e| e.to_string())?;
         }
         self.capture.validate()

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
@@ -79,9 +79,10 @@ impl Pace<'_> {
     }
 }
 
-/// Messages pulled but waiting for a free handler, oldest first.
+/// Messages pulled but waiting for a free handler, oldest first, each with the
+/// last moment the server knew it alive (its arrival or the last beat).
 #[derive(Debug, Default)]
-pub(crate) struct Waiting(VecDeque<jetstream::Message>);
+pub(crate) struct Waiting(VecDeque<(Instant, jetstream::Message)>);
 
 impl Waiting {
     pub(crate) fn len(&self) -> usize {
@@ -93,31 +94,41 @@ impl Waiting {
     }
 
     pub(crate) fn push(&mut self, message: jetstream::Message) {
-        self.0.push_back(message);
+        self.0.push_back((Instant::now(), message));
     }
 
-    /// The oldest waiting message, for a handler now free. It is told in
-    /// progress on the way out: its handler's own heartbeats start half an ack
-    /// timeout later, and its last beat here may be that old already.
-    pub(crate) async fn pop(&mut self) -> Option<jetstream::Message> {
-        let message = self.0.pop_front()?;
-        let _ = message.ack_with(AckKind::Progress).await;
+    /// The oldest waiting message, for a handler now free. One that waited
+    /// half of `pace` or more since it was last known alive is told in progress
+    /// on the way out: its handler's own heartbeats start only a `pace` later.
+    /// (Most wait microseconds: a beat each would double the acks sent.)
+    pub(crate) async fn pop(&mut self, pace: Duration) -> Option<jetstream::Message> {
+        let (alive, message) = self.0.pop_front()?;
+        if alive.elapsed() >= pace / 2 {
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
         Some(message)
     }
 
     /// Tells the server every waiting message is still being worked on.
-    pub(crate) async fn beat(&self) {
-        for message in &self.0 {
+    pub(crate) async fn beat(&mut self) {
+        let now = Instant::now();
+        for (alive, message) in &mut self.0 {
             let _ = message.ack_with(AckKind::Progress).await;
+            *alive = now;
         }
     }
 
     /// Gives every waiting message back to the server at once (on shutdown),
     /// rather than after its ack timeout.
     pub(crate) async fn release(self) {
-        for message in self.0 {
+        for (_, message) in self.0 {
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
+    }
+
+    /// Moves what is waiting out, leaving the queue empty.
+    pub(crate) fn take(&mut self) -> Self {
+        Self(std::mem::take(&mut self.0))
     }
 }
 

@@ -138,7 +138,7 @@ impl Source for Pulling {
                 return Next::Ended(Ok(()));
             };
             if busy < self.limit
-                && let Some(message) = self.waiting.pop().await
+                && let Some(message) = self.waiting.pop(self.ack_wait.waiting_pace(&self.policy)).await
             {
                 return Next::Work(Work::Delivery(message));
             }
@@ -202,7 +202,7 @@ impl Source for Pulling {
         }
         // Given back now, not after the handlers at work finish: another
         // instance can take them meanwhile.
-        std::mem::take(&mut self.waiting).release().await;
+        self.waiting.take().release().await;
     }
 
     async fn close(self) {

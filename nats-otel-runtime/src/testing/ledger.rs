@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 /// Start it before the messages are handled: advisories are not stored.
 ///
 /// ```no_run
-/// # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::testing::LedgerError> {
 /// use nats_otel_runtime::testing::Ledger;
 /// let ledger = Ledger::watch(&client, "ORDERS", "billing").await?;
 /// // … run the service, publish, wait until it is done …
