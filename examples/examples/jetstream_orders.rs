@@ -56,8 +56,10 @@ async fn bill(Json(order): Json<OrderPlaced>, info: JetStreamInfo) -> Result<(),
     }
 }
 
-/// Watches the dead letters: a core subscriber on the dead-letter subject.
-#[nats_subscribe("orders.dead")]
+/// Reads the dead letters back from the stream that stores them. (Not a core
+/// subscriber on `orders.dead`: a letter is a JetStream publish, and a core
+/// handler's answer would race the stream's acknowledgement.)
+#[jetstream_consumer(stream = "DEAD_ORDERS", durable = "dead-watch")]
 async fn dead_letters(headers: HeaderMap) {
     let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
     tracing::warn!(subject = header("Nats-Otel-Subject"), error = header("Nats-Otel-Error"), "dead letter");
@@ -80,6 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get_or_create_stream(stream::Config {
             name: "ORDERS".into(),
             subjects: vec!["orders.*.placed".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await?;
+    // Letters are stored here; a message is termed only once its letter is.
+    jetstream::new(client.clone())
+        .get_or_create_stream(stream::Config {
+            name: "DEAD_ORDERS".into(),
+            subjects: vec!["orders.dead".into()],
             storage: stream::StorageType::Memory,
             ..Default::default()
         })

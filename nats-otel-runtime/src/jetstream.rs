@@ -249,6 +249,9 @@ impl JetStreamConsumer {
     /// the last delivery failing, the last delivery never settled): a stream
     /// must capture this subject. A message is termed only once its letter is
     /// stored; until then it is nak'ed with a delay. See [`dead_letter`](crate::dead_letter).
+    ///
+    /// Read letters from that stream; a core handler subscribed to the subject
+    /// would answer the letter's publish and race the stream's acknowledgement.
     #[must_use]
     pub fn dead_letter(mut self, subject: impl Into<Cow<'static, str>>) -> Self {
         self.dead_letter = Some(subject.into());

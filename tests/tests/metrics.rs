@@ -54,6 +54,16 @@ async fn metrics_follow_semconv_and_count_what_happened() {
         })
         .await
         .unwrap();
+    // Letters are stored (the message is termed only once its letter is).
+    jetstream::new(h.client.clone())
+        .create_stream(stream::Config {
+            name: "DEAD".into(),
+            subjects: vec!["dead.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let running = spawn(Service::new(h.client.clone()).handler(work).handler(run_job)).await;
     let publisher = Publisher::new(h.client.clone());
 
