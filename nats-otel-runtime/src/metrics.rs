@@ -304,10 +304,23 @@ struct EndpointInstruments {
 
 #[derive(Debug)]
 struct JetStreamInstruments {
-    settle: [Vec<KeyValue>; 3],
     redeliveries: BoundCounter<u64>,
-    settle_durations: [BoundHistogram<f64>; 3],
-    settlements: [BoundCounter<u64>; 4],
+    ack: SettleInstruments,
+    nak: SettleInstruments,
+    /// Terms, dead-lettered ones included (a dead letter ends in a term).
+    term: SettleInstruments,
+    /// `settlements` with `messaging.nats.jetstream.ack` = `dead_letter`.
+    dead_lettered: BoundCounter<u64>,
+}
+
+/// The instruments of one settle operation: `ack`, `nak` or `term`.
+#[derive(Debug)]
+struct SettleInstruments {
+    /// The operation's attributes, for a failed settlement's `error.type` set.
+    attributes: Vec<KeyValue>,
+    duration: BoundHistogram<f64>,
+    /// `settlements` with `messaging.nats.jetstream.ack` = the operation.
+    settled: BoundCounter<u64>,
 }
 
 impl EndpointInstruments {
@@ -327,30 +340,40 @@ impl EndpointInstruments {
 
 impl JetStreamInstruments {
     fn bind(instruments: &Instruments, base: &[KeyValue], process: &[KeyValue]) -> Self {
-        let settle_op = |name: &'static str| {
-            with(
-                base.to_vec(),
-                [
-                    KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
-                    KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "settle"),
-                ],
-            )
-        };
-        let settle = [settle_op("ack"), settle_op("nak"), settle_op("term")];
         let outcome = |outcome: &'static str| {
             instruments
                 .settlements
                 .bind(&with(process.to_vec(), [KeyValue::new("messaging.nats.jetstream.ack", outcome)]))
         };
+        let operation = |name: &'static str| {
+            let attributes = with(
+                base.to_vec(),
+                [
+                    KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
+                    KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "settle"),
+                ],
+            );
+            SettleInstruments {
+                duration: instruments.operation_duration.bind(&attributes),
+                settled: outcome(name),
+                attributes,
+            }
+        };
         Self {
             redeliveries: instruments.redeliveries.bind(process),
-            settle_durations: [
-                instruments.operation_duration.bind(&settle[0]),
-                instruments.operation_duration.bind(&settle[1]),
-                instruments.operation_duration.bind(&settle[2]),
-            ],
-            settlements: [outcome("ack"), outcome("nak"), outcome("term"), outcome("dead_letter")],
-            settle,
+            ack: operation("ack"),
+            nak: operation("nak"),
+            term: operation("term"),
+            dead_lettered: outcome("dead_letter"),
+        }
+    }
+
+    /// The operation that sends `settlement`.
+    fn operation(&self, settlement: Settlement) -> &SettleInstruments {
+        match settlement {
+            Settlement::Ack => &self.ack,
+            Settlement::Nak(_) => &self.nak,
+            Settlement::Term | Settlement::DeadLetter => &self.term,
         }
     }
 }
@@ -438,20 +461,18 @@ impl EndpointMetrics {
 
     /// A settlement was sent in `elapsed`.
     pub(crate) fn settled(&self, settlement: Settlement, elapsed: Duration, error_type: Option<&str>) {
-        let (operation, outcome) = match settlement {
-            Settlement::Ack => (0, 0),
-            Settlement::Nak(_) => (1, 1),
-            Settlement::Term => (2, 2),
-            Settlement::DeadLetter => (2, 3),
-        };
         let bound = self.bound();
         let Some(jetstream) = &bound.jetstream else {
             return; // Core messages are not settled.
         };
-        jetstream.settlements[outcome].add(1);
-        match with_error(&jetstream.settle[operation], error_type) {
+        let operation = jetstream.operation(settlement);
+        match settlement {
+            Settlement::DeadLetter => jetstream.dead_lettered.add(1),
+            _ => operation.settled.add(1),
+        }
+        match with_error(&operation.attributes, error_type) {
             Some(failed) => self.instruments.operation_duration.record(elapsed.as_secs_f64(), &failed),
-            None => jetstream.settle_durations[operation].record(elapsed.as_secs_f64()),
+            None => operation.duration.record(elapsed.as_secs_f64()),
         }
     }
 }
