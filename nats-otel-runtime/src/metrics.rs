@@ -33,6 +33,7 @@ use opentelemetry::metrics::{AsyncInstrument, BoundCounter, BoundHistogram, Coun
 use crate::peer::{Connection, Current, Peer, PerConnection};
 use crate::semconv;
 use crate::settle::Settlement;
+use crate::spans::Outbound;
 
 /// The semantic conventions' advisory bucket boundaries for durations, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] =
@@ -484,33 +485,41 @@ pub(crate) struct SendMetrics {
     bound: Bound<SendInstruments>,
 }
 
-/// Indexed by operation: `send`, then `request`.
+/// A publisher's instruments: one set for publishes, one for requests.
 #[derive(Debug)]
 struct SendInstruments {
-    attributes: [Vec<KeyValue>; 2],
-    sent: [BoundCounter<u64>; 2],
-    sent_bytes: [BoundCounter<u64>; 2],
-    durations: [BoundHistogram<f64>; 2],
+    send: OperationInstruments,
+    request: OperationInstruments,
+}
+
+/// The instruments of one outbound operation, bound to its attributes.
+#[derive(Debug)]
+struct OperationInstruments {
+    /// For a record with more attributes (template, `error.type`).
+    attributes: Vec<KeyValue>,
+    sent: BoundCounter<u64>,
+    sent_bytes: BoundCounter<u64>,
+    duration: BoundHistogram<f64>,
 }
 
 impl SendInstruments {
     fn bind(instruments: &Instruments, server: &[KeyValue]) -> Self {
-        let op = |name: &'static str| {
-            with(
+        let operation = |name: &'static str| {
+            let attributes = with(
                 server.to_vec(),
                 [
                     KeyValue::new(semconv::MESSAGING_OPERATION_NAME, name),
                     KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
                 ],
-            )
+            );
+            OperationInstruments {
+                sent: instruments.sent.bind(&attributes),
+                sent_bytes: instruments.sent_bytes.bind(&attributes),
+                duration: instruments.operation_duration.bind(&attributes),
+                attributes,
+            }
         };
-        let attributes = [op("send"), op("request")];
-        Self {
-            sent: attributes.each_ref().map(|a| instruments.sent.bind(a)),
-            sent_bytes: attributes.each_ref().map(|a| instruments.sent_bytes.bind(a)),
-            durations: attributes.each_ref().map(|a| instruments.operation_duration.bind(a)),
-            attributes,
-        }
+        Self { send: operation("send"), request: operation("request") }
     }
 }
 
@@ -520,27 +529,30 @@ impl SendMetrics {
         Self { instruments, bound }
     }
 
-    /// A publish (`request == false`) or request of `body_size` bytes took `elapsed`.
+    /// A publish or request of `body_size` bytes took `elapsed`.
     ///
     /// `template` is the subject template when the message type declares one; raw
     /// subjects are never recorded, as they may carry ids.
     pub(crate) fn sent(
         &self,
-        request: bool,
+        kind: Outbound,
         template: Option<&str>,
         body_size: usize,
         elapsed: Duration,
         error_type: Option<&str>,
     ) {
-        let which = usize::from(request);
         let bound = self.bound.get(|server| SendInstruments::bind(&self.instruments, server));
+        let operation = match kind {
+            Outbound::Send => &bound.send,
+            Outbound::Request => &bound.request,
+        };
         if template.is_none() && error_type.is_none() {
-            bound.sent[which].add(1);
-            bound.sent_bytes[which].add(body_size as u64);
-            bound.durations[which].record(elapsed.as_secs_f64());
+            operation.sent.add(1);
+            operation.sent_bytes.add(body_size as u64);
+            operation.duration.record(elapsed.as_secs_f64());
             return;
         }
-        let mut attributes = bound.attributes[which].clone();
+        let mut attributes = operation.attributes.clone();
         if let Some(template) = template {
             attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
         }

@@ -509,7 +509,7 @@ impl Publisher {
         }
         span.end();
         let error_type = result.as_ref().err().map(|e| e.kind().error_type());
-        self.metrics.sent(false, template, body_size, started.elapsed(), error_type);
+        self.metrics.sent(Outbound::Send, template, body_size, started.elapsed(), error_type);
         result
     }
 
@@ -584,7 +584,7 @@ impl Publisher {
             record_error(cx, &format!("send {subject}"), publish_error_type(e.kind()), &e.to_string());
         }
         cx.span().end();
-        self.metrics.sent(false, template, body_size, started.elapsed(), error_type);
+        self.metrics.sent(Outbound::Send, template, body_size, started.elapsed(), error_type);
         result
     }
 
@@ -670,7 +670,7 @@ impl Publisher {
             record_error(cx, &format!("request {subject}"), error_type, &e.to_string());
         }
         cx.span().end();
-        self.metrics.sent(true, template, body_size, started.elapsed(), error_type.as_deref());
+        self.metrics.sent(Outbound::Request, template, body_size, started.elapsed(), error_type.as_deref());
         result
     }
 
