@@ -197,7 +197,10 @@ async fn run_case(messages: Vec<Hostile>) {
     let consumer = JetStreamConsumer::new("ORDERS", "scripted")
         .ack_wait(Duration::from_secs(2))
         .max_deliver(3)
-        .backoff([Duration::from_millis(50), Duration::from_millis(100)])
+        // With a backoff the server takes its entries as the ack timeouts too:
+        // entries of milliseconds would let a loaded machine exhaust messages
+        // that succeed, which is the configuration's doing, not the pipeline's.
+        .backoff([Duration::from_secs(1), Duration::from_secs(1)])
         .dead_letter("dead.orders")
         .concurrency(4);
     let running = Service::new(client.clone()).consume(consumer, scripted).start().await.unwrap().spawn();
