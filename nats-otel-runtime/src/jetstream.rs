@@ -656,7 +656,7 @@ where
             let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
             let pace = Pace { policy: &self.policy, ack_wait: &self.ack_wait, delivered };
             let outcome =
-                with_progress(crate::service::invoke(&self.handler, &incoming, &self.state), &settler, pace)
+                with_progress(crate::service::invoke(&self.handler, &incoming, &self.state), &*settler, pace)
                     .await;
             let error_type = match &outcome {
                 crate::Outcome::Failure(failure) => {
@@ -848,6 +848,16 @@ impl Settler {
 
     pub(crate) async fn progress(&self) {
         let _ = self.acker.ack_with(AckKind::Progress).await;
+    }
+}
+
+impl crate::keep_alive::Beating for Settler {
+    fn is_settled(&self) -> bool {
+        Settler::is_settled(self)
+    }
+
+    fn in_progress(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.progress()
     }
 }
 

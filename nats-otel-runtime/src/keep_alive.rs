@@ -14,8 +14,16 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 
-use crate::jetstream::Settler;
 use crate::settle::Policy;
+
+/// What a heartbeat needs of the delivery it keeps alive (the JetStream
+/// settler implements it; this module does not depend on that one).
+pub(crate) trait Beating: Sync {
+    /// Whether it is settled: then no more beats.
+    fn is_settled(&self) -> bool;
+    /// Tells the server it is still being worked on (`+WPI`).
+    fn in_progress(&self) -> impl Future<Output = ()> + Send + '_;
+}
 
 /// How often the consumer's `ack_wait` is read again: another deployment may
 /// change it (a rolling update), and the pace must follow within a second.
@@ -138,10 +146,10 @@ pin_project_lite::pin_project! {
     ///
     /// A hand-written future rather than an `async fn`: that one kept the
     /// handler's future three times over in every message's state.
-    pub(crate) struct WithProgress<'a, F> {
+    pub(crate) struct WithProgress<'a, F, B> {
         #[pin]
         future: F,
-        settler: &'a Settler,
+        settler: &'a B,
         pace: Pace<'a>,
         // Made at the first `Pending`: most handlers finish on their first poll
         // and need no timer, and the heartbeat's publish stays off every
@@ -150,15 +158,15 @@ pin_project_lite::pin_project! {
     }
 }
 
-pub(crate) fn with_progress<'a, F: Future>(
+pub(crate) fn with_progress<'a, F: Future, B: Beating>(
     future: F,
-    settler: &'a Settler,
+    settler: &'a B,
     pace: Pace<'a>,
-) -> WithProgress<'a, F> {
+) -> WithProgress<'a, F, B> {
     WithProgress { future, settler, pace, heartbeats: None }
 }
 
-impl<F: Future> Future for WithProgress<'_, F> {
+impl<F: Future, B: Beating> Future for WithProgress<'_, F, B> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
@@ -177,7 +185,7 @@ impl<F: Future> Future for WithProgress<'_, F> {
 /// `+WPI` at the delivery's pace until the message is settled (the caller then
 /// stops polling); when the consumer's `ack_wait` changes, at once and then at
 /// the new pace.
-async fn heartbeats(settler: &Settler, pace: Pace<'_>) -> Infallible {
+async fn heartbeats<B: Beating>(settler: &B, pace: Pace<'_>) -> Infallible {
     let mut changes = pace.ack_wait.0.clone();
     // False once the consumer is no longer followed (the service is stopping).
     let mut following = true;
@@ -201,7 +209,7 @@ async fn heartbeats(settler: &Settler, pace: Pace<'_>) -> Infallible {
             (None, false) => return std::future::pending().await,
         };
         if beat && !settler.is_settled() {
-            settler.progress().await;
+            settler.in_progress().await;
         }
     }
 }
