@@ -205,8 +205,8 @@ pub type RequestError = Error<RequestErrorKind>;
 impl RequestError {
     /// The code and description a responder sent in its `Nats-Service-Error-Code` and
     /// `Nats-Service-Error` headers, when this is a [`RequestErrorKind::Service`] error.
-    pub fn service_error(&self) -> Option<&crate::ServiceError> {
-        self.source.as_deref().and_then(|s| s.downcast_ref::<crate::ServiceError>())
+    pub fn service_error(&self) -> Option<&ServiceError> {
+        self.source.as_deref().and_then(|s| s.downcast_ref::<ServiceError>())
     }
 }
 
@@ -266,3 +266,37 @@ impl StreamPublishErrorKind {
 
 /// Error returned by [`Publisher::publish_to_stream`](crate::Publisher::publish_to_stream).
 pub type StreamPublishError = Error<StreamPublishErrorKind>;
+
+/// A service error with an explicit code: returned by handlers, and what
+/// [`RequestError::service_error`](crate::RequestError::service_error) gives back on
+/// the requesting side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    code: u16,
+    description: String,
+}
+
+impl ServiceError {
+    /// An error answered with `code` and `description`.
+    pub fn new(code: u16, description: impl Into<String>) -> Self {
+        Self { code, description: description.into() }
+    }
+
+    /// The code (`Nats-Service-Error-Code`).
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    /// The description (`Nats-Service-Error`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl std::error::Error for ServiceError {}

@@ -74,74 +74,83 @@
 //! [`telemetry::init`] (feature `telemetry`) configures everything from the
 //! standard `OTEL_*` environment. The repository's `docs/MIGRATION.md` compares
 //! hand-written async-nats + OpenTelemetry code with the macros, side by side.
+//!
+//! ## Features
+//!
+//! With default features nats-otel depends on the OpenTelemetry **API** only,
+//! as OpenTelemetry asks of instrumentation libraries: the application installs
+//! the SDK (or `telemetry::init` does), and nats-otel reports to whatever
+//! providers are global.
+//!
+//! | feature | default | brings |
+//! |---|---|---|
+//! | `macros` | yes | `#[nats_subscribe]`, `#[jetstream_consumer]`, `#[derive(NatsMessage, NatsPayload)]` |
+//! | `telemetry` | | `telemetry::init()`: SDK, OTLP exporters and a `tracing` subscriber from `OTEL_*` |
+//! | `testing` | | the test kit: a nats-server per test, a span recorder, a raw-protocol publisher |
+//! | `span-events` | | `span_events::SpanEvents`, a `tracing` layer that records events on the current span |
+//! | `dev-console` | | `tree`: finished spans as a tree in the terminal |
+//! | `bound-metrics` | | instruments bound to each endpoint's attributes (no hashing per record); turns on the SDK's experimental binding, so it brings the SDK. On with `telemetry` and `testing` |
+//!
+//! The modules are laid out in layers: see the repository's
+//! `docs/ARCHITECTURE.md`.
 
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod capture;
-mod connection;
-pub mod dead_letter;
+mod endpoint;
 mod error;
 pub mod events;
-pub mod extract;
-mod guard;
 mod handler;
-mod incoming;
 pub mod jetstream;
-mod keep_alive;
-pub mod message;
-pub mod metrics;
-mod peer;
-pub mod prefix;
-pub mod propagation;
+mod otel;
 pub mod publisher;
-mod pulling;
-mod reply;
-pub mod semconv;
 mod service;
 mod serving;
-pub mod settle;
-pub mod span_events;
-mod spans;
-pub mod subject_capture;
-mod subscription;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod trace_context;
-pub mod tracer;
-pub mod tree;
+
+pub use endpoint::prefix;
+pub use handler::{extract, message, subject_tokens};
+pub use jetstream::{dead_letter, settle};
+#[cfg(feature = "span-events")]
+pub use otel::span_events;
+#[cfg(feature = "dev-console")]
+pub use otel::tree;
+pub use otel::{TARGET, capture, metrics, propagation, semconv, trace_context, tracer};
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
-pub use dead_letter::DeadLetterRoute;
+pub use endpoint::{
+    AckMode, DEFAULT_CONCURRENCY, DeadLetterRoute, Deliver, Endpoint, JetStreamConsumer, SettleRecord,
+    Subscription, TraceMode,
+};
+/// What the macros expand to: named in [`Service::handler`]'s bounds, not used directly.
+#[doc(hidden)]
+pub use endpoint::{DeclaredHandler, Descriptor};
 pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
 pub use events::{ClientEvents, PermissionViolation};
-pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
-pub use handler::Handler;
+pub use handler::message::{NatsMessage, NatsPayload, NoReply, SubjectToken, SubjectValueError};
+pub use handler::reply::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+pub use handler::subject_tokens::FromToken;
+pub use handler::{
+    Acker, Envelope, Extractor, Failure, FailureKind, FromMessage, FromRef, Handler, HandlerError, Incoming,
+    IntoOutcome, IntoReply, JetStreamInfo, Json, Outcome, Permanent, Rejection, Reply, Retry, RetryAfter,
+    ServiceError, Settlement, State,
+};
 /// What the macros expand to: named in [`Service::handler`]'s bounds, not used directly.
 #[doc(hidden)]
-pub use handler::{Declaration, Declared, DeclaredArgs, DeclaredHandler, Descriptor};
-pub use incoming::Incoming;
-pub use jetstream::{AckMode, Acker, Deliver, JetStreamConsumer, JetStreamInfo, SettleRecord};
-pub use message::{NatsMessage, NatsPayload, NoReply, SubjectToken, SubjectValueError};
+pub use handler::{Declaration, Declared, DeclaredArgs};
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use nats_otel_macros::{NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe};
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
-pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
-pub use service::{
-    DEFAULT_SHUTDOWN_TIMEOUT, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Service, ServiceHandle, Started,
-};
-pub use settle::{Permanent, Retry, RetryAfter, Settlement};
-pub use spans::TARGET;
-pub use subject_capture::FromToken;
-pub use subscription::{DEFAULT_CONCURRENCY, Endpoint, Subscription, TraceMode};
+pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, Service, ServiceHandle, Started};
 
 /// Everything a handler module usually needs.
 pub mod prelude {
@@ -159,7 +168,7 @@ pub mod prelude {
 pub mod __fuzz {
     /// The parent context a JSON envelope payload carries, as `Envelope<T>` handlers read it.
     pub fn envelope_parent(payload: &[u8]) -> Option<crate::Context> {
-        crate::extract::envelope_parent(payload)
+        crate::otel::propagation::envelope_parent(payload)
     }
 
     /// The attributes an endpoint capturing the headers `names` and `body_cap`
@@ -170,25 +179,26 @@ pub mod __fuzz {
         headers: &crate::HeaderMap,
         payload: &[u8],
     ) -> Vec<opentelemetry::KeyValue> {
-        crate::capture::fuzz_attributes(names, body_cap, headers, payload)
+        crate::otel::capture::fuzz_attributes(names, body_cap, headers, payload)
     }
 }
 
 /// Items the macros expand to. Not public API: no semver guarantees.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::dead_letter::DeadLetterRoute;
-    pub use crate::handler::{Declaration, Declared, Descriptor};
-    pub use crate::jetstream::{AckMode, Deliver, JetStreamConsumer, SettleRecord};
-    pub use crate::subject_capture::capture;
-    pub use crate::subscription::{Endpoint, Subscription, TraceMode};
+    pub use crate::endpoint::{
+        AckMode, DeadLetterRoute, Deliver, Descriptor, Endpoint, JetStreamConsumer, SettleRecord,
+        Subscription, TraceMode,
+    };
+    pub use crate::handler::subject_tokens::capture;
+    pub use crate::handler::{Declaration, Declared};
     pub use core::time::Duration;
 
-    pub use crate::message::{
+    pub use crate::handler::message::{
         Codec, JsonCodec, NatsMessage, NatsPayload, NoReply, RawCodec, ReturnsReply, SubjectToken,
         SubjectValueError, extract,
     };
-    pub use crate::reply::typed_reply;
+    pub use crate::handler::reply::typed_reply;
     pub use crate::{Extractor, FromMessage, Incoming, IntoOutcome, IntoReply, Outcome, Rejection};
 
     /// Compile-time check that a handler argument is an extractor.

@@ -11,16 +11,18 @@ use opentelemetry::trace::TraceContextExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::endpoint::prefix::{InvalidPrefix, SubjectPrefix};
+use crate::error::{BoxError, ServiceError};
 use crate::error::{
     PublishError, PublishErrorKind, RequestError, RequestErrorKind, StreamPublishError,
     StreamPublishErrorKind,
 };
-use crate::metrics::{Instruments, SendMetrics};
-use crate::peer::Peer;
-use crate::prefix::{InvalidPrefix, SubjectPrefix};
-use crate::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use crate::spans::{Outbound, SendSpans, record_error};
-use crate::{ClientEvents, ServiceError};
+use crate::events::ClientEvents;
+use crate::handler::message::{NatsMessage, NatsPayload};
+use crate::handler::reply::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use crate::otel::metrics::{Instruments, SendMetrics};
+use crate::otel::peer::Peer;
+use crate::otel::spans::{Outbound, SendSpans, record_error};
 
 /// Publishes and requests with a span per message and the trace context injected
 /// into the headers, so subscribers continue the trace.
@@ -383,7 +385,7 @@ impl Publisher {
     /// assert_eq!(ack.stream, "ORDERS");
     /// # Ok(()) }
     /// ```
-    pub async fn publish_message_to_stream<M: crate::NatsMessage>(
+    pub async fn publish_message_to_stream<M: NatsMessage>(
         &self,
         message: &M,
         mut options: StreamPublish,
@@ -437,7 +439,7 @@ impl Publisher {
                     .map_err(|e| StreamPublishError::with_source(StreamPublishErrorKind::Other, e))?;
                 headers.insert(async_nats::header::NATS_EXPECTED_STREAM, value);
             }
-            crate::propagation::inject_context(send.propagated(), &mut headers);
+            crate::otel::propagation::inject_context(send.propagated(), &mut headers);
             let classify = |e: async_nats::jetstream::context::PublishError| {
                 let kind = match e.kind() {
                     Js::StreamNotFound => StreamPublishErrorKind::StreamNotFound,
@@ -469,7 +471,7 @@ impl Publisher {
                             let attempt = i64::from(attempts);
                             let retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                             let message = error.to_string();
-                            tracing::warn!(target: crate::spans::TARGET, parent: None, attempt, retry_in_ms,
+                            tracing::warn!(target: crate::otel::TARGET, parent: None, attempt, retry_in_ms,
                                 "send {subject}: publish retry: {message}");
                             span.add_event(
                                 "publish retry",
@@ -543,7 +545,7 @@ impl Publisher {
     ///
     /// A field value that cannot be a subject token is an
     /// [`InvalidSubject`](PublishErrorKind::InvalidSubject) error, never a wrong subject.
-    pub async fn publish_message<M: crate::NatsMessage>(&self, message: &M) -> Result<(), PublishError> {
+    pub async fn publish_message<M: NatsMessage>(&self, message: &M) -> Result<(), PublishError> {
         let subject =
             message.subject().map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
         let payload = message.encode().map_err(|e| PublishError::with_source(PublishErrorKind::Encode, e))?;
@@ -565,7 +567,7 @@ impl Publisher {
         let result = async {
             let subject = outbound_subject(subject, template)
                 .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
-            crate::propagation::inject_context(send.propagated(), &mut headers);
+            crate::otel::propagation::inject_context(send.propagated(), &mut headers);
             // Known before sending; sent anyway, so the server decides afresh.
             let denied = self.events.as_ref().is_some_and(|events| events.recently_denied(&subject));
             let context = denied.then(|| denied_context(&subject));
@@ -637,7 +639,7 @@ impl Publisher {
         let result = async {
             let nats_subject = outbound_subject(subject, template)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
-            crate::propagation::inject_context(send.propagated(), &mut headers);
+            crate::otel::propagation::inject_context(send.propagated(), &mut headers);
             let request = async {
                 self.client.request_with_headers(nats_subject, headers, payload).await.map_err(|e| {
                     let kind = match e.kind() {
@@ -681,8 +683,8 @@ impl Publisher {
     /// published, not requested.
     pub async fn request_message<M>(&self, message: &M) -> Result<M::Reply, RequestError>
     where
-        M: crate::NatsMessage,
-        M::Reply: crate::NatsPayload,
+        M: NatsMessage,
+        M::Reply: NatsPayload,
     {
         let subject =
             message.subject().map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
@@ -690,7 +692,7 @@ impl Publisher {
         let template = self.full(M::TEMPLATE);
         let reply =
             self.traced_request(&self.full(&subject), Some(&template), HeaderMap::new(), payload).await?;
-        <M::Reply as crate::NatsPayload>::decode(&reply.payload)
+        <M::Reply as NatsPayload>::decode(&reply.payload)
             .map_err(|e| RequestError::with_source(RequestErrorKind::Decode, e))
     }
 
@@ -721,7 +723,7 @@ fn denied_context(subject: &str) -> String {
 /// template with checked token values, which are data: NATS allows braces there
 /// (`{x}` is a capture only in code), so it is checked against the template. Any
 /// other subject is checked as written in code.
-fn outbound_subject(subject: &str, template: Option<&str>) -> Result<Subject, crate::BoxError> {
+fn outbound_subject(subject: &str, template: Option<&str>) -> Result<Subject, BoxError> {
     match template {
         Some(template) if nats_otel_rules::matches(template, subject) => Ok(Subject::from(subject)),
         Some(template) => {

@@ -167,12 +167,13 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
         )
         .with(
-            crate::span_events::SpanEvents::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            crate::otel::span_events::SpanEvents::new()
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
         )
         .try_init()
         .map_err(|e| TelemetryError(format!("a tracing subscriber is already installed ({e})")))?;
     for warning in warnings {
-        tracing::warn!(target: crate::TARGET, "{warning}");
+        tracing::warn!(target: crate::otel::TARGET, "{warning}");
     }
     let exporting = endpoint("TRACES") || endpoint("METRICS");
     Ok(Telemetry { tracer_provider, meter_provider, resource, exporting })
@@ -196,7 +197,9 @@ fn propagators(warnings: &mut Vec<String>) -> TextMapCompositePropagator {
     let mut chosen: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
     for name in configured.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match name {
-            "tracecontext" => chosen.push(Box::new(crate::trace_context::TraceContextPropagator::new())),
+            "tracecontext" => {
+                chosen.push(Box::new(crate::otel::trace_context::TraceContextPropagator::new()))
+            }
             "baggage" => chosen.push(Box::new(BaggagePropagator::new())),
             "none" => return TextMapCompositePropagator::new(Vec::new()),
             other => warnings.push(format!(

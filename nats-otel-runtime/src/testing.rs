@@ -331,41 +331,31 @@ impl NatsCluster {
 
 /// Records finished spans in memory, and lets tests await the ones they expect.
 ///
-/// `install` makes its tracer provider the one that services started and
-/// publishers made on this thread report to, instead of the global one, and
-/// makes it this thread's default `tracing` subscriber through the
-/// `tracing-opentelemetry` layer (both restored on drop); it installs the W3C
-/// trace-context and baggage propagators globally. So tests running in parallel
-/// each see their own spans. Use it with `#[tokio::test]` (a current-thread
-/// runtime).
+/// `install` makes its tracer provider the **global** one, as an application's
+/// `telemetry::init` would, so spans reach it the way they reach an exporter in
+/// production, from any thread (multi-thread runtimes included); it installs the
+/// W3C trace-context and baggage propagators globally too, and makes the
+/// recorder this thread's default `tracing` subscriber, through the
+/// `tracing-opentelemetry` layer. Dropping it puts the no-op provider back.
+///
+/// One process holds one recorder at a time: `install` waits for an earlier
+/// one to be dropped. Run the tests of a binary each in its own process
+/// (`cargo nextest run`, as the repository's `scripts/test` does) so they run in
+/// parallel and a test without a recorder never reports into another's.
 pub struct SpanRecorder {
     exporter: InMemorySpanExporter,
     provider: SdkTracerProvider,
     finished: Arc<tokio::sync::Notify>,
-    previous: Option<SdkTracerProvider>,
     _default: tracing::subscriber::DefaultGuard,
+    _global: std::sync::MutexGuard<'static, ()>,
 }
 
-thread_local! {
-    /// The provider of this thread's [`SpanRecorder`].
-    static RECORDING: std::cell::RefCell<Option<SdkTracerProvider>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The tracer of this thread's recorder, if one is installed.
-pub(crate) fn thread_tracer(
-    scope: opentelemetry::InstrumentationScope,
-) -> Option<opentelemetry::global::BoxedTracer> {
-    RECORDING.with_borrow(|provider| {
-        provider
-            .as_ref()
-            .map(|p| opentelemetry::global::BoxedTracer::new(Box::new(p.tracer_with_scope(scope))))
-    })
-}
+/// Held by the recorder whose provider is the global one.
+static GLOBAL_RECORDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Drop for SpanRecorder {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        RECORDING.with_borrow_mut(|provider| *provider = previous);
+        opentelemetry::global::set_tracer_provider(opentelemetry::trace::noop::NoopTracerProvider::new());
     }
 }
 
@@ -376,8 +366,12 @@ impl std::fmt::Debug for SpanRecorder {
 }
 
 impl SpanRecorder {
-    /// Installs the recorder for the current thread.
+    /// Installs the recorder as the global tracer provider (waiting for an
+    /// earlier recorder of this process to be dropped).
     pub fn install() -> Self {
+        // A test that panicked while holding it poisons it; the provider it set
+        // is replaced below all the same.
+        let global = GLOBAL_RECORDER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         install_w3c_propagators();
         let exporter = InMemorySpanExporter::default();
         let finished = Arc::new(tokio::sync::Notify::new());
@@ -385,12 +379,12 @@ impl SpanRecorder {
             .with_simple_exporter(exporter.clone())
             .with_span_processor(NotifyOnEnd(finished.clone()))
             .build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("nats-otel-test"));
         let subscriber =
-            tracing_subscriber::registry().with(layer).with(crate::span_events::SpanEvents::new());
+            tracing_subscriber::registry().with(layer).with(crate::otel::span_events::SpanEvents::new());
         let default = tracing::subscriber::set_default(subscriber);
-        let previous = RECORDING.with_borrow_mut(|recording| recording.replace(provider.clone()));
-        Self { exporter, provider, finished, previous, _default: default }
+        Self { exporter, provider, finished, _default: default, _global: global }
     }
 
     /// The tracer provider spans are recorded through.
@@ -439,7 +433,7 @@ pub fn install_w3c_propagators() {
     use opentelemetry::propagation::TextMapCompositePropagator;
     use opentelemetry_sdk::propagation::BaggagePropagator;
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(crate::trace_context::TraceContextPropagator::new()),
+        Box::new(crate::otel::trace_context::TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
 }

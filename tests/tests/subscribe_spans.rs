@@ -197,3 +197,27 @@ async fn without_a_provider_the_current_context_is_still_propagated() {
         assert_eq!(traceparent, format!("00-{}-{}-01", ambient.trace_id(), ambient.span_id()), "{subject}");
     }
 }
+
+/// Spans go through the global tracer provider, as in production: a service on
+/// a multi-thread runtime (its loops and handlers on worker threads) and a
+/// publisher on another thread report to the same recorder, in one trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_from_worker_threads_reach_the_global_provider() {
+    let h = start().await;
+    let running = spawn(Service::new(h.client.clone()).handler(on_order)).await;
+
+    let client = h.client.clone();
+    tokio::spawn(async move {
+        let publisher = Publisher::new(client);
+        publisher.publish_json("orders.mt", &serde_json::json!({"id": 7})).await.unwrap();
+    })
+    .await
+    .unwrap();
+
+    let spans = h.recorder.wait_for(|s| count(s, "process orders.*") == 1).await;
+    let send = one(&spans, "send orders.mt");
+    let process = one(&spans, "process orders.*");
+    assert_eq!(process.parent_span_id, send.span_context.span_id());
+    assert_eq!(attr_str(process, "messaging.destination.name").as_deref(), Some("orders.mt"));
+    running.stop().await.unwrap();
+}

@@ -162,10 +162,11 @@ impl Ledger {
             for sequence in 1..=last {
                 let Ok(letter) = dead.get_raw_message(sequence).await else { continue };
                 let header = |name: &str| letter.headers.get(name).map(|v| v.as_str().to_owned());
-                if header(crate::dead_letter::headers::STREAM).as_deref() == Some(self.stream.as_str())
-                    && header(crate::dead_letter::headers::CONSUMER).as_deref()
+                if header(crate::jetstream::dead_letter::headers::STREAM).as_deref()
+                    == Some(self.stream.as_str())
+                    && header(crate::jetstream::dead_letter::headers::CONSUMER).as_deref()
                         == Some(self.consumer.as_str())
-                    && let Some(of) = header(crate::dead_letter::headers::STREAM_SEQUENCE)
+                    && let Some(of) = header(crate::jetstream::dead_letter::headers::STREAM_SEQUENCE)
                         .and_then(|s| s.parse::<u64>().ok())
                 {
                     *letters.entry(of).or_insert(0) += 1;
@@ -180,7 +181,9 @@ impl Ledger {
         let mut accounts = Accounts { letters, ..Accounts::default() };
         for sequence in state.first_sequence..=state.last_sequence {
             // Read as stored: a header block no client can parse is still a message.
-            let Ok(message) = crate::dead_letter::fetch(&self.client, &self.stream, sequence).await else {
+            let Ok(message) =
+                crate::jetstream::dead_letter::fetch(&self.client, &self.stream, sequence).await
+            else {
                 continue;
             };
             if !filters.is_empty() && !filters.iter().any(|f| nats_otel_rules::matches(f, &message.subject)) {

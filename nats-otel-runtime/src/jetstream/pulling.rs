@@ -10,11 +10,10 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{PullConsumer, pull};
 use futures_util::{FutureExt, StreamExt};
 
+use super::keep_alive::{AckWait, Waiting};
+use super::settle::Policy;
 use crate::error::{ServeError, ServeErrorKind};
-use crate::keep_alive::{AckWait, Waiting};
 use crate::serving::{Next, Source};
-use crate::settle::Policy;
-use crate::spans;
 
 /// One unit of a consumer's work.
 // Moved once, into `Step::handle`, and taken apart there: boxing the delivery
@@ -182,10 +181,10 @@ impl Source for Pulling {
                         }
                         // Heartbeats missed while disconnected, a pull refused during a
                         // restart: async-nats re-pulls on its own; keep going.
-                        tracing::warn!(target: spans::TARGET, error = %e, "{}: pull consumer error", self.context);
+                        tracing::warn!(target: crate::otel::TARGET, error = %e, "{}: pull consumer error", self.context);
                     }
                     // The connection task gone (it says so) or the stream closed.
-                    None => return Next::Ended(Err(crate::connection::subscription_ended(&self.client, &self.context).await)),
+                    None => return Next::Ended(Err(crate::serving::connection::subscription_ended(&self.client, &self.context).await)),
                 },
             }
         }
@@ -289,7 +288,7 @@ impl Isolation {
                 self.reconnected = None;
                 let entering = self.until.is_none();
                 self.until = Some(now + quiet);
-                tracing::warn!(target: spans::TARGET,
+                tracing::warn!(target: crate::otel::TARGET,
                     "the connection to the server dropped while pulling; pulling one message at a time for {quiet:?}");
                 return (entering && batch > 1).then_some(1);
             }

@@ -1,9 +1,26 @@
-//! The `Handler` trait: async functions over extractors, as axum does for HTTP.
+//! What a handler is and what it sees: the `Handler` trait (async functions over
+//! extractors, as axum does for HTTP), the message as extractors read it, the
+//! extractors, replies and failures, typed messages and subject tokens.
+//!
+//! A new extractor goes in [`extract`] (or [`jetstream`] for JetStream-only
+//! ones), a new reply type in [`reply`].
+
+pub mod extract;
+mod incoming;
+pub(crate) mod jetstream;
+pub mod message;
+pub(crate) mod reply;
+pub(crate) mod settlement;
+pub mod subject_tokens;
 
 use std::future::Future;
 use std::marker::PhantomData;
 
-use crate::{FromMessage, Incoming, IntoOutcome, Rejection};
+pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
+pub use incoming::Incoming;
+pub use jetstream::{Acker, JetStreamInfo};
+pub use reply::{Failure, FailureKind, HandlerError, IntoOutcome, IntoReply, Outcome, Reply, ServiceError};
+pub use settlement::{Permanent, Retry, RetryAfter, Settlement};
 
 /// An async function whose arguments are extractors and whose output is an
 /// [`IntoOutcome`]: `()`, a reply, or `Result<reply, error>`.
@@ -92,7 +109,7 @@ macro_rules! impl_handler {
             F: Fn($($ty),*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future + Send + 'static,
             Fut::Output: IntoOutcome,
-            $($ty: FromMessage<S>,)*
+            $($ty: FromMessage<S> + Extractor,)*
         {
         }
 
@@ -101,7 +118,7 @@ macro_rules! impl_handler {
             F: Fn($($ty),*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future + Send + 'static,
             Fut::Output: IntoOutcome,
-            $($ty: FromMessage<S>,)*
+            $($ty: FromMessage<S> + Extractor,)*
         {
             type Future = Fut;
             type Output = Fut::Output;
@@ -119,13 +136,6 @@ macro_rules! impl_handler {
 
 for_each_arity!(impl_handler);
 
-/// The static description of a handler declared with a macro: its subscription
-/// and options. Implemented by the marker type the macros emit.
-pub trait Descriptor: 'static {
-    /// Where and how the handler subscribes.
-    fn endpoint() -> crate::Endpoint;
-}
-
 /// How a macro-declared handler gets its arguments `Args` (a tuple of the
 /// function's argument types) from a message, with service state `S`.
 ///
@@ -137,7 +147,7 @@ pub trait Descriptor: 'static {
     message = "the arguments of this handler cannot be extracted with state `{S}`",
     note = "for `State<T>`, the service's state must provide `T` through `FromRef`"
 )]
-pub trait Declaration<S, Args>: Descriptor {
+pub trait Declaration<S, Args>: 'static {
     /// Whether one of the arguments carries the trace context in the payload.
     const TRACE_CONTEXT_IN_BODY: bool;
     /// Whether one of the arguments settles JetStream messages itself.
@@ -187,18 +197,6 @@ impl<F, D> std::fmt::Debug for Declared<F, D> {
     }
 }
 
-/// The `T` of [`Handler<T, S>`] for macro-declared handlers: their descriptor `D`
-/// and argument tuple `Args`.
-#[diagnostic::on_unimplemented(
-    message = "this handler was not declared with `#[nats_subscribe]` or `#[jetstream_consumer]`",
-    label = "`Service::handler` needs a declared handler",
-    note = "use `Service::subscribe(\"subject\", handler)` to register an undecorated async fn"
-)]
-pub trait DeclaredHandler {
-    /// The handler's description.
-    type Descriptor: Descriptor;
-}
-
 /// See [`DeclaredHandler`].
 pub struct DeclaredArgs<D, Args>(PhantomData<fn() -> (D, Args)>);
 
@@ -206,10 +204,6 @@ impl<D, Args> std::fmt::Debug for DeclaredArgs<D, Args> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(std::any::type_name::<D>())
     }
-}
-
-impl<D: Descriptor, Args> DeclaredHandler for DeclaredArgs<D, Args> {
-    type Descriptor = D;
 }
 
 macro_rules! impl_declared_handler {

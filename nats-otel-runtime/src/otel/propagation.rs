@@ -68,6 +68,31 @@ pub fn is_well_formed_traceparent(value: &str) -> bool {
         && hex(53..55)
 }
 
+/// The remote parent carried in a JSON envelope payload (see
+/// [`Envelope`](crate::Envelope)), when valid.
+pub(crate) fn envelope_parent(payload: &[u8]) -> Option<Context> {
+    use crate::handler::extract::TraceFields;
+    struct Fields<'a>(TraceFields<'a>);
+    impl Extractor for Fields<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            let value = match key {
+                "traceparent" => self.0.traceparent.as_deref(),
+                "tracestate" => self.0.tracestate.as_deref(),
+                _ => None,
+            }?;
+            filter_traceparent(key, value)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent", "tracestate"]
+        }
+    }
+
+    let carrier = Fields(crate::handler::extract::envelope_trace_fields(payload)?);
+    carrier.get("traceparent")?;
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
 /// Writes propagation fields into a NATS [`HeaderMap`], replacing existing values
 /// of the same fields and keeping every other header the caller set.
 #[derive(Debug)]

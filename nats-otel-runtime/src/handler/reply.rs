@@ -8,7 +8,9 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::Json;
+use super::extract::{Json, Rejection};
+use super::settlement::Retry;
+pub use crate::error::ServiceError;
 
 /// A successful handler's answer to a request: the reply payload and headers.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +86,7 @@ impl<T: Serialize> IntoReply for Json<T> {
             code: 500,
             error_type: Cow::Borrowed("serde_json::Error"),
             message: format!("failed to encode the reply as JSON: {e}"),
-            retry: crate::Retry::Never,
+            retry: Retry::Never,
         })
     }
 }
@@ -132,52 +134,18 @@ pub trait HandlerError: fmt::Display + Send + 'static {
     /// For JetStream consumers: whether and when to redeliver the message (see
     /// [`settle`](crate::settle)). Wrap an error in [`Permanent`](crate::Permanent)
     /// or [`RetryAfter`](crate::RetryAfter) to choose per error.
-    fn retry(&self) -> crate::Retry {
-        crate::Retry::Backoff
+    fn retry(&self) -> Retry {
+        Retry::Backoff
     }
 }
-
-/// A service error with an explicit code: returned by handlers, and what
-/// [`RequestError::service_error`](crate::RequestError::service_error) gives back on
-/// the requesting side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceError {
-    code: u16,
-    description: String,
-}
-
-impl ServiceError {
-    /// An error answered with `code` and `description`.
-    pub fn new(code: u16, description: impl Into<String>) -> Self {
-        Self { code, description: description.into() }
-    }
-
-    /// The code (`Nats-Service-Error-Code`).
-    pub fn code(&self) -> u16 {
-        self.code
-    }
-
-    /// The description (`Nats-Service-Error`).
-    pub fn description(&self) -> &str {
-        &self.description
-    }
-}
-
-impl fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.description)
-    }
-}
-
-impl std::error::Error for ServiceError {}
 
 impl HandlerError for ServiceError {
     fn code(&self) -> u16 {
-        self.code
+        self.code()
     }
 
     fn error_type(&self) -> Cow<'static, str> {
-        Cow::Owned(self.code.to_string())
+        Cow::Owned(self.code().to_string())
     }
 }
 
@@ -228,7 +196,7 @@ pub struct Failure {
     pub(crate) code: u16,
     pub(crate) error_type: Cow<'static, str>,
     pub(crate) message: String,
-    pub(crate) retry: crate::Retry,
+    pub(crate) retry: Retry,
 }
 
 impl Failure {
@@ -262,9 +230,9 @@ impl Failure {
         }
     }
 
-    pub(crate) fn rejected(rejection: crate::Rejection) -> Self {
+    pub(crate) fn rejected(rejection: Rejection) -> Self {
         let (error_type, message, code) = rejection.into_parts();
-        Self { kind: FailureKind::Rejected, code, error_type, message, retry: crate::Retry::Never }
+        Self { kind: FailureKind::Rejected, code, error_type, message, retry: Retry::Never }
     }
 
     /// A caught panic. The payload is dropped here, guarded: its `Drop` is user
@@ -282,7 +250,7 @@ impl Failure {
             code: 500,
             error_type: Cow::Borrowed("max_payload_exceeded"),
             message: format!("reply of {size} bytes exceeds the server's max_payload of {max_payload}"),
-            retry: crate::Retry::Never,
+            retry: Retry::Never,
         }
     }
 
@@ -297,7 +265,7 @@ impl Failure {
             code: 500,
             error_type: Cow::Borrowed("panic"),
             message: format!("handler panicked: {what}"),
-            retry: crate::Retry::Backoff,
+            retry: Retry::Backoff,
         }
     }
 }
@@ -356,12 +324,98 @@ reply_outcome!((), Bytes, Vec<u8>, String, &'static str, Reply, Json<T> where T:
 /// The reply of a typed payload, encoded with its codec: what the derives'
 /// `IntoReply` impls call.
 #[doc(hidden)]
-pub fn typed_reply<T: crate::message::NatsPayload>(value: &T) -> Result<Reply, Failure> {
+pub fn typed_reply<T: crate::handler::message::NatsPayload>(value: &T) -> Result<Reply, Failure> {
     value.encode().map(Reply::new).map_err(|e| Failure {
         kind: FailureKind::Reply,
         code: 500,
         error_type: Cow::Borrowed("nats_otel::CodecError"),
         message: format!("failed to encode the `{}` reply: {e}", std::any::type_name::<T>()),
-        retry: crate::Retry::Never,
+        retry: Retry::Never,
     })
+}
+
+/// Header carrying the description of a failed request (NATS service API).
+pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
+/// Header carrying the code of a failed request (NATS service API).
+pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+
+/// The longest `Nats-Service-Error` description sent, in bytes: an error's text
+/// can be anything, and the error reply must fit in the server's `max_payload`.
+pub(crate) const MAX_SERVICE_ERROR_DESCRIPTION: usize = 1024;
+
+/// The service error headers' size around the description: the version line,
+/// both names, a five-digit code, line ends.
+const SERVICE_ERROR_HEADERS_ROOM: usize = 66;
+
+/// The NATS service API's error headers. The description is kept to one line (a
+/// header value cannot hold line breaks) and cut on a character boundary at
+/// [`MAX_SERVICE_ERROR_DESCRIPTION`] bytes, or less when `max_payload` is smaller,
+/// so the error reply always fits.
+pub(crate) fn service_error_headers(code: u16, description: &str, max_payload: usize) -> HeaderMap {
+    let cap = MAX_SERVICE_ERROR_DESCRIPTION.min(max_payload.saturating_sub(SERVICE_ERROR_HEADERS_ROOM));
+    let mut end = description.len().min(cap);
+    while !description.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = description.get(..end).unwrap_or_default();
+    let one_line: String = cut.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_SERVICE_ERROR, one_line.as_str());
+    headers.insert(NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
+    headers
+}
+
+/// The size of a header block on the wire (`NATS/1.0`, one `name: value` line per
+/// value, a blank line), as the server counts it against `max_payload`; none for
+/// an empty map, which async-nats sends as a plain `PUB`.
+pub(crate) fn headers_wire_len(headers: &HeaderMap) -> usize {
+    if headers.is_empty() {
+        return 0;
+    }
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values.iter().map(|v| name.len() + v.as_str().len() + ": \r\n".len()).sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n\r\n".len() + lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_wire_length_counts_every_line_as_sent() {
+        assert_eq!(headers_wire_len(&HeaderMap::new()), 0);
+        let mut headers = HeaderMap::new();
+        headers.insert("A", "b");
+        headers.append("A", "cd");
+        headers.insert("Name", "");
+        // "NATS/1.0\r\n" "A: b\r\n" "A: cd\r\n" "Name: \r\n" "\r\n"
+        assert_eq!(headers_wire_len(&headers), 10 + 6 + 7 + 8 + 2);
+    }
+
+    #[test]
+    fn service_error_descriptions_are_one_line_cut_on_a_char_boundary_and_fit_max_payload() {
+        let headers = service_error_headers(404, "not\r\nfound", 1 << 20);
+        assert_eq!(headers.get(NATS_SERVICE_ERROR).map(|v| v.as_str()), Some("not  found"));
+        assert_eq!(headers.get(NATS_SERVICE_ERROR_CODE).map(|v| v.as_str()), Some("404"));
+
+        let huge = format!("x{}", "é".repeat(10_000));
+        let headers = service_error_headers(500, &huge, 1 << 20);
+        let cut = headers.get(NATS_SERVICE_ERROR).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        assert_eq!(cut.len(), MAX_SERVICE_ERROR_DESCRIPTION - 1, "the cut falls inside an `é`");
+        assert!(huge.starts_with(&cut));
+
+        for max_payload in [0, 10, 66, 67, 100, 512, 1090, 1091, 4096] {
+            let headers = service_error_headers(u16::MAX, &huge, max_payload);
+            let size = headers_wire_len(&headers);
+            assert!(
+                size <= max_payload.max(SERVICE_ERROR_HEADERS_ROOM),
+                "{size} bytes for max_payload {max_payload}"
+            );
+        }
+    }
 }

@@ -3,6 +3,9 @@
 use async_nats::{HeaderMap, Message, Subject};
 use bytes::Bytes;
 
+use super::jetstream::{JetStreamInfo, SettleByHand};
+use std::sync::Arc;
+
 /// One delivered message, with the context of the span that traces its processing.
 ///
 /// Extractors ([`FromMessage`](crate::FromMessage)) read from it by reference, so
@@ -11,8 +14,9 @@ use bytes::Bytes;
 pub struct Incoming {
     pub(crate) message: Message,
     pub(crate) cx: opentelemetry::Context,
-    pub(crate) jetstream: Option<crate::JetStreamInfo>,
-    pub(crate) settler: Option<std::sync::Arc<crate::jetstream::Settler>>,
+    pub(crate) jetstream: Option<JetStreamInfo>,
+    /// What settles the delivery, for an `Acker`.
+    pub(crate) settler: Option<Arc<dyn SettleByHand>>,
     /// Tokens of the service's subject prefix, skipped when reading captures.
     pub(crate) subject_offset: usize,
 }
@@ -25,7 +29,7 @@ impl Incoming {
     }
 
     /// The JetStream metadata of the delivery, for messages from a consumer.
-    pub fn jetstream(&self) -> Option<&crate::JetStreamInfo> {
+    pub fn jetstream(&self) -> Option<&JetStreamInfo> {
         self.jetstream.as_ref()
     }
 

@@ -56,6 +56,10 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use super::extract::Rejection;
+use super::incoming::Incoming;
+use super::reply::{HandlerError, IntoOutcome};
+
 /// A type that is sent as a NATS payload, with its codec: every
 /// [`NatsMessage`], and reply types (`#[derive(NatsPayload)]`).
 ///
@@ -169,9 +173,9 @@ impl<T: Clone + Into<Bytes> + From<Bytes>> Codec<T> for RawCodec {
 )]
 pub trait ReturnsReply<R> {}
 
-impl<O: crate::IntoOutcome> ReturnsReply<NoReply> for O {}
+impl<O: IntoOutcome> ReturnsReply<NoReply> for O {}
 impl<R: NatsPayload> ReturnsReply<R> for R {}
-impl<R: NatsPayload, E: crate::HandlerError> ReturnsReply<R> for Result<R, E> {}
+impl<R: NatsPayload, E: HandlerError> ReturnsReply<R> for Result<R, E> {}
 
 /// A field value rendered into one subject token: any `Display` type; the value
 /// is checked at run time (no `.`, `*`, `>`, whitespace, not empty).
@@ -222,11 +226,11 @@ impl std::error::Error for SubjectValueError {}
 
 /// A payload that could not be encoded or decoded.
 #[derive(Debug)]
-pub struct CodecError(pub(crate) crate::BoxError);
+pub struct CodecError(pub(crate) crate::error::BoxError);
 
 impl CodecError {
     /// Wraps the codec's own error.
-    pub fn new(error: impl Into<crate::BoxError>) -> Self {
+    pub fn new(error: impl Into<crate::error::BoxError>) -> Self {
         Self(error.into())
     }
 }
@@ -245,9 +249,9 @@ impl std::error::Error for CodecError {
 
 /// Decodes a typed argument (used by the derives' `FromMessage` impls).
 #[doc(hidden)]
-pub fn extract<M: NatsPayload>(incoming: &crate::Incoming) -> Result<M, crate::Rejection> {
+pub fn extract<M: NatsPayload>(incoming: &Incoming) -> Result<M, Rejection> {
     M::decode(incoming.payload()).map_err(|e| {
-        crate::Rejection::new(
+        Rejection::new(
             std::any::type_name::<M>(),
             format!("invalid `{}` payload: {e}", std::any::type_name::<M>()),
         )

@@ -23,7 +23,7 @@
 //! With the options off (the default), nothing is computed and nothing is
 //! allocated per message.
 
-use std::borrow::Cow;
+use crate::endpoint::capture::CaptureConfig;
 
 use async_nats::HeaderMap;
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
@@ -43,26 +43,6 @@ pub const BODY_ATTRIBUTE: &str = "messaging.nats.message.body";
 pub const BODY_ENCODING_ATTRIBUTE: &str = "messaging.nats.message.body.encoding";
 /// Whether the payload was longer than the captured part.
 pub const BODY_TRUNCATED_ATTRIBUTE: &str = "messaging.nats.message.body.truncated";
-
-/// What an endpoint captures, as configured (nothing by default).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct CaptureConfig {
-    pub(crate) headers: Vec<Cow<'static, str>>,
-    pub(crate) body: Option<usize>,
-}
-
-impl CaptureConfig {
-    /// Header names as NATS accepts them, each once; a body cap in
-    /// `1..=MAX_BODY_CAPTURE`: the rule book's checks, as the macros apply them.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        nats_otel_rules::validate_capture_headers(&self.headers)
-            .map_err(|e| format!("capture_headers: {e}"))?;
-        if let Some(max_bytes) = self.body {
-            nats_otel_rules::validate_body_capture(max_bytes).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-}
 
 /// The capture of one endpoint, prepared once: lower-cased names and their
 /// attribute keys.
@@ -189,7 +169,10 @@ mod tests {
     use super::*;
 
     fn capture(headers: &[&'static str], body: Option<usize>) -> Capture {
-        Capture::new(&CaptureConfig { headers: headers.iter().map(|h| Cow::Borrowed(*h)).collect(), body })
+        Capture::new(&CaptureConfig {
+            headers: headers.iter().map(|h| std::borrow::Cow::Borrowed(*h)).collect(),
+            body,
+        })
     }
 
     fn get<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
@@ -278,7 +261,7 @@ mod tests {
     #[test]
     fn invalid_configurations_are_rejected() {
         let config = |headers: &[&'static str], body| CaptureConfig {
-            headers: headers.iter().map(|h| Cow::Borrowed(*h)).collect(),
+            headers: headers.iter().map(|h| std::borrow::Cow::Borrowed(*h)).collect(),
             body,
         };
         assert!(config(&["x-tenant", "Nats-Msg-Id"], Some(256)).validate().is_ok());

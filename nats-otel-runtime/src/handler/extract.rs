@@ -24,14 +24,34 @@ use bytes::Bytes;
 use opentelemetry::Context;
 use serde::de::DeserializeOwned;
 
-use crate::Incoming;
+use super::incoming::Incoming;
 
 /// Marks a type that can be a handler argument.
 ///
 /// It carries no methods; it exists so that the macros can check each argument of a
 /// handler on its own, independently of the service's state type, and point at the
-/// argument that is not an extractor. Implement it next to [`FromMessage`] for your
-/// own extractors.
+/// argument that is not an extractor. Handlers need it with and without the macros,
+/// so an extractor works the same in both: implement it next to [`FromMessage`].
+///
+/// Without it, a plain async fn taking the type is not a handler either:
+///
+/// ```compile_fail
+/// use nats_otel_runtime::{FromMessage, Incoming, Rejection, Service};
+///
+/// struct Tenant;
+///
+/// impl<S> FromMessage<S> for Tenant {
+///     fn from_message(_: &Incoming, _: &S) -> Result<Self, Rejection> {
+///         Ok(Tenant)
+///     }
+/// }
+///
+/// async fn on_order(_tenant: Tenant) {}
+///
+/// fn register(client: async_nats::Client) -> Service {
+///     Service::new(client).subscribe("orders.*", on_order)
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a nats-otel extractor",
     label = "this argument cannot be taken from a NATS message",
@@ -61,6 +81,12 @@ pub trait Extractor {}
 ///             .map(|v| Tenant(v.as_str().to_owned()))
 ///             .ok_or_else(|| Rejection::new("missing_tenant", "the `Tenant` header is required"))
 ///     }
+/// }
+///
+/// async fn on_order(Tenant(tenant): Tenant) {}
+///
+/// fn register(client: async_nats::Client) -> nats_otel_runtime::Service {
+///     nats_otel_runtime::Service::new(client).subscribe("orders.*", on_order)
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -453,32 +479,17 @@ impl<'de> serde::de::Visitor<'de> for TraceFieldVisitor {
     }
 }
 
-/// The remote parent carried in a JSON envelope payload, when valid.
-pub(crate) fn envelope_parent(payload: &[u8]) -> Option<Context> {
-    use opentelemetry::propagation::Extractor as _;
-    use opentelemetry::trace::TraceContextExt;
-
-    struct Fields<'a, 'de>(&'a EnvelopeWire<'de, serde::de::IgnoredAny>);
-    impl opentelemetry::propagation::Extractor for Fields<'_, '_> {
-        fn get(&self, key: &str) -> Option<&str> {
-            let value = match key {
-                "traceparent" => self.0.traceparent.as_deref(),
-                "tracestate" => self.0.tracestate.as_deref(),
-                _ => None,
-            }?;
-            crate::propagation::filter_traceparent(key, value)
-        }
-        fn keys(&self) -> Vec<&str> {
-            vec!["traceparent", "tracestate"]
-        }
-    }
-
-    // `data` is skipped, not decoded: the extractor decodes it.
+/// The trace fields of a JSON envelope payload, as sent (`data` skipped, not
+/// decoded); read by the `process` span for handlers that take an `Envelope`.
+pub(crate) fn envelope_trace_fields(payload: &[u8]) -> Option<TraceFields<'_>> {
     let fields: EnvelopeWire<'_, serde::de::IgnoredAny> = serde_json::from_slice(payload).ok()?;
-    let carrier = Fields(&fields);
-    carrier.get("traceparent")?;
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-    cx.span().span_context().is_valid().then_some(cx)
+    Some(TraceFields { traceparent: fields.traceparent, tracestate: fields.tracestate })
+}
+
+/// An envelope's `traceparent` and `tracestate`, when strings.
+pub(crate) struct TraceFields<'a> {
+    pub(crate) traceparent: Option<Cow<'a, str>>,
+    pub(crate) tracestate: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]
@@ -536,9 +547,12 @@ mod tests {
     fn trace_fields_nested_deeply_are_skipped_without_recursion() {
         // Parenting on a valid traceparent next to a bad tracestate is checked end
         // to end, with the W3C propagator, in tests/tests/user_code_guards.rs.
-        assert!(envelope_parent(br#"{"traceparent": 12, "data": 1}"#).is_none());
+        assert!(
+            envelope_trace_fields(br#"{"traceparent": 12, "data": 1}"#)
+                .is_some_and(|fields| fields.traceparent.is_none())
+        );
         let deep = format!(r#"{{"traceparent": {}{}, "data": 1}}"#, "[".repeat(5_000), "]".repeat(5_000));
-        assert!(envelope_parent(deep.as_bytes()).is_none());
+        assert!(envelope_trace_fields(deep.as_bytes()).is_some_and(|fields| fields.traceparent.is_none()));
         assert!(envelope::<u32>(&deep).is_ok(), "nesting in a trace field is skipped, not recursed into");
     }
 }

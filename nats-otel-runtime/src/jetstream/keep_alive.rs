@@ -14,7 +14,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 
-use crate::settle::Policy;
+use super::settle::Policy;
 
 /// What a heartbeat needs of the delivery it keeps alive (the JetStream
 /// settler implements it; this module does not depend on that one).

@@ -15,15 +15,14 @@ use async_nats::header::NATS_MESSAGE_ID;
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, Value};
 
-use crate::capture::Capture;
-use crate::peer::Peer;
-use crate::reply::Failure;
-use crate::semconv;
-use crate::subscription::{Subscription, TraceMode};
-use crate::tracer::Tracer;
-
-/// The tracing target of every log line nats-otel writes.
-pub const TARGET: &str = "nats_otel";
+use super::TARGET;
+use super::capture::Capture;
+use super::peer::Peer;
+use super::semconv;
+use super::tracer::Tracer;
+use crate::endpoint::{JetStreamConsumer, SettleRecord, Subscription, TraceMode};
+use crate::handler::reply::Failure;
+use crate::handler::{JetStreamInfo, Settlement};
 
 /// Attribute keys that are not in `opentelemetry-semantic-conventions`' list.
 mod key {
@@ -117,7 +116,7 @@ fn process_constants(template: Option<&str>, group: Option<&str>) -> Vec<Constan
 /// The subject every message of an endpoint arrives on, when there is only one
 /// (a subject or filter without wildcards), interned to name their destination.
 fn only_subject(subject: &str) -> Option<&'static str> {
-    (!crate::subscription::has_wildcards(subject)).then(|| intern(subject))
+    (!crate::endpoint::has_wildcards(subject)).then(|| intern(subject))
 }
 
 /// An endpoint's constant attributes and its connection's: with room for `more`.
@@ -129,22 +128,29 @@ fn endpoint_attributes(constants: &[Constant], peer: &Peer, deprecated: bool, mo
     attributes
 }
 
+/// Room in a `process` span's attribute list for what each message adds: the
+/// destination and body size, then the reply subject (core) or the message id
+/// and four delivery numbers (JetStream). One more only costs a reallocation.
+const PER_MESSAGE_ATTRIBUTES: usize = 7;
+
 /// A `process` span's attributes so far: the endpoint's, then what every
-/// message has; with room for `more`. The destination costs nothing when it is
-/// the endpoint's `only` subject, and a copy when a wildcard matched it.
+/// message has; with room for the rest and `captured`. The destination costs
+/// nothing when it is the endpoint's `only` subject, and a copy when a wildcard
+/// matched it.
 fn message_attributes(
     constants: &[Constant],
     peer: &Peer,
     only: Option<&'static str>,
     message: &Message,
-    more: usize,
+    captured: usize,
 ) -> Vec<KeyValue> {
     let subject = message.subject.as_str();
     let destination = match only {
         Some(only) if only == subject => Value::from(only),
         _ => Value::from(subject.to_owned()),
     };
-    let mut attributes = endpoint_attributes(constants, peer, semconv::emit_deprecated_names(), 2 + more);
+    let room = PER_MESSAGE_ATTRIBUTES + captured;
+    let mut attributes = endpoint_attributes(constants, peer, semconv::emit_deprecated_names(), room);
     attributes.extend([
         KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination),
         KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.payload.len() as i64),
@@ -155,8 +161,8 @@ fn message_attributes(
 /// The context the publisher sent: from the headers, else from a JSON envelope
 /// when the handler reads one.
 fn remote_parent(message: &Message, context_in_body: bool) -> Option<Context> {
-    crate::propagation::extract_parent(message.headers.as_ref())
-        .or_else(|| context_in_body.then(|| crate::extract::envelope_parent(&message.payload)).flatten())
+    super::propagation::extract_parent(message.headers.as_ref())
+        .or_else(|| context_in_body.then(|| super::propagation::envelope_parent(&message.payload)).flatten())
 }
 
 /// A `process` span: parented on (or linked to) the publisher's context, a new
@@ -181,7 +187,18 @@ fn start_process(
     tracer.start(builder, &parent)
 }
 
-/// Builds `process {pattern}` CONSUMER spans for one subscription.
+/// Which kind of endpoint a `process` span is for: what each message adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consuming {
+    /// A core subscription: the reply subject of requests.
+    Core,
+    /// A JetStream consumer: the message id and the delivery's sequences and
+    /// counts (its reply subject is the ack subject, not recorded).
+    JetStream,
+}
+
+/// Builds the `process {pattern}` CONSUMER spans of one endpoint, core or
+/// JetStream: every attribute they carry is chosen here.
 #[derive(Debug)]
 pub(crate) struct ProcessSpans {
     tracer: Tracer,
@@ -191,12 +208,14 @@ pub(crate) struct ProcessSpans {
     only_subject: Option<&'static str>,
     mode: TraceMode,
     capture: Capture,
+    kind: Consuming,
 }
 
 impl ProcessSpans {
-    pub(crate) fn new(subscription: &Subscription, peer: Peer) -> Self {
+    /// The spans of a core subscription.
+    pub(crate) fn core(subscription: &Subscription, peer: Peer) -> Self {
         let (destination, template) =
-            crate::subscription::destination_names(subscription.subject(), subscription.subject_template());
+            crate::endpoint::destination_names(subscription.subject(), subscription.subject_template());
         Self {
             tracer: Tracer::resolve(),
             name: intern(&format!("process {destination}")),
@@ -205,6 +224,34 @@ impl ProcessSpans {
             only_subject: only_subject(subscription.subject()),
             mode: subscription.trace_mode(),
             capture: Capture::new(&subscription.capture),
+            kind: Consuming::Core,
+        }
+    }
+
+    /// The spans of a JetStream consumer: named after its only filter, else its
+    /// stream, with the consumer's constant attributes.
+    pub(crate) fn jetstream(consumer: &JetStreamConsumer, peer: Peer) -> Self {
+        let (pattern, template) =
+            crate::endpoint::destination_names(consumer.pattern(), only_template(consumer));
+        let durable = intern(consumer.durable_name());
+        let mut constants = process_constants(template.as_deref(), Some(durable));
+        constants.extend([
+            Constant(key::SUBSCRIPTION_NAME, durable),
+            Constant::interned(key::STREAM, consumer.stream_name()),
+            Constant(key::CONSUMER, durable),
+        ]);
+        Self {
+            tracer: Tracer::resolve(),
+            name: intern(&format!("process {pattern}")),
+            constants,
+            peer,
+            only_subject: match consumer.filters.as_slice() {
+                [filter] => only_subject(filter),
+                _ => None,
+            },
+            mode: consumer.trace,
+            capture: Capture::new(&consumer.capture),
+            kind: Consuming::JetStream,
         }
     }
 
@@ -213,23 +260,49 @@ impl ProcessSpans {
         self.name
     }
 
-    /// Opens the span for `message`; an empty context when tracing is off.
-    pub(crate) fn start(&self, message: &Message, context_in_body: bool) -> Context {
+    /// Opens the span for `message` (with its JetStream metadata, when it has
+    /// any); an empty context when tracing is off.
+    pub(crate) fn start(
+        &self,
+        message: &Message,
+        delivery: Option<&JetStreamInfo>,
+        context_in_body: bool,
+    ) -> Context {
         if self.tracer.is_off() {
             return Context::new();
         }
-        let mut attributes = message_attributes(
-            &self.constants,
-            &self.peer,
-            self.only_subject,
-            message,
-            1 + self.capture.len(),
-        );
-        if let Some(reply) = &message.reply {
-            attributes.push(KeyValue::new(key::REPLY_TO, reply.as_str().to_owned()));
+        let mut attributes =
+            message_attributes(&self.constants, &self.peer, self.only_subject, message, self.capture.len());
+        match self.kind {
+            Consuming::Core => {
+                if let Some(reply) = &message.reply {
+                    attributes.push(KeyValue::new(key::REPLY_TO, reply.as_str().to_owned()));
+                }
+            }
+            Consuming::JetStream => {
+                if let Some(id) = message_id(message, delivery) {
+                    attributes.push(KeyValue::new(key::MESSAGE_ID, id));
+                }
+                if let Some(info) = delivery {
+                    attributes.extend([
+                        KeyValue::new(key::SEQUENCE, info.stream_sequence as i64),
+                        KeyValue::new(key::CONSUMER_SEQUENCE, info.consumer_sequence as i64),
+                        KeyValue::new(key::NUM_DELIVERED, info.delivered),
+                        KeyValue::new(key::NUM_PENDING, info.pending as i64),
+                    ]);
+                }
+            }
         }
         self.capture.extend(&mut attributes, message);
         start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
+    }
+}
+
+/// The template a consumer's spans are named after: only with a single filter.
+fn only_template(consumer: &JetStreamConsumer) -> Option<&str> {
+    match consumer.filters.as_slice() {
+        [_] => consumer.template.as_deref(),
+        _ => None,
     }
 }
 
@@ -237,7 +310,8 @@ impl ProcessSpans {
 #[derive(Debug)]
 pub(crate) struct SendSpans {
     tracer: Tracer,
-    constants: [Vec<Constant>; 2],
+    send: Vec<Constant>,
+    request: Vec<Constant>,
     peer: Peer,
 }
 
@@ -267,7 +341,7 @@ pub(crate) enum Outbound {
 impl SendSpans {
     pub(crate) fn new(peer: Peer) -> Self {
         let constants = |operation| operation_constants(operation, "send", Some("publish"));
-        Self { tracer: Tracer::resolve(), constants: [constants("send"), constants("request")], peer }
+        Self { tracer: Tracer::resolve(), send: constants("send"), request: constants("request"), peer }
     }
 
     /// Opens the span of one publish or request, a child of the current span.
@@ -288,9 +362,10 @@ impl SendSpans {
             return SendSpan { cx: Context::new(), ambient: Some(parent) };
         }
         let (operation, span_kind, constants) = match kind {
-            Outbound::Send => ("send", SpanKind::Producer, &self.constants[0]),
-            Outbound::Request => ("request", SpanKind::Client, &self.constants[1]),
+            Outbound::Send => ("send", SpanKind::Producer, &self.send),
+            Outbound::Request => ("request", SpanKind::Client, &self.request),
         };
+        // The destination, its template and the body size.
         let mut attributes = endpoint_attributes(constants, &self.peer, semconv::emit_deprecated_names(), 3);
         attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
         if let Some(template) = template {
@@ -305,18 +380,11 @@ impl SendSpans {
     }
 }
 
-/// The context a new span is a child of: the current `tracing` span's when one is
-/// bridged by `tracing-opentelemetry` (whether or not it activates contexts),
-/// else the current OpenTelemetry context (inside a handler, its `process` span).
+/// The context a new span is a child of: the current OpenTelemetry context.
+/// Inside a handler it holds its `process` span; inside a `tracing` span, the
+/// `tracing-opentelemetry` layer makes that span's context current on entry
+/// (its default, "context activation"), so no `tracing` bridge is needed here.
 fn current_context() -> Context {
-    let span = tracing::Span::current();
-    if !span.is_none() {
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let cx = span.context();
-        if cx.span().span_context().is_valid() {
-            return cx;
-        }
-    }
     Context::current()
 }
 
@@ -360,28 +428,6 @@ pub(crate) fn warn(cx: &Context, name: &str, message: &'static str, error: Optio
     }
 }
 
-/// Records on the process span where its message's dead letter was stored.
-pub(crate) fn dead_lettered(cx: &Context, subject: &str, stored: crate::dead_letter::Stored) {
-    let span = cx.span();
-    if !span.is_recording() {
-        return;
-    }
-    let mut attributes = vec![
-        KeyValue::new("messaging.nats.dead_letter.subject", subject.to_owned()),
-        KeyValue::new(
-            "messaging.nats.dead_letter.sequence",
-            i64::try_from(stored.sequence).unwrap_or(i64::MAX),
-        ),
-    ];
-    if stored.size != crate::dead_letter::LetterSize::Whole {
-        attributes.push(KeyValue::new("messaging.nats.dead_letter.size", format!("{:?}", stored.size)));
-    }
-    if stored.duplicate {
-        attributes.push(KeyValue::new("messaging.nats.dead_letter.duplicate", true));
-    }
-    span.add_event("dead letter stored", attributes);
-}
-
 pin_project_lite::pin_project! {
     /// Polls a future with a span's context as the current OpenTelemetry context
     /// (like `FutureExt::with_context`, borrowing it), so spans started inside,
@@ -414,7 +460,7 @@ impl<F: Future> Future for InContext<'_, F> {
 
 /// `messaging.message.id` of a JetStream delivery: its `Nats-Msg-Id`, else
 /// `{stream}:{sequence}`.
-fn message_id(message: &Message, info: Option<&crate::JetStreamInfo>) -> Option<String> {
+fn message_id(message: &Message, info: Option<&JetStreamInfo>) -> Option<String> {
     use std::fmt::Write as _;
     match (message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)), info) {
         (Some(id), _) => Some(id.as_str().to_owned()),
@@ -427,131 +473,86 @@ fn message_id(message: &Message, info: Option<&crate::JetStreamInfo>) -> Option<
     }
 }
 
-/// Builds `process {pattern}` CONSUMER spans for a JetStream consumer, and their
-/// `ack|nak|term {pattern}` CLIENT settle spans.
+/// One settle operation's span: its name and attributes, but the connection's.
 #[derive(Debug)]
-pub(crate) struct JetStreamSpans {
-    tracer: Tracer,
+struct SettleSpan {
     name: &'static str,
     constants: Vec<Constant>,
-    peer: Peer,
-    only_subject: Option<&'static str>,
-    /// Ack, nak, term, dead letter (a term): names and attributes, but the connection's.
-    settles: [(&'static str, Vec<Constant>); 4],
-    settle_record: crate::jetstream::SettleRecord,
-    mode: TraceMode,
-    capture: Capture,
 }
 
-impl JetStreamSpans {
-    pub(crate) fn new(consumer: &crate::JetStreamConsumer, peer: Peer) -> Self {
-        let template = match consumer.filters.as_slice() {
-            [_] => consumer.template.as_deref(),
-            _ => None,
-        };
-        let (pattern, template) = crate::subscription::destination_names(consumer.pattern(), template);
+/// Builds a JetStream consumer's `ack|nak|term {pattern}` CLIENT settle spans,
+/// children of the process span, or records settlements as its events.
+#[derive(Debug)]
+pub(crate) struct SettleSpans {
+    tracer: Tracer,
+    peer: Peer,
+    record: SettleRecord,
+    /// The process span's name, for log lines.
+    process: &'static str,
+    ack: SettleSpan,
+    nak: SettleSpan,
+    term: SettleSpan,
+    /// A term after the dead letter was stored: `ack` = `dead_letter`.
+    dead_letter: SettleSpan,
+}
+
+impl SettleSpans {
+    pub(crate) fn new(consumer: &JetStreamConsumer, process: &ProcessSpans) -> Self {
+        let (pattern, _) = crate::endpoint::destination_names(consumer.pattern(), only_template(consumer));
         let durable = intern(consumer.durable_name());
-        let mut constants = process_constants(template.as_deref(), Some(consumer.durable_name()));
-        constants.extend([
-            Constant(key::SUBSCRIPTION_NAME, durable),
-            Constant::interned(key::STREAM, consumer.stream_name()),
-            Constant(key::CONSUMER, durable),
-        ]);
-        let settle = |operation: &'static str, settlement: crate::Settlement| {
-            let mut attributes = operation_constants(operation, "settle", None);
-            attributes.extend([
+        let span = |operation: &'static str, settlement: Settlement| {
+            let mut constants = operation_constants(operation, "settle", None);
+            constants.extend([
                 Constant(key::SUBSCRIPTION_NAME, durable),
                 Constant(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable),
                 Constant(key::ACK, settlement.as_str()),
             ]);
-            (intern(&format!("{operation} {pattern}")), attributes)
+            SettleSpan { name: intern(&format!("{operation} {pattern}")), constants }
         };
         Self {
             tracer: Tracer::resolve(),
-            name: intern(&format!("process {pattern}")),
-            constants,
-            peer,
-            only_subject: match consumer.filters.as_slice() {
-                [filter] => only_subject(filter),
-                _ => None,
-            },
-            settles: [
-                settle("ack", crate::Settlement::Ack),
-                settle("nak", crate::Settlement::Nak(None)),
-                settle("term", crate::Settlement::Term),
-                settle("term", crate::Settlement::DeadLetter),
-            ],
-            settle_record: consumer.settle_record,
-            mode: consumer.trace,
-            capture: Capture::new(&consumer.capture),
+            peer: process.peer.clone(),
+            record: consumer.settle_record,
+            process: process.name,
+            ack: span("ack", Settlement::Ack),
+            nak: span("nak", Settlement::Nak(None)),
+            term: span("term", Settlement::Term),
+            dead_letter: span("term", Settlement::DeadLetter),
         }
     }
 
     /// The process span name, for log lines.
     pub(crate) fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// Opens the span for `message`; an empty context when tracing is off.
-    pub(crate) fn start(
-        &self,
-        message: &Message,
-        info: Option<&crate::JetStreamInfo>,
-        context_in_body: bool,
-    ) -> Context {
-        if self.tracer.is_off() {
-            return Context::new();
-        }
-        let mut attributes = message_attributes(
-            &self.constants,
-            &self.peer,
-            self.only_subject,
-            message,
-            5 + self.capture.len(),
-        );
-        if let Some(id) = message_id(message, info) {
-            attributes.push(KeyValue::new(key::MESSAGE_ID, id));
-        }
-        if let Some(info) = info {
-            attributes.extend([
-                KeyValue::new(key::SEQUENCE, info.stream_sequence as i64),
-                KeyValue::new(key::CONSUMER_SEQUENCE, info.consumer_sequence as i64),
-                KeyValue::new(key::NUM_DELIVERED, info.delivered),
-                KeyValue::new(key::NUM_PENDING, info.pending as i64),
-            ]);
-        }
-        self.capture.extend(&mut attributes, message);
-        start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
+        self.process
     }
 
     /// Records `settlement` on the process span and opens its CLIENT settle span,
     /// or (with `SettleRecord::Event`) adds an event instead and gives `None`.
-    pub(crate) fn settle(&self, process: &Context, settlement: crate::Settlement) -> Option<Context> {
+    pub(crate) fn start(&self, process: &Context, settlement: Settlement) -> Option<Context> {
         let span = process.span();
         if !span.is_recording() {
             return None;
         }
         span.set_attribute(KeyValue::new(key::ACK, settlement.as_str()));
-        if self.settle_record == crate::jetstream::SettleRecord::Event {
+        if self.record == SettleRecord::Event {
             span.add_event("settle", vec![KeyValue::new(key::ACK, settlement.as_str())]);
             return None;
         }
-        let (name, attributes) = match settlement {
-            crate::Settlement::Ack => &self.settles[0],
-            crate::Settlement::Nak(_) => &self.settles[1],
-            crate::Settlement::Term => &self.settles[2],
-            crate::Settlement::DeadLetter => &self.settles[3],
+        let settle = match settlement {
+            Settlement::Ack => &self.ack,
+            Settlement::Nak(_) => &self.nak,
+            Settlement::Term => &self.term,
+            Settlement::DeadLetter => &self.dead_letter,
         };
-        let builder = SpanBuilder::from_name(Cow::Borrowed(*name))
+        let builder = SpanBuilder::from_name(Cow::Borrowed(settle.name))
             .with_kind(SpanKind::Client)
-            .with_attributes(endpoint_attributes(attributes, &self.peer, false, 0));
+            .with_attributes(endpoint_attributes(&settle.constants, &self.peer, false, 0));
         Some(self.tracer.start(builder, process))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 
     use super::*;
 
@@ -600,16 +601,19 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "testing")]
     fn process_spans_are_roots_even_inside_an_application_span() {
+        use opentelemetry::trace::{Tracer as _, TracerProvider as _};
         let recorder = crate::testing::SpanRecorder::install();
-        let core = ProcessSpans::new(&Subscription::new("orders.*"), peer());
-        let jetstream = JetStreamSpans::new(&crate::JetStreamConsumer::new("ORDERS", "billing"), peer());
+        let core = ProcessSpans::core(&Subscription::new("orders.*"), peer());
+        let jetstream = ProcessSpans::jetstream(&JetStreamConsumer::new("ORDERS", "billing"), peer());
         let application = recorder.provider().tracer("app").start("application");
         let _attached = Context::current_with_span(application).attach();
         let _entered = tracing::info_span!("application (tracing)").entered();
-        for cx in
-            [core.start(&message("orders.eu"), false), jetstream.start(&message("orders.eu"), None, false)]
-        {
+        for cx in [
+            core.start(&message("orders.eu"), None, false),
+            jetstream.start(&message("orders.eu"), None, false),
+        ] {
             let span = cx.span();
             assert!(span.span_context().is_valid());
             span.end();

@@ -36,7 +36,7 @@ pub struct Subscription {
     pub(crate) name: Option<Cow<'static, str>>,
     /// Tokens of the service's subject prefix at the front of `subject`.
     pub(crate) prefix_tokens: usize,
-    pub(crate) capture: crate::capture::CaptureConfig,
+    pub(crate) capture: crate::endpoint::capture::CaptureConfig,
 }
 
 impl Subscription {
@@ -50,12 +50,12 @@ impl Subscription {
             trace: TraceMode::Parent,
             name: None,
             prefix_tokens: 0,
-            capture: crate::capture::CaptureConfig::default(),
+            capture: crate::endpoint::capture::CaptureConfig::default(),
         }
     }
 
     /// Puts the service's subject prefix in front of the subject and template.
-    pub(crate) fn apply_prefix(&mut self, prefix: &crate::prefix::SubjectPrefix) {
+    pub(crate) fn apply_prefix(&mut self, prefix: &crate::endpoint::prefix::SubjectPrefix) {
         self.subject = prefix.apply(&self.subject).into();
         if let Some(template) = &mut self.template {
             *template = prefix.apply(template).into();
@@ -197,14 +197,4 @@ pub(crate) fn destination_names(subject: &str, template: Option<&str>) -> (Strin
 pub(crate) fn has_wildcards(subject: &str) -> bool {
     nats_otel_rules::Subject::parse(subject, nats_otel_rules::Usage::Subscribe)
         .is_ok_and(|s| s.has_wildcards())
-}
-
-/// What a declared handler is attached to.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Endpoint {
-    /// A core NATS subscription.
-    Subscribe(Subscription),
-    /// A JetStream pull consumer.
-    Consume(crate::JetStreamConsumer),
 }

@@ -1,13 +1,14 @@
 //! W3C Trace Context (`traceparent`, `tracestate`) without per-message formatting.
 //!
-//! The SDK's [`TraceContextPropagator`](SdkTraceContext) writes `traceparent` with
-//! `format!` and reads it by splitting it into a `Vec`: about 5,600 instructions a
-//! publish and 4,000 a delivery, paid on every message by every instrumentation.
+//! The SDK's `TraceContextPropagator` writes `traceparent` with `format!` and
+//! reads it by splitting it into a `Vec`: about 5,600 instructions a publish and
+//! 4,000 a delivery, paid on every message by every instrumentation.
 //! [`TraceContextPropagator`] writes the header into one allocation and reads the
 //! canonical version-00 form in place. Every other input (future versions, odd
-//! spacing, malformed values) goes to the SDK's propagator, so what comes out is
-//! what the SDK makes of the same headers: a test over every one-byte edit of a
-//! canonical value, and the `trace_context` fuzz target, hold the two equal.
+//! spacing, malformed values) is read by the SDK's rules, written again here so
+//! that the runtime needs only the OpenTelemetry API: what comes out is what the
+//! SDK makes of the same headers. A test over every one-byte edit of a canonical
+//! value, and the `trace_context` fuzz target, hold the two equal.
 //!
 //! [`telemetry::init`](crate::telemetry) installs it for `OTEL_PROPAGATORS=tracecontext`
 //! (the default). Installed by hand:
@@ -29,12 +30,14 @@ use opentelemetry::Context;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry_sdk::propagation::TraceContextPropagator as SdkTraceContext;
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 /// `00-{32 hex}-{16 hex}-{2 hex}`.
 const CANONICAL_LEN: usize = 55;
+
+/// The highest `traceparent` version read (`ff` is invalid).
+const MAX_VERSION: u8 = 254;
 
 /// The W3C Trace Context propagator: the SDK's behaviour, a fraction of its cost.
 ///
@@ -57,8 +60,7 @@ const CANONICAL_LEN: usize = 55;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct TraceContextPropagator {
-    /// Reads whatever is not the canonical form, with the SDK's rules.
-    fallback: SdkTraceContext,
+    _private: (),
 }
 
 impl TraceContextPropagator {
@@ -79,8 +81,11 @@ impl TextMapPropagator for TraceContextPropagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let Some((trace_id, span_id, flags)) = extractor.get(TRACEPARENT).and_then(parse_canonical) else {
-            return self.fallback.extract_with_context(cx, extractor);
+        let traceparent = extractor.get(TRACEPARENT).unwrap_or_default();
+        let Some((trace_id, span_id, flags)) =
+            parse_canonical(traceparent).or_else(|| parse_any(traceparent))
+        else {
+            return cx.clone();
         };
         // The SDK's rule: a `tracestate` that does not parse is dropped, not the parent.
         let trace_state = extractor
@@ -91,7 +96,8 @@ impl TextMapPropagator for TraceContextPropagator {
     }
 
     fn fields(&self) -> FieldIter<'_> {
-        self.fallback.fields()
+        static FIELDS: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+        FieldIter::new(FIELDS.get_or_init(|| [TRACEPARENT.to_owned(), TRACESTATE.to_owned()]))
     }
 }
 
@@ -118,7 +124,7 @@ fn write_hex(out: &mut [u8], bytes: &[u8]) {
 }
 
 /// The ids and flags of a canonical version-00 `traceparent` with non-zero ids;
-/// `None` for anything else, which the SDK's parser then judges.
+/// `None` for anything else, which [`parse_any`] then judges.
 fn parse_canonical(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
     let bytes: &[u8; CANONICAL_LEN] = value.trim().as_bytes().try_into().ok()?;
     if !bytes.starts_with(b"00-") || bytes[35] != b'-' || bytes[52] != b'-' {
@@ -127,6 +133,30 @@ fn parse_canonical(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
     let trace_id = TraceId::from_bytes(decode_hex(&bytes[3..35])?);
     let span_id = SpanId::from_bytes(decode_hex(&bytes[36..52])?);
     let [flags] = decode_hex(&bytes[53..55])?;
+    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
+        return None;
+    }
+    Some((trace_id, span_id, TraceFlags::new(flags) & TraceFlags::SAMPLED))
+}
+
+/// Any other `traceparent`, by the SDK's rules: `-`-separated fields (a trailing
+/// `-` ignored), a version below `ff` (exactly four fields for `00`), ids and
+/// flags in hex without upper case (as Rust's radix parsing reads them, so a
+/// leading `+` or fewer digits pass, as in the SDK), non-zero ids.
+fn parse_any(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
+    let parts: Vec<&str> = value.trim().split_terminator('-').collect();
+    let [version, trace_id, span_id, flags, ..] = parts[..] else { return None };
+    let version = u8::from_str_radix(version, 16).ok()?;
+    if version > MAX_VERSION || (version == 0 && parts.len() != 4) {
+        return None;
+    }
+    let lower = |part: &str| !part.chars().any(|c| c.is_ascii_uppercase());
+    if !(lower(trace_id) && lower(span_id) && lower(flags)) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace_id).ok()?;
+    let span_id = SpanId::from_hex(span_id).ok()?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
     if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
         return None;
     }
@@ -157,6 +187,8 @@ fn nibble(digit: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use opentelemetry_sdk::propagation::TraceContextPropagator as SdkTraceContext;
 
     use super::*;
 

@@ -42,7 +42,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{Incoming, Rejection};
+use super::extract::Rejection;
+use super::incoming::Incoming;
 
 /// A value parsed from one subject token: the type of a `{capture}` argument.
 ///

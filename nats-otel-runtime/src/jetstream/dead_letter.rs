@@ -9,6 +9,7 @@
 //! the server (or the stream) is sent again without its payload, then without the
 //! copied headers, each time marked: never dropped in silence.
 
+use crate::endpoint::DeadLetterRoute;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -85,20 +86,6 @@ const PUBLISH_CONTROL_HEADERS: [&str; 27] = [
 
 fn is_publish_control(name: &str) -> bool {
     PUBLISH_CONTROL_HEADERS.iter().any(|control| control.eq_ignore_ascii_case(name))
-}
-
-/// How dead letters are published.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DeadLetterRoute {
-    /// To a stream that captures the dead-letter subject, confirmed by its PubAck
-    /// (default). Without such a stream the letter fails and the message is
-    /// nak'ed with a delay, never termed.
-    #[default]
-    Stream,
-    /// A core NATS publish, for whoever subscribes at that moment: nothing
-    /// confirms it, so a letter nobody receives is lost. Choose it only where a
-    /// subscriber is always there and losing letters is acceptable.
-    Core,
 }
 
 /// The message a letter is written for.
@@ -183,7 +170,7 @@ impl Letter {
             annotations.insert(headers::UNREADABLE_HEADERS, encoded.as_str());
         }
         if let Some(cx) = cx {
-            crate::propagation::inject_context(cx, &mut annotations);
+            crate::otel::propagation::inject_context(cx, &mut annotations);
             // The copied trace headers would contradict the injected ones.
             for name in ["traceparent", "tracestate"] {
                 if annotations.get(name).is_some() {
@@ -478,6 +465,32 @@ pub(crate) fn retry_delay(backoff: Option<Duration>, delivered: i64) -> Duration
         let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 6)).unwrap_or(6);
         Duration::from_secs(1 << doublings).min(Duration::from_secs(60))
     })
+}
+
+/// Records on the process span where its message's dead letter was stored.
+pub(crate) fn record_stored(cx: &opentelemetry::Context, subject: &str, stored: Stored) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let span = cx.span();
+    if !span.is_recording() {
+        return;
+    }
+    let mut attributes = vec![
+        opentelemetry::KeyValue::new("messaging.nats.dead_letter.subject", subject.to_owned()),
+        opentelemetry::KeyValue::new(
+            "messaging.nats.dead_letter.sequence",
+            i64::try_from(stored.sequence).unwrap_or(i64::MAX),
+        ),
+    ];
+    if stored.size != LetterSize::Whole {
+        attributes.push(opentelemetry::KeyValue::new(
+            "messaging.nats.dead_letter.size",
+            format!("{:?}", stored.size),
+        ));
+    }
+    if stored.duplicate {
+        attributes.push(opentelemetry::KeyValue::new("messaging.nats.dead_letter.duplicate", true));
+    }
+    span.add_event("dead letter stored", attributes);
 }
 
 #[cfg(test)]

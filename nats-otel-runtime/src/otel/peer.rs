@@ -11,8 +11,8 @@ use arc_swap::{ArcSwapOption, Guard};
 use async_nats::{Client, ServerInfo, Statistics};
 use opentelemetry::{KeyValue, StringValue};
 
-use crate::semconv;
-use crate::spans::intern;
+use crate::otel::semconv;
+use crate::otel::spans::intern;
 
 /// How long a reconnection may be counted before its server's `INFO` shows;
 /// past it, the `INFO` held is taken to be the new connection's.

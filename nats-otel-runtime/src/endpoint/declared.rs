@@ -1,0 +1,27 @@
+//! What the macros declare about a handler: its endpoint, found from the
+//! function alone by [`Service::handler`](crate::Service::handler).
+
+use crate::handler::DeclaredArgs;
+
+/// The static description of a handler declared with a macro: its subscription
+/// and options. Implemented by the marker type the macros emit.
+pub trait Descriptor: 'static {
+    /// Where and how the handler subscribes.
+    fn endpoint() -> super::Endpoint;
+}
+
+/// The `T` of [`Handler<T, S>`] for macro-declared handlers: their descriptor `D`
+/// and argument tuple `Args`.
+#[diagnostic::on_unimplemented(
+    message = "this handler was not declared with `#[nats_subscribe]` or `#[jetstream_consumer]`",
+    label = "`Service::handler` needs a declared handler",
+    note = "use `Service::subscribe(\"subject\", handler)` to register an undecorated async fn"
+)]
+pub trait DeclaredHandler {
+    /// The handler's description.
+    type Descriptor: Descriptor;
+}
+
+impl<D: Descriptor, Args> DeclaredHandler for DeclaredArgs<D, Args> {
+    type Descriptor = D;
+}

@@ -1,0 +1,28 @@
+//! What an endpoint is, as configured: a core [`Subscription`] or a
+//! [`JetStreamConsumer`], with their tracing and capture options and the
+//! service's subject prefix. Checked with the rule book (`nats-otel-rules`)
+//! before anything subscribes; read by the telemetry and the serving loop.
+
+pub(crate) mod capture;
+mod consumer;
+mod declared;
+pub mod prefix;
+mod subscription;
+
+pub use consumer::{
+    AckMode, DEFAULT_BATCH, DEFAULT_JETSTREAM_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer,
+    SettleRecord,
+};
+pub use declared::{DeclaredHandler, Descriptor};
+pub use subscription::{DEFAULT_CONCURRENCY, Subscription, TraceMode};
+pub(crate) use subscription::{destination_names, has_wildcards};
+
+/// What a declared handler is attached to.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A core NATS subscription.
+    Subscribe(Subscription),
+    /// A JetStream pull consumer.
+    Consume(JetStreamConsumer),
+}

@@ -1,0 +1,433 @@
+//! A JetStream consumer as an endpoint: bound at start, then pulled, processed
+//! and settled from its handler's result until stopped.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use async_nats::Client;
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self};
+use futures_util::future::Either;
+
+use super::dead_letter::{self, DeadLetters, Letter, Original, Reason};
+use super::keep_alive::{AckWait, Pace, with_progress};
+use super::pulling::{PullSettings, Pulling, Work};
+use super::settle::Policy;
+use super::settler::Settler;
+use crate::endpoint::prefix::SubjectPrefix;
+use crate::endpoint::{AckMode, JetStreamConsumer};
+use crate::error::{ServeError, ServeErrorKind};
+use crate::handler::{Handler, Incoming, JetStreamInfo, Outcome, Settlement};
+use crate::otel::TARGET;
+use crate::otel::metrics::{EndpointIdentity, EndpointMetrics};
+use crate::otel::peer::Peer;
+use crate::otel::spans::{self, ProcessSpans, SettleSpans};
+use crate::serving::invoke::{invoke, last_resort, span_or_none};
+use crate::serving::{BoxFuture, Ready, Run, Serve, Step};
+
+/// A consumer ready to serve: bound, and watched for deletion.
+pub(crate) struct Prepared {
+    consumer: PullConsumer,
+    /// The server's `CONSUMER.DELETED` advisory for this consumer: a pull consumer
+    /// whose consumer is deleted otherwise just stops receiving.
+    deleted: Option<async_nats::Subscriber>,
+    /// The server's `MAX_DELIVERIES` advisories for this consumer, when it has a
+    /// dead-letter subject: deliveries that never came back (a crashed process,
+    /// an `Acker` left unsettled) are dead-lettered from them.
+    max_deliveries: Option<async_nats::Subscriber>,
+}
+
+/// Binds to (or creates) the consumer and watches for its deletion.
+pub(crate) async fn prepare(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<Prepared, ServeError> {
+    let consumer = bind(client, spec, context).await?;
+    let advisory = format!("$JS.EVENT.ADVISORY.CONSUMER.DELETED.{}.{}", spec.stream, spec.durable);
+    let deleted = match client.subscribe(advisory).await {
+        Ok(subscriber) => Some(subscriber),
+        Err(e) => {
+            tracing::warn!(target: TARGET, error = %e, "{context}: cannot watch for consumer deletion");
+            None
+        }
+    };
+    let max_deliveries = match &spec.dead_letter {
+        Some(_) => {
+            // One queue group per consumer: with several instances, one letter.
+            let advisory =
+                format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", spec.stream, spec.durable);
+            let group = format!("nats-otel.dead-letters.{}.{}", spec.stream, spec.durable);
+            let subscribed = client.queue_subscribe(advisory, group).await;
+            Some(subscribed.map_err(|e| {
+                ServeError::with_source(ServeErrorKind::Subscribe, e).context(context.to_owned())
+            })?)
+        }
+        None => None,
+    };
+    Ok(Prepared { consumer, deleted, max_deliveries })
+}
+
+async fn bind(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<PullConsumer, ServeError> {
+    spec.validate().map_err(|reason| {
+        ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
+    })?;
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
+        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
+    })?;
+    if spec.create {
+        stream
+            .create_consumer(spec.config())
+            .await
+            .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))
+    } else {
+        stream.get_consumer(spec.durable.as_ref()).await.map_err(|e| {
+            ServeError::with_source(ServeErrorKind::ConsumerNotFound, e).context(context.to_owned())
+        })
+    }
+}
+
+/// Everything handling one of a consumer's messages needs: the JetStream
+/// kind's [`Step`].
+struct Shared<H, T, S> {
+    handler: H,
+    state: Arc<S>,
+    spans: ProcessSpans,
+    settle_spans: Arc<SettleSpans>,
+    policy: Policy,
+    ack: AckMode,
+    /// The consumer's `ack_wait`, as the server holds it now.
+    ack_wait: AckWait,
+    dead_letters: Option<DeadLetters>,
+    client: async_nats::Client,
+    metrics: Arc<EndpointMetrics>,
+    names: (Arc<str>, Arc<str>),
+    /// Tokens of the service's subject prefix, skipped when reading captures.
+    subject_offset: usize,
+    args: PhantomData<fn() -> T>,
+}
+
+/// Pulls, processes and settles until stopped.
+pub(crate) async fn serve<H, T, S>(
+    spec: JetStreamConsumer,
+    handler: H,
+    prepared: Prepared,
+    run: Run<S>,
+    context: String,
+) -> Result<(), ServeError>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    let Prepared { consumer, deleted, max_deliveries } = prepared;
+    let (ack_wait, follow_ack_wait) =
+        AckWait::follow(consumer.clone(), consumer.cached_info().config.ack_wait);
+    let peer = Peer::of(&run.client);
+    let metrics = Arc::new(EndpointMetrics::new(
+        run.instruments.clone(),
+        peer.clone(),
+        EndpointIdentity {
+            destination: spec.pattern(),
+            group: Some(spec.durable_name()),
+            subscription: Some(spec.durable_name()),
+        },
+        true,
+    ));
+    let settings = PullSettings {
+        batch: spec.batch_size(),
+        limit: spec.concurrency_limit(),
+        ack_wait: ack_wait.clone(),
+        policy: Policy::of(&spec),
+    };
+    let source = Pulling::start(
+        consumer,
+        settings,
+        follow_ack_wait,
+        (deleted, max_deliveries),
+        run.client.clone(),
+        context,
+    )
+    .await?;
+    let spans = ProcessSpans::jetstream(&spec, peer);
+    let shared = Shared {
+        handler,
+        state: run.state,
+        settle_spans: Arc::new(SettleSpans::new(&spec, &spans)),
+        spans,
+        policy: Policy::of(&spec),
+        ack: spec.ack,
+        ack_wait,
+        dead_letters: spec.dead_letter.clone().map(|subject| DeadLetters {
+            subject,
+            route: spec.dead_letter_route,
+            jetstream: jetstream::new(run.client.clone()),
+        }),
+        client: run.client.clone(),
+        metrics,
+        names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
+        subject_offset: spec.prefix_tokens,
+        args: PhantomData,
+    };
+    crate::serving::serve(&shared, source, run.stopped).await
+}
+
+impl<H, T, S> Step for Shared<H, T, S>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    type Work = Work;
+
+    fn handle(&self, work: Work) -> impl Future<Output = ()> + Send + '_ {
+        match work {
+            Work::Delivery(message) => Either::Left(self.process(message)),
+            // Boxed: rare, and kept out of every message's future.
+            Work::Exhausted(advisory) => Either::Right(Box::pin(self.dead_letter_exhausted(advisory))),
+        }
+    }
+}
+
+impl<H, T, S> Shared<H, T, S>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    /// Opens the span at once and gives the rest as a future that holds only
+    /// what it needs: every in-flight message is one such future, moved into the
+    /// set of handlers at work, so its size is copied per message.
+    fn process(&self, message: jetstream::Message) -> impl Future<Output = ()> + Send + '_ {
+        let started = std::time::Instant::now();
+        let info = JetStreamInfo::from_message(&message, &self.names);
+        self.metrics.received(message.payload.len());
+        if let Some(info) = &info {
+            self.metrics.delivery(info.delivered, info.pending);
+        }
+        let (message, acker) = message.split();
+        let cx = span_or_none(|| self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY));
+        let settler = Arc::new(Settler {
+            acker,
+            mode: self.ack,
+            spans: self.settle_spans.clone(),
+            process: cx.clone(),
+            settled: AtomicBool::new(false),
+            metrics: self.metrics.clone(),
+        });
+        let mut incoming = Incoming::new(message, cx);
+        incoming.subject_offset = self.subject_offset;
+        incoming.jetstream = info;
+        incoming.settler = Some(settler.clone() as Arc<dyn crate::handler::jetstream::SettleByHand>);
+
+        last_resort(async move {
+            let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
+            let pace = Pace { policy: &self.policy, ack_wait: &self.ack_wait, delivered };
+            let outcome = with_progress(invoke(&self.handler, &incoming, &self.state), &*settler, pace).await;
+            let error_type = match &outcome {
+                Outcome::Failure(failure) => {
+                    spans::record_failure(&incoming.cx, self.spans.name(), failure);
+                    Some(failure.error_type())
+                }
+                Outcome::Success(_) => None,
+            };
+            self.metrics.processed(started.elapsed(), error_type);
+            if settler.is_settled() {
+                return;
+            }
+            if H::SETTLES_ITSELF && matches!(outcome, Outcome::Success(_)) {
+                spans::warn(
+                    &incoming.cx,
+                    self.spans.name(),
+                    "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait",
+                    None,
+                );
+                return;
+            }
+            let mut settlement = self.policy.settle(&outcome, delivered);
+            // Boxed: a rare path, kept out of every message's future.
+            if settlement == Settlement::DeadLetter && !Box::pin(self.dead_letter(&incoming, &outcome)).await
+            {
+                settlement = Settlement::Nak(Some(dead_letter::retry_delay(
+                    self.policy.backoff_for(delivered),
+                    delivered,
+                )));
+            }
+            let _ = settler.settle(settlement).await;
+        })
+    }
+
+    /// Writes the letter for a failed delivery; whether it is stored (then the
+    /// message may be termed). A failure is recorded on the process span and in
+    /// the `dead_letters` metric.
+    async fn dead_letter(&self, incoming: &Incoming, outcome: &Outcome) -> bool {
+        let Some(dead_letters) = &self.dead_letters else { return true };
+        let (message, error_type) = match outcome {
+            Outcome::Failure(failure) => (failure.message(), failure.error_type()),
+            Outcome::Success(_) => ("", ""),
+        };
+        let info = incoming.jetstream();
+        let original = Original {
+            subject: incoming.subject(),
+            headers: incoming.headers(),
+            unreadable_headers: None,
+            payload: incoming.payload(),
+            stream: info.map_or(self.names.0.as_ref(), |i| &i.stream),
+            consumer: info.map_or(self.names.1.as_ref(), |i| &i.consumer),
+            stream_sequence: info.map_or(0, |i| i.stream_sequence),
+            delivered: info.map_or(1, |i| i.delivered),
+        };
+        // The letter continues the trace of the message it carries.
+        let letter = Letter::new(&original, Reason { message, error_type }, Some(&incoming.cx));
+        match dead_letters.send(&letter).await {
+            Ok(stored) => {
+                self.metrics.dead_letter(None);
+                dead_letter::record_stored(&incoming.cx, &dead_letters.subject, stored);
+                true
+            }
+            Err(failed) => {
+                self.metrics.dead_letter(Some(failed.error_type));
+                spans::warn(
+                    &incoming.cx,
+                    self.spans.name(),
+                    "the dead letter was not stored; the message is nak'ed and will be delivered again",
+                    Some(&failed),
+                );
+                false
+            }
+        }
+    }
+
+    /// Dead-letters a message whose last delivery never came back, from the
+    /// server's `MAX_DELIVERIES` advisory: fetched by its stream sequence, with its
+    /// own trace context. Retried with a growing delay while the letter fails, as
+    /// the consumer will not deliver it again.
+    async fn dead_letter_exhausted(&self, advisory: bytes::Bytes) {
+        let Some(dead_letters) = &self.dead_letters else { return };
+        #[derive(serde::Deserialize)]
+        struct MaxDeliveries {
+            stream_seq: u64,
+            deliveries: i64,
+        }
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&advisory) else {
+            tracing::warn!(target: TARGET, "{}: unreadable MAX_DELIVERIES advisory", self.spans.name());
+            return;
+        };
+        let stored = match dead_letter::fetch(&self.client, &self.names.0, advisory.stream_seq).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.metrics.dead_letter(Some("dead_letter_source_missing"));
+                tracing::warn!(target: TARGET, error = %e, sequence = advisory.stream_seq,
+                    "{}: a message that exhausted its deliveries cannot be read back for its dead letter",
+                    self.spans.name());
+                return;
+            }
+        };
+        let original = Original {
+            subject: &stored.subject,
+            headers: stored.headers.as_ref(),
+            unreadable_headers: stored.unreadable_headers.as_deref(),
+            payload: &stored.payload,
+            stream: &self.names.0,
+            consumer: &self.names.1,
+            stream_sequence: advisory.stream_seq,
+            delivered: advisory.deliveries,
+        };
+        let reason = Reason {
+            message: "the delivery limit was reached without a settlement (the handler outlived ack_wait, or its process ended)",
+            error_type: "max_deliveries",
+        };
+        let letter = Letter::new(&original, reason, None);
+        for attempt in 1..=EXHAUSTED_ATTEMPTS {
+            match dead_letters.send(&letter).await {
+                Ok(_) => {
+                    self.metrics.dead_letter(None);
+                    return;
+                }
+                Err(failed) => {
+                    self.metrics.dead_letter(Some(failed.error_type));
+                    tracing::warn!(target: TARGET, error = %failed, sequence = advisory.stream_seq, attempt,
+                        "{}: the dead letter of a message that exhausted its deliveries was not stored",
+                        self.spans.name());
+                    if attempt < EXHAUSTED_ATTEMPTS {
+                        tokio::time::sleep(dead_letter::retry_delay(None, i64::from(attempt))).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How often the letter of an exhausted delivery is tried (about two minutes in all).
+const EXHAUSTED_ATTEMPTS: u32 = 7;
+
+/// A consumer endpoint as registered: its consumer and handler.
+pub(crate) struct ConsumerEndpoint<H, T> {
+    pub(crate) consumer: JetStreamConsumer,
+    pub(crate) handler: H,
+    pub(crate) args: PhantomData<fn() -> T>,
+}
+
+impl<H, T> ConsumerEndpoint<H, T> {
+    fn context(&self) -> String {
+        let name = self.consumer.name.as_deref().unwrap_or("handler");
+        format!(
+            "handler `{name}` on stream `{}`, consumer `{}`",
+            self.consumer.stream_name(),
+            self.consumer.durable_name()
+        )
+    }
+}
+
+impl<H, T, S> Serve<S> for ConsumerEndpoint<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        self.context()
+    }
+
+    fn apply_prefix(&mut self, prefix: &SubjectPrefix) {
+        self.consumer.apply_prefix(prefix);
+    }
+
+    fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
+        let client = client.clone();
+        Box::pin(async move {
+            let prepared = prepare(&client, &self.consumer, &self.context()).await?;
+            Ok(Box::new(ConsumerReady { endpoint: *self, prepared }) as Box<dyn Ready<S>>)
+        })
+    }
+}
+
+struct ConsumerReady<H, T> {
+    endpoint: ConsumerEndpoint<H, T>,
+    prepared: Prepared,
+}
+
+impl<H, T, S> Ready<S> for ConsumerReady<H, T>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        self.endpoint.context()
+    }
+
+    fn subscribed_subject(&self) -> Option<&str> {
+        None
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
+        let context = self.endpoint.context();
+        let ConsumerReady { endpoint, prepared } = *self;
+        Box::pin(serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+    }
+}

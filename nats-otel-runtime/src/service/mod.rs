@@ -1,0 +1,475 @@
+//! The service: registers endpoints of every kind, starts them, runs each on
+//! its own task until shutdown, and stops them gracefully.
+//!
+//! The loop itself is [`serving`](crate::serving)'s, written once; the macros
+//! only describe handlers ([`Descriptor`](crate::Descriptor)).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
+
+use crate::endpoint::prefix::SubjectPrefix;
+use crate::endpoint::{DeclaredHandler, Descriptor, Endpoint, JetStreamConsumer, Subscription};
+use crate::error::{ServeError, ServeErrorKind};
+use crate::events::ClientEvents;
+use crate::handler::Handler;
+use crate::jetstream::ConsumerEndpoint;
+use crate::otel::metrics::Instruments;
+use crate::otel::peer::Peer;
+use crate::otel::{TARGET, semconv};
+use crate::serving::core::CoreEndpoint;
+use crate::serving::{BoxFuture, Ready, Run, Serve};
+
+/// How long [`Service::run_until`] waits for in-flight handlers by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs handlers on a NATS connection.
+///
+/// ```no_run
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[nats_subscribe("greet.*", queue = "greeters")]
+/// async fn greet(name: String) -> String {
+///     format!("hello, {name}")
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+/// Service::new(client)
+///     .handler(greet)
+///     .run_until(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Service<S = ()> {
+    client: Client,
+    state: S,
+    endpoints: Vec<Box<dyn Serve<S>>>,
+    shutdown_timeout: Duration,
+    events: Option<broadcast::Receiver<async_nats::Event>>,
+    prefix: Option<Cow<'static, str>>,
+}
+
+impl<S> std::fmt::Debug for Service<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("endpoints", &self.endpoints.iter().map(|e| e.describe()).collect::<Vec<_>>())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<()> {
+    /// A service without state.
+    pub fn new(client: Client) -> Self {
+        Self::with_state(client, ())
+    }
+
+    /// Sets the state that [`State<T>`](crate::State) extractors read. Handlers added
+    /// before keep working: they did not ask for state.
+    pub fn state<S: Send + Sync + 'static>(self, state: S) -> Service<S> {
+        Service {
+            client: self.client,
+            state,
+            endpoints: self
+                .endpoints
+                .into_iter()
+                .map(|e| Box::new(Stateless(e)) as Box<dyn Serve<S>>)
+                .collect(),
+            shutdown_timeout: self.shutdown_timeout,
+            events: self.events,
+            prefix: self.prefix,
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Service<S> {
+    /// A service whose handlers can extract `State` from `state`.
+    pub fn with_state(client: Client, state: S) -> Self {
+        Self {
+            client,
+            state,
+            endpoints: Vec::new(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            events: None,
+            prefix: None,
+        }
+    }
+
+    /// Listens to the connection's events (see [`ClientEvents`]): a subscription the
+    /// server refuses for lack of permissions then ends `run_until` with a
+    /// [`ServeErrorKind::PermissionDenied`] error naming the handler and subject.
+    #[must_use]
+    pub fn events(mut self, events: &ClientEvents) -> Self {
+        self.events = Some(events.subscribe());
+        self
+    }
+
+    /// Adds a handler declared with `#[nats_subscribe]`.
+    pub fn handler<H, T>(self, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: DeclaredHandler + 'static,
+    {
+        match <T::Descriptor as Descriptor>::endpoint() {
+            Endpoint::Subscribe(subscription) => self.subscribe_with(subscription, handler),
+            Endpoint::Consume(consumer) => self.consume(consumer, handler),
+        }
+    }
+
+    /// Consumes a JetStream pull consumer with an undecorated async fn: every
+    /// message is settled from the handler's result (see [`settle`](crate::settle)).
+    pub fn consume<H, T>(mut self, mut consumer: JetStreamConsumer, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        if consumer.name.is_none() {
+            consumer.name = Some(Cow::Borrowed(std::any::type_name::<H>()));
+        }
+        self.endpoints.push(Box::new(ConsumerEndpoint { consumer, handler, args: PhantomData }));
+        self
+    }
+
+    /// Subscribes an undecorated async fn to `subject` with default options.
+    pub fn subscribe<H, T>(self, subject: impl Into<Cow<'static, str>>, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.subscribe_with(Subscription::new(subject), handler)
+    }
+
+    /// Subscribes an undecorated async fn with the given options.
+    pub fn subscribe_with<H, T>(mut self, mut subscription: Subscription, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        if subscription.name.is_none() {
+            subscription.name = Some(Cow::Borrowed(std::any::type_name::<H>()));
+        }
+        self.endpoints.push(Box::new(CoreEndpoint { subscription, handler, args: PhantomData }));
+        self
+    }
+
+    /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject the
+    /// service subscribes to: handler subjects, JetStream filters and dead-letter
+    /// subjects; captures are read after it. Stream and consumer names are not
+    /// changed. Checked once, by [`start`](Self::start), which fails with
+    /// [`ServeErrorKind::InvalidSubject`] for a prefix that is not literal tokens.
+    ///
+    /// Give the [`Publisher`](crate::Publisher::with_subject_prefix) the same prefix.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
+    /// use nats_otel_runtime::Service;
+    /// async fn on_order() {}
+    /// let env = std::env::var("APP_ENV").unwrap_or_else(|_| "dev".into());
+    /// // subscribes to `dev.orders.*` (or `prod.orders.*`, …)
+    /// let running = Service::new(client).subject_prefix(env).subscribe("orders.*", on_order).start().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn subject_prefix(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Bounds how long shutdown waits for in-flight handlers (default 30 s).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Subscribes every handler, serves messages until `signal` completes, then
+    /// shuts down gracefully: stops receiving (drain), lets in-flight handlers
+    /// finish, flushes their replies, and returns.
+    ///
+    /// Fails early with an error naming the handler and subject when a subscription
+    /// cannot be created or ends unexpectedly.
+    ///
+    /// The current `tracing` dispatcher is captured when this is called, and every
+    /// task the service spawns runs with it.
+    pub fn run_until<F>(self, signal: F) -> impl Future<Output = Result<(), ServeError>> + Send
+    where
+        F: Future + Send,
+    {
+        let start = self.start();
+        async move { start.await?.run_until(signal).await }
+    }
+
+    /// Subscribes every handler and returns once the server has registered all the
+    /// subscriptions (checked with a round trip), without serving yet: for readiness checks, or to publish
+    /// only once handlers are listening. Call [`Started::run_until`] to serve.
+    ///
+    /// The current `tracing` dispatcher is captured when this is called.
+    pub fn start(self) -> impl Future<Output = Result<Started<S>, ServeError>> + Send {
+        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
+        async move {
+            let Service { client, state, mut endpoints, shutdown_timeout, events, prefix } = self;
+            if let Some(prefix) = prefix {
+                let prefix = SubjectPrefix::parse(&prefix)
+                    .map_err(|e| ServeError::with_source(ServeErrorKind::InvalidSubject, e))?;
+                for endpoint in &mut endpoints {
+                    endpoint.apply_prefix(&prefix);
+                }
+            }
+            let mut subscribed = Vec::with_capacity(endpoints.len());
+            for endpoint in endpoints {
+                subscribed.push(endpoint.prepare(&client).await?);
+            }
+            server_round_trip(&client).await?;
+            Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch, events })
+        }
+    }
+}
+
+/// A service whose subscriptions are live; see [`Service::start`].
+pub struct Started<S> {
+    client: Client,
+    state: Arc<S>,
+    subscribed: Vec<Box<dyn Ready<S>>>,
+    shutdown_timeout: Duration,
+    dispatch: Dispatch,
+    events: Option<broadcast::Receiver<async_nats::Event>>,
+}
+
+impl<S> std::fmt::Debug for Started<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("endpoints", &self.subscribed.iter().map(|e| e.describe()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync + 'static> Started<S> {
+    /// Serves in the background on the current Tokio runtime; the handle stops it
+    /// gracefully. Dropping the handle stops it too (without waiting).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
+    /// use nats_otel_runtime::Service;
+    /// async fn ping() {}
+    /// let running = Service::new(client).subscribe("ping", ping).start().await?.spawn();
+    /// // … the subscriptions are live …
+    /// running.stop().await?; // in-flight handlers finish, replies are flushed
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(self) -> ServiceHandle {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run_until(async move {
+            let _ = stopped.await;
+        }));
+        ServiceHandle { stop: Some(stop), task }
+    }
+
+    /// Serves messages until `signal` completes, then shuts down gracefully (see
+    /// [`Service::run_until`]).
+    pub async fn run_until<F: Future + Send>(self, signal: F) -> Result<(), ServeError> {
+        let Started { client, state, subscribed, shutdown_timeout, dispatch, events } = self;
+        let (stop, stopped) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        let instruments = Instruments::global();
+        instruments.observe_reconnects(&client, &Peer::of(&client));
+        let subscriptions: Vec<(String, String)> = subscribed
+            .iter()
+            .filter_map(|e| Some((e.subscribed_subject()?.to_owned(), e.describe())))
+            .collect();
+        for endpoint in subscribed {
+            let run = Run {
+                client: client.clone(),
+                state: state.clone(),
+                stopped: stopped.clone(),
+                instruments: instruments.clone(),
+            };
+            loops.spawn(endpoint.serve(run).with_subscriber(dispatch.clone()));
+        }
+
+        let mut first_error = tokio::select! {
+            _ = signal => None,
+            Some(ended) = loops.join_next() => Some(loop_result(ended).err().unwrap_or_else(|| {
+                ServeError::new(ServeErrorKind::SubscriptionClosed)
+            })),
+            refused = watch_events(events, &subscriptions, &instruments) => Some(refused),
+        };
+
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(shutdown_timeout, async {
+            let mut error = None;
+            while let Some(ended) = loops.join_next().await {
+                if let Err(e) = loop_result(ended) {
+                    error.get_or_insert(e);
+                }
+            }
+            error
+        })
+        .await;
+        match drained {
+            Ok(error) => first_error = first_error.or(error),
+            Err(_) => {
+                loops.abort_all();
+                first_error.get_or_insert(
+                    ServeError::new(ServeErrorKind::ShutdownTimeout)
+                        .context(format!("waited {shutdown_timeout:?}")),
+                );
+            }
+        }
+        if let Err(e) = client.flush().await {
+            first_error.get_or_insert(ServeError::with_source(ServeErrorKind::Flush, e));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// How long `start` waits for the server to echo its readiness probe.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returns once the server has processed everything this client sent before.
+///
+/// `Client::flush` only empties the socket buffer, so it proves nothing about the
+/// server. The server handles one connection's commands in order, so when a
+/// message published to a fresh inbox comes back, every earlier subscription is
+/// registered. Clients without permission on `_INBOX.>` never get the echo; after
+/// a bounded wait the service starts anyway.
+async fn server_round_trip(client: &Client) -> Result<(), ServeError> {
+    let inbox = client.new_inbox();
+    let mut probe = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    client
+        .publish(inbox, Bytes::new())
+        .await
+        .map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    client.flush().await.map_err(|e| ServeError::with_source(ServeErrorKind::Subscribe, e))?;
+    if tokio::time::timeout(ROUND_TRIP_TIMEOUT, probe.next()).await.is_err() {
+        tracing::warn!(
+            target: TARGET,
+            "the server did not echo the readiness probe within {ROUND_TRIP_TIMEOUT:?}; starting anyway"
+        );
+    }
+    let _ = probe.unsubscribe().await;
+    Ok(())
+}
+
+/// Follows the connection's events while serving: counts messages dropped for
+/// slow consumers (with a rate-limited warning), and returns when the server
+/// refuses one of `subscriptions` (subject, description). Pending forever without
+/// events.
+async fn watch_events(
+    events: Option<broadcast::Receiver<async_nats::Event>>,
+    subscriptions: &[(String, String)],
+    instruments: &Instruments,
+) -> ServeError {
+    let Some(mut events) = events else { return std::future::pending().await };
+    let attributes = [opentelemetry::KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS)];
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    loop {
+        match events.recv().await {
+            Ok(async_nats::Event::SlowConsumer(sid)) => {
+                instruments.dropped.add(1, &attributes);
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|at| now.duration_since(at) >= SLOW_CONSUMER_WARNING_INTERVAL) {
+                    last_warning = Some(now);
+                    tracing::warn!(target: TARGET, sid,
+                        "slow consumer: the client dropped messages a subscription could not take in time");
+                }
+            }
+            Ok(event) => {
+                let Some(subject) = crate::events::refused_subscription(&event) else { continue };
+                if let Some((_, described)) = subscriptions.iter().find(|(s, _)| *s == subject) {
+                    return ServeError::with_source(ServeErrorKind::PermissionDenied, event.to_string())
+                        .context(described.clone());
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
+}
+
+/// At most one slow-consumer warning per interval: the events can flood.
+const SLOW_CONSUMER_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A service serving in the background; see [`Started::spawn`].
+#[derive(Debug)]
+pub struct ServiceHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl ServiceHandle {
+    /// Stops gracefully (drain, finish in-flight handlers, flush) and returns how
+    /// the service ended.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join().await
+    }
+
+    /// Waits for the service to end on its own (it only does on an error).
+    pub async fn join(self) -> Result<(), ServeError> {
+        let task = self.task;
+        task.await.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
+    }
+
+    /// Whether the service has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    ended.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
+}
+
+/// A stateless endpoint added before [`Service::state`].
+struct Stateless<E>(E);
+
+impl<S: Send + Sync + 'static> Serve<S> for Stateless<Box<dyn Serve<()>>> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn apply_prefix(&mut self, prefix: &SubjectPrefix) {
+        self.0.apply_prefix(prefix);
+    }
+
+    fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
+        let prepared = self.0.prepare(client);
+        Box::pin(async move { Ok(Box::new(Stateless(prepared.await?)) as Box<dyn Ready<S>>) })
+    }
+}
+
+impl<S: Send + Sync + 'static> Ready<S> for Stateless<Box<dyn Ready<()>>> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn subscribed_subject(&self) -> Option<&str> {
+        self.0.subscribed_subject()
+    }
+
+    fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
+        let run = Run {
+            client: run.client,
+            state: Arc::new(()),
+            stopped: run.stopped,
+            instruments: run.instruments,
+        };
+        self.0.serve(run)
+    }
+}
