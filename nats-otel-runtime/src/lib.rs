@@ -51,7 +51,7 @@
 //! | `send {subject}` | PRODUCER | `messaging.system`, `messaging.operation.name`=`send`, `messaging.operation.type`=`send`, `messaging.destination.name`, `messaging.message.body.size`, `messaging.client.id`, `server.address`, `server.port` |
 //! | `request {subject}` | CLIENT | as `send`, with `messaging.operation.name`=`request` |
 //! | `process {filter or stream}` (JetStream) | CONSUMER | as core `process`, plus `messaging.destination.subscription.name` and `messaging.consumer.group.name` (durable), `messaging.message.id` (`Nats-Msg-Id`, else `{stream}:{sequence}`), `messaging.nats.jetstream.{stream, consumer, sequence, consumer_sequence, num_delivered, num_pending, ack}` |
-//! | `ack\|nak\|term {filter or stream}` | CLIENT | `messaging.operation.type`=`settle`, `messaging.operation.name`, the consumer attributes, `messaging.nats.jetstream.ack` |
+//! | `ack\|nak\|term {filter or stream}` | CLIENT | `messaging.operation.type`=`settle`, `messaging.operation.name`, `messaging.destination.name` (the message's subject), `messaging.destination.template`, `messaging.message.id`, the consumer attributes, `messaging.nats.jetstream.ack` (no size attributes) |
 //! | `send {subject}` (to a stream) | PRODUCER | as `send`, plus `messaging.message.id`, `messaging.nats.jetstream.{stream, sequence, duplicate}` from the PubAck, `messaging.nats.jetstream.publish_attempts`; a `publish retry` event per retried attempt ([`publisher::PublishRetry`]) |
 //!
 //! JetStream messages are settled by one table: see [`settle`].

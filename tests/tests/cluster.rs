@@ -276,4 +276,7 @@ async fn after_a_failover_spans_and_metrics_name_the_new_server_and_client_id() 
         points.iter().filter(|p| p.metric == "messaging.nats.handlers.in_flight" && via(port)(p)).count()
     };
     assert_eq!((in_flight(before.port), in_flight(after.port)), (0, 1), "{points:?}");
+    // One reconnection (to the second node), labelled with the server first connected to.
+    let reconnects = reported(&points, "messaging.nats.client.reconnects", via(before.port));
+    assert!(reconnects >= 1.0, "reconnects {reconnects}: {points:?}");
 }

@@ -610,3 +610,37 @@ async fn heartbeats_follow_the_ack_timeout_of_each_delivery() {
     assert_eq!(info.num_ack_pending, 0);
     running.stop().await.unwrap();
 }
+
+/// The delivery numbers on process spans are the server's: with a backlog of
+/// four published before the consumer starts, the consumer sequences are 1 to 4
+/// and each delivery counts the messages still behind it (3, 2, 1, 0).
+#[tokio::test]
+async fn delivery_sequences_and_pending_counts_are_the_servers() {
+    let h = start().await;
+    let _stream = orders_stream(&h.client).await;
+    let publisher = Publisher::new(h.client.clone());
+    for id in 1..=4 {
+        publisher
+            .publish_to_stream("orders.eu.created", serde_json::to_vec(&Order { id }).unwrap())
+            .await
+            .unwrap();
+    }
+    let log = Log::default();
+    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(bill)).await;
+    let spans = h.recorder.wait_for(|s| count(s, "ack orders.*.created") == 4).await;
+
+    let mut deliveries: Vec<(i64, i64, i64, i64)> = named(&spans, "process orders.*.created")
+        .into_iter()
+        .map(|p| {
+            (
+                attr_i64(p, "messaging.nats.jetstream.sequence").unwrap(),
+                attr_i64(p, "messaging.nats.jetstream.consumer_sequence").unwrap(),
+                attr_i64(p, "messaging.nats.jetstream.num_pending").unwrap(),
+                attr_i64(p, "messaging.nats.jetstream.num_delivered").unwrap(),
+            )
+        })
+        .collect();
+    deliveries.sort();
+    assert_eq!(deliveries, [(1, 1, 3, 1), (2, 2, 2, 1), (3, 3, 1, 1), (4, 4, 0, 1)]);
+    running.stop().await.unwrap();
+}

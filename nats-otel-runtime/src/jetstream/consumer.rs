@@ -211,10 +211,12 @@ where
         }
         let (message, acker) = message.split();
         let cx = span_or_none(|| self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY));
+        let settled = span_or_none(|| self.settle_spans.message(&cx, &message, info.as_ref()));
         let settler = Arc::new(Settler {
             acker,
             mode: self.ack,
             spans: self.settle_spans.clone(),
+            message: settled,
             process: cx.clone(),
             settled: AtomicBool::new(false),
             metrics: self.metrics.clone(),

@@ -12,7 +12,7 @@ use crate::endpoint::AckMode;
 use crate::handler::Settlement;
 use crate::handler::jetstream::SettleByHand;
 use crate::otel::metrics::EndpointMetrics;
-use crate::otel::spans::{self, SettleSpans};
+use crate::otel::spans::{self, SettleSpans, SettledMessage};
 
 /// Settles one message: sends the ack, nak or term, records it on the process
 /// span and in a settle span. Shared by automatic settlement and [`Acker`].
@@ -20,6 +20,8 @@ pub(crate) struct Settler {
     pub(crate) acker: async_nats::jetstream::message::Acker,
     pub(crate) mode: AckMode,
     pub(crate) spans: Arc<SettleSpans>,
+    /// What its settle spans say of the message.
+    pub(crate) message: SettledMessage,
     /// The process span's context: the span ends when its last holder (this, the
     /// message, an `Acker` the handler kept) lets go.
     pub(crate) process: opentelemetry::Context,
@@ -46,7 +48,7 @@ impl Settler {
         };
         self.settled.store(true, Ordering::Release);
         // Nothing runs inside the settle span: it is never made current.
-        let settle_span = self.spans.start(&self.process, settlement);
+        let settle_span = self.spans.start(&self.process, &self.message, settlement);
         let started = std::time::Instant::now();
         let sent = match self.mode {
             AckMode::Fire => self.acker.ack_with(kind).await,

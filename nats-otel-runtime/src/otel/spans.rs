@@ -7,13 +7,14 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::Poll;
 
 use async_nats::Message;
 use async_nats::header::NATS_MESSAGE_ID;
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::{Context, KeyValue, StringValue, Value};
 
 use super::TARGET;
 use super::capture::Capture;
@@ -144,10 +145,9 @@ fn message_attributes(
     message: &Message,
     captured: usize,
 ) -> Vec<KeyValue> {
-    let subject = message.subject.as_str();
     let destination = match only {
-        Some(only) if only == subject => Value::from(only),
-        _ => Value::from(subject.to_owned()),
+        Some(only) if only == message.subject.as_str() => Value::from(only),
+        _ => Value::from(message.subject.as_str().to_owned()),
     };
     let room = PER_MESSAGE_ATTRIBUTES + captured;
     let mut attributes = endpoint_attributes(constants, peer, semconv::emit_deprecated_names(), room);
@@ -487,6 +487,7 @@ pub(crate) struct SettleSpans {
     tracer: Tracer,
     peer: Peer,
     record: SettleRecord,
+    only_subject: Option<&'static str>,
     /// The process span's name, for log lines.
     process: &'static str,
     ack: SettleSpan,
@@ -498,10 +499,14 @@ pub(crate) struct SettleSpans {
 
 impl SettleSpans {
     pub(crate) fn new(consumer: &JetStreamConsumer, process: &ProcessSpans) -> Self {
-        let (pattern, _) = crate::endpoint::destination_names(consumer.pattern(), only_template(consumer));
+        let (pattern, template) =
+            crate::endpoint::destination_names(consumer.pattern(), only_template(consumer));
+        let template = template.map(|template| intern(&template));
         let durable = intern(consumer.durable_name());
         let span = |operation: &'static str, settlement: Settlement| {
             let mut constants = operation_constants(operation, "settle", None);
+            constants
+                .extend(template.map(|template| Constant(semconv::MESSAGING_DESTINATION_TEMPLATE, template)));
             constants.extend([
                 Constant(key::SUBSCRIPTION_NAME, durable),
                 Constant(semconv::MESSAGING_CONSUMER_GROUP_NAME, durable),
@@ -513,6 +518,7 @@ impl SettleSpans {
             tracer: Tracer::resolve(),
             peer: process.peer.clone(),
             record: consumer.settle_record,
+            only_subject: process.only_subject,
             process: process.name,
             ack: span("ack", Settlement::Ack),
             nak: span("nak", Settlement::Nak(None)),
@@ -526,9 +532,38 @@ impl SettleSpans {
         self.process
     }
 
+    /// What the settle spans of `message` say of it: its destination (required
+    /// on single-message spans) and id. Read when the message arrives, shared
+    /// (not copied) by each of its settle spans; empty when none will be made.
+    pub(crate) fn message(
+        &self,
+        process: &Context,
+        message: &Message,
+        delivery: Option<&JetStreamInfo>,
+    ) -> SettledMessage {
+        if self.record == SettleRecord::Event || !process.span().is_recording() {
+            return SettledMessage::default();
+        }
+        let subject = message.subject.as_str();
+        let destination = match self.only_subject {
+            Some(only) if only == subject => StringValue::from(only),
+            _ => StringValue::from(Arc::<str>::from(subject)),
+        };
+        let mut attributes = vec![KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination)];
+        if let Some(id) = message_id(message, delivery) {
+            attributes.push(KeyValue::new(key::MESSAGE_ID, StringValue::from(Arc::<str>::from(id))));
+        }
+        SettledMessage(attributes.into())
+    }
+
     /// Records `settlement` on the process span and opens its CLIENT settle span,
     /// or (with `SettleRecord::Event`) adds an event instead and gives `None`.
-    pub(crate) fn start(&self, process: &Context, settlement: Settlement) -> Option<Context> {
+    pub(crate) fn start(
+        &self,
+        process: &Context,
+        message: &SettledMessage,
+        settlement: Settlement,
+    ) -> Option<Context> {
         let span = process.span();
         if !span.is_recording() {
             return None;
@@ -544,12 +579,18 @@ impl SettleSpans {
             Settlement::Term => &self.term,
             Settlement::DeadLetter => &self.dead_letter,
         };
+        let mut attributes = endpoint_attributes(&settle.constants, &self.peer, false, message.0.len());
+        attributes.extend(message.0.iter().cloned());
         let builder = SpanBuilder::from_name(Cow::Borrowed(settle.name))
             .with_kind(SpanKind::Client)
-            .with_attributes(endpoint_attributes(&settle.constants, &self.peer, false, 0));
+            .with_attributes(attributes);
         Some(self.tracer.start(builder, process))
     }
 }
+
+/// A message's own attributes on its settle spans (see [`SettleSpans::message`]).
+#[derive(Debug, Default)]
+pub(crate) struct SettledMessage(Box<[KeyValue]>);
 
 #[cfg(test)]
 mod tests {

@@ -42,12 +42,13 @@ where
     InContext::new(&incoming.cx, run).await
 }
 
-/// The span context `start` makes, or none (the message is handled untraced)
-/// when it panics.
-pub(crate) fn span_or_none(start: impl FnOnce() -> opentelemetry::Context) -> opentelemetry::Context {
+/// What `start` makes of a message's telemetry (its span context, its settle
+/// spans' attributes), or nothing (the message is handled untraced) when the
+/// SDK it calls panics.
+pub(crate) fn span_or_none<T: Default>(start: impl FnOnce() -> T) -> T {
     std::panic::catch_unwind(AssertUnwindSafe(start)).unwrap_or_else(|panic| {
         drop_panic_payload(panic);
-        opentelemetry::Context::new()
+        T::default()
     })
 }
 

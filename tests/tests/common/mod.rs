@@ -268,3 +268,11 @@ pub fn points(exporter: &InMemoryMetricExporter) -> Vec<Point> {
 pub fn total(points: &[Point], metric: &str, filter: impl Fn(&Point) -> bool) -> f64 {
     points.iter().filter(|p| p.metric == metric && filter(p)).map(|p| p.value).sum()
 }
+
+/// As [`total`], but fails when no point matches: a value of 0 then means 0,
+/// never a metric that is missing.
+pub fn reported(points: &[Point], metric: &str, filter: impl Fn(&Point) -> bool) -> f64 {
+    let matching: Vec<&Point> = points.iter().filter(|p| p.metric == metric && filter(p)).collect();
+    assert!(!matching.is_empty(), "no `{metric}` point matches: {points:#?}");
+    matching.iter().map(|p| p.value).sum()
+}

@@ -1,0 +1,204 @@
+//! Every kind of span nats-otel emits, checked against the OpenTelemetry
+//! messaging semantic conventions v1.44 (`docs/messaging/messaging-spans.md`,
+//! `model/messaging/spans.yaml`): span kind, `messaging.operation.type`, the
+//! name `{operation} {destination}`, the attributes that are required or
+//! conditionally required for a single-message span, the recommended ones
+//! nats-otel records, and those a span kind must not carry.
+//!
+//! The spans come from real traffic through a nats-server: a core publish and
+//! handler, a request and its reply, JetStream publishes and a consumer that
+//! acks one message, naks one and terms one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use async_nats::jetstream::{self, stream};
+use common::*;
+use nats_otel_runtime::prelude::*;
+use opentelemetry::trace::SpanKind;
+use opentelemetry_sdk::trace::SpanData;
+
+/// One span kind as the conventions describe it.
+struct Convention {
+    /// `messaging.operation.name` values that make a span this kind.
+    operations: &'static [&'static str],
+    kind: SpanKind,
+    operation_type: &'static str,
+    /// Required, or conditionally required where the condition holds for every
+    /// span of the kind (a single message: `messaging.destination.name`).
+    required: &'static [&'static str],
+    /// Recommended attributes nats-otel records on every span of the kind.
+    recommended: &'static [&'static str],
+    /// Attributes the conventions keep off the kind.
+    forbidden: &'static [&'static str],
+}
+
+const COMMON_REQUIRED: &[&str] = &[
+    "messaging.system",
+    "messaging.operation.name",
+    "messaging.operation.type",
+    "messaging.destination.name",
+];
+
+const CONVENTIONS: &[Convention] = &[
+    Convention {
+        operations: &["send"],
+        kind: SpanKind::Producer,
+        operation_type: "send",
+        required: COMMON_REQUIRED,
+        recommended: &["messaging.client.id", "server.address", "server.port"],
+        forbidden: &["messaging.batch.message_count"],
+    },
+    Convention {
+        // A request sends one message and waits for its reply: a CLIENT `send`.
+        operations: &["request"],
+        kind: SpanKind::Client,
+        operation_type: "send",
+        required: COMMON_REQUIRED,
+        recommended: &["messaging.client.id", "server.address", "server.port"],
+        forbidden: &["messaging.batch.message_count"],
+    },
+    Convention {
+        operations: &["process"],
+        kind: SpanKind::Consumer,
+        operation_type: "process",
+        required: COMMON_REQUIRED,
+        recommended: &["messaging.client.id", "server.address", "server.port"],
+        forbidden: &["messaging.batch.message_count"],
+    },
+    Convention {
+        operations: &["ack", "nak", "term"],
+        kind: SpanKind::Client,
+        operation_type: "settle",
+        required: COMMON_REQUIRED,
+        // Every settled message is a JetStream message, so it has an id.
+        recommended: &["messaging.message.id", "messaging.client.id", "server.address", "server.port"],
+        // "They carry no size attributes."
+        forbidden: &[
+            "messaging.message.body.size",
+            "messaging.message.envelope.size",
+            "messaging.batch.message_count",
+        ],
+    },
+];
+
+#[nats_subscribe("conf.core.*", queue = "conformance")]
+async fn on_core(_body: Bytes) {}
+
+#[nats_subscribe("conf.ask")]
+async fn on_ask(body: Bytes) -> Bytes {
+    body
+}
+
+/// A failure that is retried (nak) or not (term).
+#[derive(Debug)]
+struct Refused {
+    permanent: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.permanent { "refused for good" } else { "refused for now" })
+    }
+}
+
+impl HandlerError for Refused {
+    fn retry(&self) -> nats_otel_runtime::Retry {
+        if self.permanent { nats_otel_runtime::Retry::Never } else { nats_otel_runtime::Retry::Backoff }
+    }
+}
+
+#[jetstream_consumer(stream = "CONF", durable = "conformance", filter = "conf.js.*", max_deliver = 3)]
+async fn on_stored(body: Bytes, info: JetStreamInfo) -> Result<(), Refused> {
+    match (&body[..], info.delivered) {
+        (b"bad", _) => Err(Refused { permanent: true }),
+        (b"retry", 1) => Err(Refused { permanent: false }),
+        _ => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn every_span_kind_follows_the_messaging_conventions() {
+    let h = start().await;
+    jetstream::new(h.client.clone())
+        .create_stream(stream::Config {
+            name: "CONF".into(),
+            subjects: vec!["conf.js.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let running =
+        spawn(Service::new(h.client.clone()).handler(on_core).handler(on_ask).handler(on_stored)).await;
+
+    let publisher = Publisher::new(h.client.clone());
+    publisher.publish("conf.core.a", "x").await.unwrap();
+    publisher.request("conf.ask", "q").await.unwrap();
+    for body in ["ok", "retry", "bad"] {
+        publisher.publish_to_stream("conf.js.one", body).await.unwrap();
+    }
+
+    let spans = h
+        .recorder
+        .wait_for(|s| {
+            count(s, "ack conf.js.*") >= 2
+                && count(s, "nak conf.js.*") >= 1
+                && count(s, "term conf.js.*") >= 1
+        })
+        .await;
+
+    let mut checked = std::collections::BTreeMap::<&str, usize>::new();
+    for span in &spans {
+        let operation = attr_str(span, "messaging.operation.name")
+            .unwrap_or_else(|| panic!("`{}` has no messaging.operation.name (required)", span.name));
+        let convention = CONVENTIONS
+            .iter()
+            .find(|c| c.operations.contains(&operation.as_str()))
+            .unwrap_or_else(|| panic!("`{}`: operation `{operation}` is in no convention", span.name));
+        check(span, convention, &operation);
+        *checked.entry(convention.operation_type).or_default() += 1;
+    }
+    // Every kind was seen: the table is not checked against nothing.
+    for convention in CONVENTIONS {
+        assert!(
+            checked.contains_key(convention.operation_type),
+            "no `{}` span: {checked:?}",
+            convention.operation_type
+        );
+    }
+    assert!(spans.iter().any(|s| s.name == "request conf.ask"), "{:?}", names(&spans));
+    running.stop().await.unwrap();
+}
+
+fn check(span: &SpanData, convention: &Convention, operation: &str) {
+    let name = &span.name;
+    assert_eq!(span.span_kind, convention.kind, "`{name}`: span kind");
+    assert_eq!(attr_str(span, "messaging.system").as_deref(), Some("nats"), "`{name}`: messaging.system");
+    assert_eq!(
+        attr_str(span, "messaging.operation.type").as_deref(),
+        Some(convention.operation_type),
+        "`{name}`: messaging.operation.type"
+    );
+    for key in convention.required.iter().chain(convention.recommended) {
+        assert!(attr(span, key).is_some(), "`{name}` lacks `{key}`");
+    }
+    for key in convention.forbidden {
+        assert!(attr(span, key).is_none(), "`{name}` carries `{key}`, which the conventions keep off it");
+    }
+    // `{operation} {destination}`: the template when there is one (low
+    // cardinality), which must not be a copy of a concrete name.
+    let destination = attr_str(span, "messaging.destination.name").unwrap();
+    let template = attr_str(span, "messaging.destination.template");
+    if let Some(template) = &template {
+        assert!(template.contains(['*', '>', '{']), "`{name}`: template `{template}` is a concrete subject");
+    }
+    assert_eq!(*name, format!("{operation} {}", template.as_deref().unwrap_or(&destination)), "span name");
+    // Status: Error and `error.type` together, or neither.
+    let failed = matches!(span.status, opentelemetry::trace::Status::Error { .. });
+    assert_eq!(
+        failed,
+        attr(span, "error.type").is_some(),
+        "`{name}`: status {:?} vs error.type",
+        span.status
+    );
+}
