@@ -22,7 +22,7 @@ use crate::handler::message::{NatsMessage, NatsPayload};
 use crate::handler::reply::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::otel::metrics::{Instruments, SendMetrics};
 use crate::otel::peer::Peer;
-use crate::otel::spans::{Outbound, SendSpans, record_error};
+use crate::otel::spans::{Fault, Outbound, SendSpans, record_error};
 
 /// Publishes and requests with a span per message and the trace context injected
 /// into the headers, so subscribers continue the trace.
@@ -507,7 +507,13 @@ impl Publisher {
                 KeyValue::new("messaging.nats.jetstream.sequence", ack.sequence as i64),
                 KeyValue::new("messaging.nats.jetstream.duplicate", ack.duplicate),
             ]),
-            Err(e) => record_error(cx, &format!("send {subject}"), e.kind().error_type(), &e.to_string()),
+            Err(e) => record_error(
+                cx,
+                &format!("send {subject}"),
+                Fault::Service,
+                e.kind().error_type(),
+                &e.to_string(),
+            ),
         }
         span.end();
         let error_type = result.as_ref().err().map(|e| e.kind().error_type());
@@ -583,7 +589,13 @@ impl Publisher {
         .await;
         let error_type = result.as_ref().err().map(|e| publish_error_type(e.kind()));
         if let Err(e) = &result {
-            record_error(cx, &format!("send {subject}"), publish_error_type(e.kind()), &e.to_string());
+            record_error(
+                cx,
+                &format!("send {subject}"),
+                Fault::Service,
+                publish_error_type(e.kind()),
+                &e.to_string(),
+            );
         }
         cx.span().end();
         self.metrics.sent(Outbound::Send, template, body_size, started.elapsed(), error_type);
@@ -669,7 +681,8 @@ impl Publisher {
             None => request_error_type(e.kind()).to_owned(),
         });
         if let (Err(e), Some(error_type)) = (&result, &error_type) {
-            record_error(cx, &format!("request {subject}"), error_type, &e.to_string());
+            let fault = e.service_error().map_or(Fault::Service, |service| Fault::of_code(service.code()));
+            record_error(cx, &format!("request {subject}"), fault, error_type, &e.to_string());
         }
         cx.span().end();
         self.metrics.sent(Outbound::Request, template, body_size, started.elapsed(), error_type.as_deref());

@@ -12,7 +12,7 @@ use crate::endpoint::AckMode;
 use crate::handler::Settlement;
 use crate::handler::jetstream::SettleByHand;
 use crate::otel::metrics::EndpointMetrics;
-use crate::otel::spans::{self, SettleSpans, SettledMessage};
+use crate::otel::spans::{self, Fault, SettleSpans, SettledMessage};
 
 /// Settles one message: sends the ack, nak or term, records it on the process
 /// span and in a settle span. Shared by automatic settlement and [`Acker`].
@@ -57,7 +57,7 @@ impl Settler {
         if let Err(e) = &sent {
             let failed_on = settle_span.as_ref().unwrap_or(&self.process);
             let message = format!("failed to {}: {e}", settlement.as_str());
-            spans::record_error(failed_on, self.spans.name(), "settle", &message);
+            spans::record_error(failed_on, self.spans.name(), Fault::Service, "settle", &message);
         }
         if let Some(settle_span) = settle_span {
             settle_span.span().end();

@@ -388,17 +388,44 @@ fn current_context() -> Context {
     Context::current()
 }
 
+/// Whose fault a failure is: it sets how loud the failure is logged. Spans
+/// record both kinds the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The client's (a 4xx code: input an extractor rejected, a `ServiceError`
+    /// 4xx): logged at WARN.
+    Client,
+    /// The service's (5xx, panics, failed replies, settlements, publishes):
+    /// logged at ERROR.
+    Service,
+}
+
+impl Fault {
+    /// By a service error code: 4xx is the client's.
+    pub(crate) fn of_code(code: u16) -> Self {
+        if (400..500).contains(&code) { Self::Client } else { Self::Service }
+    }
+}
+
 /// Marks a span failed: status Error, `error.type`, and an `exception` event;
-/// and logs it, as `{span name}: {message}`.
+/// and logs it, as `{span name}: {message}`, at the level its [`Fault`] says.
 pub(crate) fn record_failure(cx: &Context, name: &str, failure: &Failure) {
-    record_error(cx, name, failure.error_type(), failure.message());
+    record_error(cx, name, Fault::of_code(failure.code()), failure.error_type(), failure.message());
 }
 
 /// Marks a span failed with a low-cardinality `error_type` and a message, and logs it.
-pub(crate) fn record_error(cx: &Context, name: &str, error_type: &str, message: &str) {
+pub(crate) fn record_error(cx: &Context, name: &str, fault: Fault, error_type: &str, message: &str) {
+    record(cx, name, fault, error_type, message);
+}
+
+fn record(cx: &Context, name: &str, fault: Fault, error_type: &str, message: &str) {
     // A root event: the log line for fmt subscribers, which the OpenTelemetry
     // layer does not copy onto whatever `tracing` span happens to be current.
-    tracing::error!(target: TARGET, parent: None, { error.type = error_type }, "{name}: {message}");
+    if fault == Fault::Client {
+        tracing::warn!(target: TARGET, parent: None, { error.type = error_type }, "{name}: {message}");
+    } else {
+        tracing::error!(target: TARGET, parent: None, { error.type = error_type }, "{name}: {message}");
+    }
     let span = cx.span();
     if !span.is_recording() {
         return;
