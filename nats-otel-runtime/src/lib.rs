@@ -123,12 +123,12 @@ pub use otel::{TARGET, capture, metrics, propagation, semconv, trace_context, tr
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
 pub use endpoint::{
-    AckMode, DEFAULT_CONCURRENCY, DeadLetterRoute, Deliver, Endpoint, JetStreamConsumer, SettleRecord,
-    Subscription, TraceMode,
+    AckMode, DEFAULT_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer, SettleRecord, Subscription,
+    TraceMode,
 };
 /// What the macros expand to: named in [`Service::handler`]'s bounds, not used directly.
 #[doc(hidden)]
-pub use endpoint::{DeclaredHandler, Descriptor};
+pub use endpoint::{DeclaredHandler, Descriptor, Endpoint};
 pub use error::{
     BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
     ServeErrorKind, StreamPublishError, StreamPublishErrorKind,

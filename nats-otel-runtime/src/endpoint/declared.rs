@@ -10,7 +10,7 @@ pub trait Descriptor: 'static {
     fn endpoint() -> super::Endpoint;
 }
 
-/// The `T` of [`Handler<T, S>`] for macro-declared handlers: their descriptor `D`
+/// The `T` of [`Handler<T, S>`](crate::Handler) for macro-declared handlers: their descriptor `D`
 /// and argument tuple `Args`.
 #[diagnostic::on_unimplemented(
     message = "this handler was not declared with `#[nats_subscribe]` or `#[jetstream_consumer]`",

@@ -158,7 +158,7 @@ pub trait Declaration<S, Args>: 'static {
 }
 
 /// The future of a macro-declared handler: the user's future, unchanged, tagged
-/// with the handler's [`Descriptor`] `D`.
+/// with the handler's [`Descriptor`](crate::Descriptor) `D`.
 ///
 /// It is an [`IntoFuture`](std::future::IntoFuture), so `handler(args).await`
 /// gives exactly what the user's `async fn` returns: the function stays callable
@@ -197,7 +197,7 @@ impl<F, D> std::fmt::Debug for Declared<F, D> {
     }
 }
 
-/// See [`DeclaredHandler`].
+/// See [`DeclaredHandler`](crate::DeclaredHandler).
 pub struct DeclaredArgs<D, Args>(PhantomData<fn() -> (D, Args)>);
 
 impl<D, Args> std::fmt::Debug for DeclaredArgs<D, Args> {

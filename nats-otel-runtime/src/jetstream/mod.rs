@@ -3,7 +3,7 @@
 //!
 //! A settlement rule goes in [`settle`]; a dead-letter header or size rule in
 //! [`dead_letter`]. The consumer's options are in
-//! [`JetStreamConsumer`](crate::JetStreamConsumer).
+//! [`JetStreamConsumer`].
 
 mod consumer;
 pub mod dead_letter;
