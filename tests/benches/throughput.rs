@@ -297,6 +297,7 @@ async fn js_raw(consumer: PullConsumer, n: usize) -> Duration {
 /// The attributes the toolkit puts on a JetStream process span, written by hand.
 fn js_process_attributes(
     message: &async_nats::jetstream::Message,
+    id: String,
     client_id: &str,
     port: i64,
 ) -> Vec<KeyValue> {
@@ -308,7 +309,7 @@ fn js_process_attributes(
         KeyValue::new("messaging.destination.name", message.subject.to_string()),
         KeyValue::new("messaging.destination.subscription.name", info.consumer.to_owned()),
         KeyValue::new("messaging.consumer.group.name", info.consumer.to_owned()),
-        KeyValue::new("messaging.message.id", format!("{}:{}", info.stream, info.stream_sequence)),
+        KeyValue::new("messaging.message.id", id),
         KeyValue::new("messaging.message.body.size", message.payload.len() as i64),
         KeyValue::new("messaging.client.id", client_id.to_owned()),
         KeyValue::new("server.address", "127.0.0.1"),
@@ -323,11 +324,19 @@ fn js_process_attributes(
 }
 
 /// The attributes the toolkit puts on a JetStream settle span, written by hand.
-fn js_settle_attributes(durable: &str, client_id: &str, port: i64) -> Vec<KeyValue> {
+fn js_settle_attributes(
+    message: &async_nats::jetstream::Message,
+    id: String,
+    durable: &str,
+    client_id: &str,
+    port: i64,
+) -> Vec<KeyValue> {
     vec![
         KeyValue::new("messaging.system", "nats"),
         KeyValue::new("messaging.operation.name", "ack"),
         KeyValue::new("messaging.operation.type", "settle"),
+        KeyValue::new("messaging.destination.name", message.subject.to_string()),
+        KeyValue::new("messaging.message.id", id),
         KeyValue::new("messaging.destination.subscription.name", durable.to_owned()),
         KeyValue::new("messaging.consumer.group.name", durable.to_owned()),
         KeyValue::new("messaging.client.id", client_id.to_owned()),
@@ -351,10 +360,12 @@ async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n:
             .as_ref()
             .map(|h| global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))))
             .unwrap_or_default();
+        // The message id, made once for the process and the settle span.
+        let id = message.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).unwrap();
         let span = tracer
             .span_builder(format!("process {FILTER}"))
             .with_kind(SpanKind::Consumer)
-            .with_attributes(js_process_attributes(&message, &client_id, port))
+            .with_attributes(js_process_attributes(&message, id.clone(), &client_id, port))
             .start_with_context(&tracer, &parent);
         let cx = parent.with_span(span);
         let order: Order = serde_json::from_slice(&message.payload).unwrap();
@@ -362,7 +373,7 @@ async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n:
         let mut settle = tracer
             .span_builder(format!("ack {FILTER}"))
             .with_kind(SpanKind::Client)
-            .with_attributes(js_settle_attributes(&durable, &client_id, port))
+            .with_attributes(js_settle_attributes(&message, id, &durable, &client_id, port))
             .start_with_context(&tracer, &cx);
         message.ack().await.unwrap();
         settle.end();

@@ -23,7 +23,7 @@ use crate::handler::{Handler, Incoming, JetStreamInfo, Outcome, Settlement};
 use crate::otel::TARGET;
 use crate::otel::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::otel::peer::Peer;
-use crate::otel::spans::{self, ProcessSpans, SettleSpans};
+use crate::otel::spans::{self, Delivery, ProcessSpans, SettleSpans};
 use crate::serving::invoke::{invoke, last_resort, span_or_none};
 use crate::serving::{BoxFuture, Ready, Run, Serve, Step};
 
@@ -210,8 +210,10 @@ where
             self.metrics.delivery(info.delivered, info.pending);
         }
         let (message, acker) = message.split();
-        let cx = span_or_none(|| self.spans.start(&message, info.as_ref(), H::TRACE_CONTEXT_IN_BODY));
-        let settled = span_or_none(|| self.settle_spans.message(&cx, &message, info.as_ref()));
+        let delivery = Delivery::new(&message, info.as_ref(), !self.spans.is_off());
+        let cx = span_or_none(|| self.spans.start(&message, Some(&delivery), H::TRACE_CONTEXT_IN_BODY));
+        let settled = span_or_none(|| self.settle_spans.message(&cx, &message, &delivery));
+        drop(delivery);
         let settler = Arc::new(Settler {
             acker,
             mode: self.ack,

@@ -260,12 +260,17 @@ impl ProcessSpans {
         self.name
     }
 
-    /// Opens the span for `message` (with its JetStream metadata, when it has
-    /// any); an empty context when tracing is off.
+    /// Whether spans go nowhere (no tracer provider): callers skip their work.
+    pub(crate) fn is_off(&self) -> bool {
+        self.tracer.is_off()
+    }
+
+    /// Opens the span for `message` (with its JetStream delivery, when it is
+    /// one); an empty context when tracing is off.
     pub(crate) fn start(
         &self,
         message: &Message,
-        delivery: Option<&JetStreamInfo>,
+        delivery: Option<&Delivery<'_>>,
         context_in_body: bool,
     ) -> Context {
         if self.tracer.is_off() {
@@ -280,10 +285,10 @@ impl ProcessSpans {
                 }
             }
             Consuming::JetStream => {
-                if let Some(id) = message_id(message, delivery) {
-                    attributes.push(KeyValue::new(key::MESSAGE_ID, id));
+                if let Some(id) = delivery.and_then(|d| d.id.clone()) {
+                    attributes.push(KeyValue::new(key::MESSAGE_ID, StringValue::from(id)));
                 }
-                if let Some(info) = delivery {
+                if let Some(info) = delivery.and_then(|d| d.info) {
                     attributes.extend([
                         KeyValue::new(key::SEQUENCE, info.stream_sequence as i64),
                         KeyValue::new(key::CONSUMER_SEQUENCE, info.consumer_sequence as i64),
@@ -295,6 +300,22 @@ impl ProcessSpans {
         }
         self.capture.extend(&mut attributes, message);
         start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
+    }
+}
+
+/// A JetStream delivery as its spans record it: its metadata, and its message
+/// id, made once for the process span and every settle span.
+#[derive(Debug)]
+pub(crate) struct Delivery<'a> {
+    info: Option<&'a JetStreamInfo>,
+    id: Option<Arc<str>>,
+}
+
+impl<'a> Delivery<'a> {
+    /// The delivery of `message`; its id only when spans will be made
+    /// (`traced`).
+    pub(crate) fn new(message: &Message, info: Option<&'a JetStreamInfo>, traced: bool) -> Self {
+        Self { info, id: traced.then(|| message_id(message, info)).flatten() }
     }
 }
 
@@ -487,14 +508,14 @@ impl<F: Future> Future for InContext<'_, F> {
 
 /// `messaging.message.id` of a JetStream delivery: its `Nats-Msg-Id`, else
 /// `{stream}:{sequence}`.
-fn message_id(message: &Message, info: Option<&JetStreamInfo>) -> Option<String> {
+fn message_id(message: &Message, info: Option<&JetStreamInfo>) -> Option<Arc<str>> {
     use std::fmt::Write as _;
     match (message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)), info) {
-        (Some(id), _) => Some(id.as_str().to_owned()),
+        (Some(id), _) => Some(Arc::from(id.as_str())),
         (None, Some(info)) => {
             let mut id = String::with_capacity(info.stream.len() + 21);
             let _ = write!(id, "{}:{}", info.stream, info.stream_sequence);
-            Some(id)
+            Some(Arc::from(id))
         }
         (None, None) => None,
     }
@@ -566,7 +587,7 @@ impl SettleSpans {
         &self,
         process: &Context,
         message: &Message,
-        delivery: Option<&JetStreamInfo>,
+        delivery: &Delivery<'_>,
     ) -> SettledMessage {
         if self.record == SettleRecord::Event || !process.span().is_recording() {
             return SettledMessage::default();
@@ -576,9 +597,10 @@ impl SettleSpans {
             Some(only) if only == subject => StringValue::from(only),
             _ => StringValue::from(Arc::<str>::from(subject)),
         };
-        let mut attributes = vec![KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination)];
-        if let Some(id) = message_id(message, delivery) {
-            attributes.push(KeyValue::new(key::MESSAGE_ID, StringValue::from(Arc::<str>::from(id))));
+        let mut attributes = Vec::with_capacity(2);
+        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination));
+        if let Some(id) = &delivery.id {
+            attributes.push(KeyValue::new(key::MESSAGE_ID, StringValue::from(id.clone())));
         }
         SettledMessage(attributes.into())
     }
