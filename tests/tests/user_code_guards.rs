@@ -421,8 +421,7 @@ async fn observed() -> &'static str {
 
 #[tokio::test]
 async fn a_span_processor_that_panics_costs_the_message_its_span_not_the_service() {
-    // The global provider: this test installs no recorder, whose thread-local
-    // provider would take precedence.
+    // Its own global provider, with the exploding processor (no recorder).
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_span_processor(ExplodingProcessor)
         .build();
