@@ -329,7 +329,9 @@ struct Job {
     id: u64,
 }
 
-#[jetstream_consumer(stream = "GUARDS", durable = "exploding", ack = "confirmed", max_deliver = 3, backoff = ["200ms"])]
+// A backoff of 1 s: the server also takes it as the ack timeout of the
+// redelivery, which a loaded machine can outlast at 200 ms (seen in a CI run).
+#[jetstream_consumer(stream = "GUARDS", durable = "exploding", ack = "confirmed", max_deliver = 3, backoff = ["1s"])]
 async fn explodes_once(
     Json(job): Json<Job>,
     info: JetStreamInfo,
