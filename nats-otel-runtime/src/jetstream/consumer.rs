@@ -24,7 +24,7 @@ use crate::otel::TARGET;
 use crate::otel::metrics::{EndpointIdentity, EndpointMetrics};
 use crate::otel::peer::Peer;
 use crate::otel::spans::{self, Delivery, ProcessSpans, SettleSpans};
-use crate::serving::invoke::{invoke, last_resort, span_or_none};
+use crate::serving::invoke::{invoke, last_resort, telemetry_or_default};
 use crate::serving::{BoxFuture, Ready, Run, Serve, Step};
 
 /// A consumer ready to serve: bound, and watched for deletion.
@@ -211,8 +211,9 @@ where
         }
         let (message, acker) = message.split();
         let delivery = Delivery::new(&message, info.as_ref(), !self.spans.is_off());
-        let cx = span_or_none(|| self.spans.start(&message, Some(&delivery), H::TRACE_CONTEXT_IN_BODY));
-        let settled = span_or_none(|| self.settle_spans.message(&cx, &message, &delivery));
+        let cx =
+            telemetry_or_default(|| self.spans.start(&message, Some(&delivery), H::TRACE_CONTEXT_IN_BODY));
+        let settled = telemetry_or_default(|| self.settle_spans.message(&cx, &message, &delivery));
         drop(delivery);
         let settler = Arc::new(Settler {
             acker,

@@ -13,7 +13,7 @@ use crate::handler::Settlement;
 use crate::handler::jetstream::SettleByHand;
 use crate::otel::metrics::EndpointMetrics;
 use crate::otel::spans::{self, Fault, SettleSpans, SettledMessage};
-use crate::serving::invoke::span_or_none;
+use crate::serving::invoke::telemetry_or_default;
 
 /// Settles one message: sends the ack, nak or term, records it on the process
 /// span and in a settle span. Shared by automatic settlement and [`Acker`].
@@ -49,7 +49,7 @@ impl Settler {
         };
         self.settled.store(true, Ordering::Release);
         // Nothing runs inside the settle span: it is never made current.
-        let settle_span = span_or_none(|| self.spans.start(&self.process, &self.message, settlement));
+        let settle_span = telemetry_or_default(|| self.spans.start(&self.process, &self.message, settlement));
         let started = std::time::Instant::now();
         let sent = match self.mode {
             AckMode::Fire => self.acker.ack_with(kind).await,
@@ -64,7 +64,7 @@ impl Settler {
             // Span processors run as the span ends: one that panics costs this
             // span, and must not unwind through the drop of the process span
             // (a second panic there would abort the process).
-            span_or_none(|| settle_span.span().end());
+            telemetry_or_default(|| settle_span.span().end());
         }
         self.metrics.settled(settlement, started.elapsed(), sent.as_ref().err().map(|_| "settle"));
         sent

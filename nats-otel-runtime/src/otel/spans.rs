@@ -14,7 +14,7 @@ use std::task::Poll;
 use async_nats::Message;
 use async_nats::header::NATS_MESSAGE_ID;
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue, StringValue, Value};
+use opentelemetry::{Context, KeyValue, StringValue};
 
 use super::TARGET;
 use super::capture::Capture;
@@ -129,6 +129,16 @@ fn endpoint_attributes(constants: &[Constant], peer: &Peer, deprecated: bool, mo
     attributes
 }
 
+/// `messaging.destination.name` of a message: free when it is the endpoint's
+/// `only` subject (interned); else one allocation, shared by reference count
+/// wherever it is copied (a process span and its settle spans).
+fn destination(only: Option<&'static str>, subject: &str) -> StringValue {
+    match only {
+        Some(only) if only == subject => StringValue::from(only),
+        _ => StringValue::from(Arc::<str>::from(subject)),
+    }
+}
+
 /// Room in a `process` span's attribute list for what each message adds: the
 /// destination and body size, then the reply subject (core) or the message id
 /// and four delivery numbers (JetStream). One more only costs a reallocation.
@@ -145,10 +155,7 @@ fn message_attributes(
     message: &Message,
     captured: usize,
 ) -> Vec<KeyValue> {
-    let destination = match only {
-        Some(only) if only == message.subject.as_str() => Value::from(only),
-        _ => Value::from(message.subject.as_str().to_owned()),
-    };
+    let destination = destination(only, message.subject.as_str());
     let room = PER_MESSAGE_ATTRIBUTES + captured;
     let mut attributes = endpoint_attributes(constants, peer, semconv::emit_deprecated_names(), room);
     attributes.extend([
@@ -436,10 +443,6 @@ pub(crate) fn record_failure(cx: &Context, name: &str, failure: &Failure) {
 
 /// Marks a span failed with a low-cardinality `error_type` and a message, and logs it.
 pub(crate) fn record_error(cx: &Context, name: &str, fault: Fault, error_type: &str, message: &str) {
-    record(cx, name, fault, error_type, message);
-}
-
-fn record(cx: &Context, name: &str, fault: Fault, error_type: &str, message: &str) {
     // A root event: the log line for fmt subscribers, which the OpenTelemetry
     // layer does not copy onto whatever `tracing` span happens to be current.
     if fault == Fault::Client {
@@ -592,11 +595,7 @@ impl SettleSpans {
         if self.record == SettleRecord::Event || !process.span().is_recording() {
             return SettledMessage::default();
         }
-        let subject = message.subject.as_str();
-        let destination = match self.only_subject {
-            Some(only) if only == subject => StringValue::from(only),
-            _ => StringValue::from(Arc::<str>::from(subject)),
-        };
+        let destination = destination(self.only_subject, message.subject.as_str());
         let mut attributes = Vec::with_capacity(2);
         attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, destination));
         if let Some(id) = &delivery.id {
@@ -643,6 +642,8 @@ pub(crate) struct SettledMessage(Box<[KeyValue]>);
 
 #[cfg(test)]
 mod tests {
+
+    use opentelemetry::Value;
 
     use super::*;
 

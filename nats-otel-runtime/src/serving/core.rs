@@ -10,7 +10,7 @@ use async_nats::{Client, Message, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::invoke::{invoke, last_resort, span_or_none};
+use super::invoke::{invoke, last_resort, telemetry_or_default};
 use super::{BoxFuture, Next, Ready, Run, Serve, Source, Step};
 use crate::endpoint::Subscription;
 use crate::endpoint::prefix::SubjectPrefix;
@@ -208,7 +208,7 @@ where
         self.metrics.received(message.payload.len());
         // The propagator, the sampler and span processors are the user's code too:
         // if they panic, the message is handled without a span.
-        let cx = span_or_none(|| self.spans.start(&message, None, H::TRACE_CONTEXT_IN_BODY));
+        let cx = telemetry_or_default(|| self.spans.start(&message, None, H::TRACE_CONTEXT_IN_BODY));
         let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
         let handled = async move {

@@ -42,10 +42,10 @@ where
     InContext::new(&incoming.cx, run).await
 }
 
-/// What `start` makes of a message's telemetry (its span context, its settle
-/// spans' attributes), or nothing (the message is handled untraced) when the
-/// SDK it calls panics.
-pub(crate) fn span_or_none<T: Default>(start: impl FnOnce() -> T) -> T {
+/// A call into the SDK around a message (starting or ending its spans, reading
+/// what its settle spans need): its result, or the default (the message goes
+/// on untraced) when the SDK, or a processor or sampler in it, panics.
+pub(crate) fn telemetry_or_default<T: Default>(start: impl FnOnce() -> T) -> T {
     std::panic::catch_unwind(AssertUnwindSafe(start)).unwrap_or_else(|panic| {
         drop_panic_payload(panic);
         T::default()
