@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
+use tests::tls::Certificates;
 
 #[nats_subscribe("auth.*")]
 async fn echo(body: Bytes) -> Bytes {
@@ -47,44 +48,14 @@ async fn an_nkey_user_serves_and_publishes_with_spans() {
     serves_and_traces(&recorder, client).await;
 }
 
-/// A CA and a server certificate for 127.0.0.1 and localhost, as PEM files.
-struct Certificates {
-    dir: tempfile::TempDir,
-}
-
-impl Certificates {
-    fn generate() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
-        std::fs::write(dir.path().join("server-key.pem"), server_key.serialize_pem()).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_tls_server_serves_and_publishes_with_spans() {
     let recorder = SpanRecorder::install();
-    let certificates = Certificates::generate();
+    let certificates = Certificates::generate().unwrap();
     let server = NatsServer::with_config(&format!(
         "tls {{ cert_file: \"{}\", key_file: \"{}\" }}\nauthorization {{ token: \"s3cret\" }}",
-        certificates.path("server.pem"),
-        certificates.path("server-key.pem"),
+        certificates.path_str("server.pem"),
+        certificates.path_str("server-key.pem"),
     ))
     .unwrap();
     assert!(
@@ -92,7 +63,7 @@ async fn a_tls_server_serves_and_publishes_with_spans() {
         "without the CA the client does not trust the server"
     );
     let client = async_nats::ConnectOptions::with_token("s3cret".into())
-        .add_root_certificates(certificates.path("ca.pem").into())
+        .add_root_certificates(certificates.path_str("ca.pem").into())
         .require_tls(true)
         .connect(server.url())
         .await
