@@ -87,6 +87,7 @@
 //! | `macros` | yes | `#[nats_subscribe]`, `#[jetstream_consumer]`, `#[derive(NatsMessage, NatsPayload)]` |
 //! | `telemetry` | | `telemetry::init()`: SDK, OTLP exporters and a `tracing` subscriber from `OTEL_*` |
 //! | `testing` | | the test kit: a nats-server per test, a span recorder, a raw-protocol publisher |
+//! | `logs` | | `log_context::LogContext`, a `tracing-subscriber` formatter that adds the trace id, span id and subject to log lines. On with `telemetry` |
 //! | `span-events` | | `span_events::SpanEvents`, a `tracing` layer that records events on the current span |
 //! | `dev-console` | | `tree`: finished spans as a tree in the terminal |
 //! | `bound-metrics` | | instruments bound to each endpoint's attributes (no hashing per record); turns on the SDK's experimental binding, so it brings the SDK. On with `telemetry` and `testing` |
@@ -118,7 +119,7 @@ pub use jetstream::{dead_letter, settle};
 pub use otel::span_events;
 #[cfg(feature = "dev-console")]
 pub use otel::tree;
-pub use otel::{TARGET, capture, metrics, propagation, semconv, trace_context, tracer};
+pub use otel::{TARGET, capture, log_context, metrics, propagation, semconv, trace_context, tracer};
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;

@@ -11,6 +11,8 @@
 //! - B: core request-reply: 64 requests in flight, the responder decodes and replies.
 //! - C: core publish: traced publishes against raw `publish_with_headers`.
 //! - D: peak RSS while consuming a 1,000,000-message backlog with full telemetry.
+//! - L: A's toolkit variant with one log line a message through `tracing-subscriber`'s
+//!   fmt layer, plain and joined to traces (`LogContext`).
 //!
 //! Variants for A and B, alternated within each round:
 //! 1. raw async-nats loop, no tracing (the limit);
@@ -144,6 +146,32 @@ impl Providers {
                 .with(nats_otel_runtime::span_events::SpanEvents::new().with_filter(LevelFilter::INFO)),
         );
         Self { tracer, meter, dispatch }
+    }
+
+    /// The dispatch of variants 2 and 3 with a fmt layer writing every INFO
+    /// line to a sink, `joined` to traces (`LogContext`) or not.
+    fn with_log_lines(&self, joined: bool) -> tracing::Dispatch {
+        use nats_otel_runtime::log_context::LogContext;
+        use tracing_subscriber::fmt::format::Format;
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(self.tracer.tracer("bench"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false);
+        let format = Format::default().with_ansi(false);
+        let lines = tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_ansi(false);
+        let lines = if joined {
+            lines.event_format(LogContext::new(format)).with_filter(LevelFilter::INFO).boxed()
+        } else {
+            lines.event_format(format).with_filter(LevelFilter::INFO).boxed()
+        };
+        tracing::Dispatch::new(
+            tracing_subscriber::registry()
+                .with(layer.with_filter(LevelFilter::INFO))
+                .with(nats_otel_runtime::span_events::SpanEvents::new().with_filter(LevelFilter::INFO))
+                .with(lines),
+        )
     }
 
     fn install_globals(&self) {
@@ -388,17 +416,38 @@ async fn js_handler(Json(order): Json<Order>, State(done): State<Arc<Done>>) {
     done.hit();
 }
 
+/// Scenario L's handler: A's, with one log line a message.
+async fn js_logging_handler(Json(order): Json<Order>, State(done): State<Arc<Done>>) {
+    tracing::info!(id = order.id, quantity = order.quantity, "order received");
+    std::hint::black_box(order);
+    done.hit();
+}
+
 async fn js_toolkit(
     client: &async_nats::Client,
     name: &str,
     n: usize,
     dispatch: Option<&tracing::Dispatch>,
 ) -> Duration {
+    js_toolkit_with(client, name, n, dispatch, js_handler).await
+}
+
+async fn js_toolkit_with<H, T>(
+    client: &async_nats::Client,
+    name: &str,
+    n: usize,
+    dispatch: Option<&tracing::Dispatch>,
+    handler: H,
+) -> Duration
+where
+    H: nats_otel_runtime::Handler<T, Arc<Done>>,
+    T: 'static,
+{
     let done = Arc::new(Done::default());
     done.reset(n);
     let service = Service::new(client.clone())
         .state(done.clone())
-        .consume(JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false), js_handler);
+        .consume(JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false), handler);
     let started = match dispatch {
         Some(dispatch) => tracing::dispatcher::with_default(dispatch, || service.start()).await,
         None => service.start().await,
@@ -637,7 +686,7 @@ async fn run() {
         std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
     );
 
-    if run_scenario("A") {
+    if run_scenario("A") || run_scenario("L") {
         let js = jetstream::new(client.clone());
         js.create_stream(stream::Config {
             name: STREAM.into(),
@@ -660,6 +709,10 @@ async fn run() {
                 .await;
             assert!(acks.iter().all(Result::is_ok));
         }
+    }
+
+    if run_scenario("A") {
+        let js = jetstream::new(client.clone());
         let mut results = Results::new(4);
         for round in 0..rounds {
             for (v, variant) in round_order(round) {
@@ -691,6 +744,38 @@ async fn run() {
             }
         }
         results.print("A. JetStream consume + decode + ack", &VARIANTS.map(Variant::label));
+    }
+
+    if run_scenario("L") {
+        // A's toolkit variant with one INFO line a message, formatted by
+        // `tracing-subscriber`'s fmt layer into a sink: plain, then with the
+        // trace id, span id and subject added (`LogContext`).
+        let js = jetstream::new(client.clone());
+        let dispatches = [false, true].map(|joined| providers.with_log_lines(joined));
+        let mut results = Results::new(2);
+        for round in 0..rounds {
+            let order = if round.is_multiple_of(2) { [0, 1] } else { [1, 0] };
+            for v in order.into_iter().filter(|&v| selected(v)) {
+                let name = format!("log{round}v{v}");
+                let consumer = consumer(&js, &name).await;
+                let consumer_client = server.connect().await.unwrap();
+                providers.install_globals();
+                reset_peak_rss();
+                let elapsed =
+                    js_toolkit_with(&consumer_client, &name, n, Some(&dispatches[v]), js_logging_handler)
+                        .await;
+                results.rss[v] = results.rss[v].max(peak_rss_mib());
+                results.rates[v].push(n as f64 / elapsed.as_secs_f64());
+                drop(consumer);
+                let _ = consumer_client.drain().await;
+                js.get_stream(STREAM).await.unwrap().delete_consumer(&name).await.unwrap();
+                providers.settle().await;
+            }
+        }
+        results.print(
+            "L. A (3) with a log line a message",
+            &["(3) + fmt line", "(3) + fmt line with LogContext (trace id, span id, subject)"],
+        );
     }
 
     if run_scenario("B") {

@@ -6,6 +6,7 @@
 //! [`semconv`]); a metric in [`metrics`].
 
 pub mod capture;
+pub mod log_context;
 pub mod metrics;
 pub(crate) mod peer;
 pub mod propagation;

@@ -306,7 +306,14 @@ impl ProcessSpans {
             }
         }
         self.capture.extend(&mut attributes, message);
-        start_process(&self.tracer, self.name, attributes, remote_parent(message, context_in_body), self.mode)
+        let cx = start_process(
+            &self.tracer,
+            self.name,
+            attributes,
+            remote_parent(message, context_in_body),
+            self.mode,
+        );
+        super::log_context::with_subject(cx, || destination(self.only_subject, message.subject.as_str()))
     }
 }
 

@@ -73,10 +73,12 @@ use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::FilterExt as _;
+use tracing_subscriber::fmt::format::Format;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use self::settings::{Export, Otlp, Propagator, Settings, Wire};
+use crate::otel::log_context::LogContext;
 
 /// Why [`init`] failed: what was wrong, and the error underneath when there is one
 /// ([`source`](std::error::Error::source)).
@@ -231,11 +233,13 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
             && *metadata.level() <= tracing::Level::WARN
     });
     let tracer = tracer_provider.tracer("nats-otel");
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_ansi(colours)
+                .event_format(LogContext::new(Format::default().with_ansi(colours)))
                 .with_filter(logs.or(dropped_spans)),
         )
         .with((!settings.disabled).then(|| {
