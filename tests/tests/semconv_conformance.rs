@@ -27,7 +27,10 @@ struct Convention {
     /// Required, or conditionally required where the condition holds for every
     /// span of the kind (a single message: `messaging.destination.name`).
     required: &'static [&'static str],
-    /// Recommended attributes nats-otel records on every span of the kind.
+    /// Recommended attributes nats-otel records on every span of the kind. Not
+    /// `network.peer.address`/`network.peer.port`: async-nats does not expose
+    /// its connection's socket, so the peer is not known (`server.address` and
+    /// `server.port` come from the server's `INFO`).
     recommended: &'static [&'static str],
     /// Attributes the conventions keep off the kind.
     forbidden: &'static [&'static str],
