@@ -14,6 +14,7 @@
 //! | `capture_body` cap | [`validate_body_capture`], [`MAX_BODY_CAPTURE`] | [`SettingError`] |
 //! | counts of at least 1 | [`validate_positive`] | [`SettingError`] |
 //! | `backoff` vs `max_deliver` | [`validate_backoff_against_max_deliver`] | [`SettingError`] |
+//! | Services API names and versions (ADR-32) | [`validate_service_name`], [`validate_service_version`] | [`ServiceRuleError`] |
 //! | `concurrency` vs `max_ack_pending` | [`validate_concurrency_against_max_ack_pending`] | [`SettingError`] |
 //!
 //! Every error has `message()` (lower-case, rustc style) and `help()` (how to
@@ -144,6 +145,7 @@ mod chars;
 mod error;
 mod matching;
 mod name;
+mod service;
 mod setting;
 mod span_capture;
 mod subject;
@@ -153,6 +155,7 @@ pub use matching::{covers, matches, token_at};
 pub use name::{
     MAX_NAME_LEN, NameError, NameErrorKind, validate_name, validate_queue_group, validate_token_value,
 };
+pub use service::{ServiceRuleError, ServiceRuleKind, validate_service_name, validate_service_version};
 pub use setting::{
     Setting, SettingError, SettingErrorKind, validate_backoff_against_max_deliver,
     validate_concurrency_against_max_ack_pending, validate_positive,

@@ -100,6 +100,9 @@ pub enum ServeErrorKind {
     /// reports `Connected` but every command fails and nothing reconnects.
     /// Restart with a new client.
     ConnectionClosed,
+    /// The service's Services API name or version breaks ADR-32's rules, or
+    /// a version, description or metadata was given without a name.
+    InvalidIdentity,
 }
 
 impl fmt::Display for ServeErrorKind {
@@ -122,6 +125,7 @@ impl fmt::Display for ServeErrorKind {
                  the task died, as it does on a header value holding a lone CR: see \
                  docs/upstream/async-nats-header-parsing.md)"
             }
+            Self::InvalidIdentity => "invalid Services API identity",
         })
     }
 }

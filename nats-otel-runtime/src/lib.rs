@@ -123,6 +123,7 @@ pub use otel::{TARGET, capture, log_context, metrics, propagation, semconv, trac
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
+pub use endpoint::discovery::{EndpointInfo, StatsSnapshot};
 pub use endpoint::{
     AckMode, DEFAULT_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer, SettleRecord, Subscription,
     TraceMode,

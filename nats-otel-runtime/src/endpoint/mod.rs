@@ -6,6 +6,7 @@
 pub(crate) mod capture;
 mod consumer;
 mod declared;
+pub mod discovery;
 pub mod prefix;
 mod subscription;
 

@@ -16,6 +16,7 @@ use super::keep_alive::{AckWait, Pace, with_progress};
 use super::pulling::{PullSettings, Pulling, Work};
 use super::settle::Policy;
 use super::settler::Settler;
+use crate::endpoint::discovery::{EndpointInfo, endpoint_name};
 use crate::endpoint::prefix::SubjectPrefix;
 use crate::endpoint::{AckMode, JetStreamConsumer};
 use crate::error::{ServeError, ServeErrorKind};
@@ -139,6 +140,7 @@ where
             subscription: Some(spec.durable_name()),
         },
         true,
+        run.stats.clone(),
     ));
     let settings = PullSettings {
         batch: spec.batch_size(),
@@ -428,6 +430,31 @@ where
 
     fn subscribed_subject(&self) -> Option<&str> {
         None
+    }
+
+    /// A consumer is described as an endpoint (so `STATS` counts what it
+    /// processed) marked by its metadata: its subjects take messages into a
+    /// stream, they are not request subjects.
+    fn info(&self) -> EndpointInfo {
+        let consumer = &self.endpoint.consumer;
+        let subject = if consumer.filters.is_empty() {
+            consumer.stream_name().to_owned()
+        } else {
+            consumer.filters.join(",")
+        };
+        EndpointInfo {
+            name: endpoint_name(consumer.name.as_deref()),
+            subject,
+            queue_group: consumer.durable_name().to_owned(),
+            metadata: [
+                ("nats_otel.kind", "jetstream_consumer"),
+                ("nats_otel.stream", consumer.stream_name()),
+                ("nats_otel.durable", consumer.durable_name()),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+        }
     }
 
     fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {

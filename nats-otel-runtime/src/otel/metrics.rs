@@ -30,6 +30,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter};
 
+use crate::endpoint::discovery::EndpointStats;
 use crate::handler::Settlement;
 use crate::otel::peer::{Connection, Current, Peer, PerConnection};
 use crate::otel::semconv;
@@ -356,6 +357,8 @@ pub(crate) struct EndpointMetrics {
     bound: Bound<EndpointInstruments>,
     in_flight: Arc<AtomicI64>,
     pending: Option<Arc<AtomicI64>>,
+    /// The Services API's counts, kept by the same record.
+    stats: Arc<EndpointStats>,
 }
 
 #[derive(Debug)]
@@ -454,6 +457,7 @@ impl EndpointMetrics {
         peer: Peer,
         endpoint: EndpointIdentity<'_>,
         jetstream: bool,
+        stats: Arc<EndpointStats>,
     ) -> Self {
         let endpoint = endpoint.attributes();
         let bound =
@@ -468,7 +472,7 @@ impl EndpointMetrics {
             Instruments::observe(&instruments.pending, &pending, base);
             pending
         });
-        Self { instruments, endpoint, bound, in_flight, pending }
+        Self { instruments, endpoint, bound, in_flight, pending, stats }
     }
 
     /// The instruments for the client's connection now; on a new one, the
@@ -508,6 +512,7 @@ impl EndpointMetrics {
     /// Processing ended after `elapsed`, failed with `error_type` if any.
     pub(crate) fn processed(&self, elapsed: Duration, error_type: Option<&str>) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.record(elapsed, error_type);
         let bound = self.bound();
         match with_error(&bound.process, error_type) {
             Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),

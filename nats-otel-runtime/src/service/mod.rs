@@ -4,7 +4,10 @@
 //! The loop itself is [`serving`](crate::serving)'s, written once; the macros
 //! only describe handlers ([`Descriptor`](crate::Descriptor)).
 
+mod discovery;
+
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use tokio::task::JoinSet;
 use tracing::Dispatch;
 use tracing::instrument::WithSubscriber;
 
+use crate::endpoint::discovery::{EndpointInfo, EndpointStats, StatsSnapshot};
 use crate::endpoint::prefix::SubjectPrefix;
 use crate::endpoint::{DeclaredHandler, Descriptor, Endpoint, JetStreamConsumer, Subscription};
 use crate::error::{ServeError, ServeErrorKind};
@@ -58,6 +62,38 @@ pub struct Service<S = ()> {
     shutdown_timeout: Duration,
     events: Option<broadcast::Receiver<async_nats::Event>>,
     prefix: Option<Cow<'static, str>>,
+    identity: IdentityParts,
+}
+
+/// What `name`, `version`, `description` and `metadata` set, checked at start.
+#[derive(Debug, Default)]
+struct IdentityParts {
+    name: Option<String>,
+    version: Option<String>,
+    description: Option<String>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl IdentityParts {
+    fn build(self) -> Result<Option<discovery::Identity>, ServeError> {
+        let Some(name) = self.name else {
+            if self.version.is_some() || self.description.is_some() || !self.metadata.is_empty() {
+                return Err(ServeError::new(ServeErrorKind::InvalidIdentity).context(
+                    "a version, description or metadata without a name: add `.name(..)`".to_owned(),
+                ));
+            }
+            return Ok(None);
+        };
+        let Some(version) = self.version else {
+            return Err(ServeError::new(ServeErrorKind::InvalidIdentity).context(format!(
+                "service `{name}` has no version: add `.version(\"1.0.0\")` (ADR-32 requires one)"
+            )));
+        };
+        let identity =
+            discovery::Identity { name, version, description: self.description, metadata: self.metadata };
+        identity.validate()?;
+        Ok(Some(identity))
+    }
 }
 
 impl<S> std::fmt::Debug for Service<S> {
@@ -89,6 +125,7 @@ impl Service<()> {
             shutdown_timeout: self.shutdown_timeout,
             events: self.events,
             prefix: self.prefix,
+            identity: self.identity,
         }
     }
 }
@@ -103,7 +140,58 @@ impl<S: Send + Sync + 'static> Service<S> {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             events: None,
             prefix: None,
+            identity: IdentityParts::default(),
         }
+    }
+
+    /// Makes the service discoverable through the NATS Services API (ADR-32):
+    /// it answers `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` (also `.<name>` and
+    /// `.<name>.<id>`), so `nats micro ls|info|stats` and the other languages'
+    /// clients find it, its endpoints and their counts. Letters, digits, `-` and
+    /// `_` only; needs a [`version`](Self::version). Without a name the service
+    /// answers none of them.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
+    /// use nats_otel_runtime::Service;
+    /// async fn quote() -> &'static str { "42" }
+    /// let running = Service::new(client)
+    ///     .name("pricing")
+    ///     .version("1.2.0")
+    ///     .description("Prices and quotes")
+    ///     .metadata("team", "payments")
+    ///     .subscribe("quotes.get", quote)
+    ///     .start()
+    ///     .await?
+    ///     .spawn();
+    /// println!("instance {}", running.id());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.identity.name = Some(name.into());
+        self
+    }
+
+    /// The service's version: Semantic Versioning 2.0 (`1.2.0`), as ADR-32 requires.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.identity.version = Some(version.into());
+        self
+    }
+
+    /// A description, for `INFO`.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.identity.description = Some(description.into());
+        self
+    }
+
+    /// One metadata entry, for `PING`, `INFO` and `STATS`.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.identity.metadata.insert(key.into(), value.into());
+        self
     }
 
     /// Listens to the connection's events (see [`ClientEvents`]): a subscription the
@@ -218,7 +306,8 @@ impl<S: Send + Sync + 'static> Service<S> {
     pub fn start(self) -> impl Future<Output = Result<Started<S>, ServeError>> + Send {
         let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
         async move {
-            let Service { client, state, mut endpoints, shutdown_timeout, events, prefix } = self;
+            let Service { client, state, mut endpoints, shutdown_timeout, events, prefix, identity } = self;
+            let identity = identity.build()?;
             if let Some(prefix) = prefix {
                 let prefix = SubjectPrefix::parse(&prefix)
                     .map_err(|e| ServeError::with_source(ServeErrorKind::InvalidSubject, e))?;
@@ -230,8 +319,21 @@ impl<S: Send + Sync + 'static> Service<S> {
             for endpoint in endpoints {
                 subscribed.push(endpoint.prepare(&client).await?);
             }
+            let counted: Vec<(EndpointInfo, Arc<EndpointStats>)> =
+                subscribed.iter().map(|endpoint| (endpoint.info(), Arc::default())).collect();
+            let registry = Arc::new(discovery::Registry::new(identity, counted));
+            let control = discovery::subscribe(&client, &registry).await?;
             server_round_trip(&client).await?;
-            Ok(Started { client, state: Arc::new(state), subscribed, shutdown_timeout, dispatch, events })
+            Ok(Started {
+                client,
+                state: Arc::new(state),
+                subscribed,
+                shutdown_timeout,
+                dispatch,
+                events,
+                registry,
+                control,
+            })
         }
     }
 }
@@ -244,6 +346,9 @@ pub struct Started<S> {
     shutdown_timeout: Duration,
     dispatch: Dispatch,
     events: Option<broadcast::Receiver<async_nats::Event>>,
+    registry: Arc<discovery::Registry>,
+    /// The Services API's subscriptions, for a named service.
+    control: Option<discovery::Control>,
 }
 
 impl<S> std::fmt::Debug for Started<S> {
@@ -269,16 +374,23 @@ impl<S: Send + Sync + 'static> Started<S> {
     /// ```
     pub fn spawn(self) -> ServiceHandle {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let registry = self.registry.clone();
         let task = tokio::spawn(self.run_until(async move {
             let _ = stopped.await;
         }));
-        ServiceHandle { stop: Some(stop), task }
+        ServiceHandle { stop: Some(stop), task, registry }
+    }
+
+    /// This instance's Services API id (unique per start).
+    pub fn id(&self) -> &str {
+        &self.registry.id
     }
 
     /// Serves messages until `signal` completes, then shuts down gracefully (see
     /// [`Service::run_until`]).
     pub async fn run_until<F: Future + Send>(self, signal: F) -> Result<(), ServeError> {
-        let Started { client, state, subscribed, shutdown_timeout, dispatch, events } = self;
+        let Started { client, state, subscribed, shutdown_timeout, dispatch, events, registry, control } =
+            self;
         let (stop, stopped) = watch::channel(false);
         let mut loops = JoinSet::new();
         let instruments = Instruments::global();
@@ -287,14 +399,18 @@ impl<S: Send + Sync + 'static> Started<S> {
             .iter()
             .filter_map(|e| Some((e.subscribed_subject()?.to_owned(), e.describe())))
             .collect();
-        for endpoint in subscribed {
+        for (endpoint, (_, stats)) in subscribed.into_iter().zip(&registry.endpoints) {
             let run = Run {
                 client: client.clone(),
                 state: state.clone(),
                 stopped: stopped.clone(),
                 instruments: instruments.clone(),
+                stats: stats.clone(),
             };
             loops.spawn(endpoint.serve(run).with_subscriber(dispatch.clone()));
+        }
+        if let Some(control) = control {
+            loops.spawn(control.serve(stopped.clone()).with_subscriber(dispatch.clone()));
         }
 
         let mut first_error = tokio::select! {
@@ -408,9 +524,26 @@ const SLOW_CONSUMER_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ServiceHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    registry: Arc<discovery::Registry>,
 }
 
 impl ServiceHandle {
+    /// This instance's Services API id (unique per start): the `<id>` of
+    /// `$SRV.STATS.<name>.<id>`.
+    pub fn id(&self) -> &str {
+        &self.registry.id
+    }
+
+    /// Every endpoint with its counts now: what `$SRV.STATS` reports.
+    pub fn stats(&self) -> Vec<(EndpointInfo, StatsSnapshot)> {
+        self.registry.stats()
+    }
+
+    /// Sets every endpoint's counts back to zero.
+    pub fn reset_stats(&self) {
+        self.registry.reset_stats();
+    }
+
     /// Stops gracefully (drain, finish in-flight handlers, flush) and returns how
     /// the service ended.
     pub async fn stop(mut self) -> Result<(), ServeError> {
@@ -463,12 +596,17 @@ impl<S: Send + Sync + 'static> Ready<S> for Stateless<Box<dyn Ready<()>>> {
         self.0.subscribed_subject()
     }
 
+    fn info(&self) -> EndpointInfo {
+        self.0.info()
+    }
+
     fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
         let run = Run {
             client: run.client,
             state: Arc::new(()),
             stopped: run.stopped,
             instruments: run.instruments,
+            stats: run.stats,
         };
         self.0.serve(run)
     }

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use super::invoke::{invoke, last_resort, telemetry_or_default};
 use super::{BoxFuture, Next, Ready, Run, Serve, Source, Step};
 use crate::endpoint::Subscription;
+use crate::endpoint::discovery::{EndpointInfo, endpoint_name};
 use crate::endpoint::prefix::SubjectPrefix;
 use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::reply::{Failure, FailureKind, Outcome, headers_wire_len, service_error_headers};
@@ -86,6 +87,16 @@ where
 
     fn subscribed_subject(&self) -> Option<&str> {
         Some(self.endpoint.subscription.subject())
+    }
+
+    fn info(&self) -> EndpointInfo {
+        let subscription = &self.endpoint.subscription;
+        EndpointInfo {
+            name: endpoint_name(subscription.name.as_deref()),
+            subject: subscription.subject().to_owned(),
+            queue_group: subscription.queue_group().unwrap_or_default().to_owned(),
+            metadata: Default::default(),
+        }
     }
 
     fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
@@ -173,6 +184,7 @@ where
             subscription: None,
         },
         false,
+        run.stats.clone(),
     );
     let source = CoreSource {
         subscriber,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_nats::Client;
 use tokio::sync::watch;
 
+use crate::endpoint::discovery::{EndpointInfo, EndpointStats};
 use crate::error::ServeError;
 use crate::otel::metrics::Instruments;
 
@@ -30,6 +31,8 @@ pub(crate) struct Run<S> {
     pub(crate) state: Arc<S>,
     pub(crate) stopped: watch::Receiver<bool>,
     pub(crate) instruments: Arc<Instruments>,
+    /// The endpoint's Services API counts, recorded with its metrics.
+    pub(crate) stats: Arc<EndpointStats>,
 }
 
 /// A registered endpoint, with its handler type erased.
@@ -45,5 +48,7 @@ pub(crate) trait Ready<S>: Send {
     fn describe(&self) -> String;
     /// The core subject it subscribes to, to match a subscription the server refuses.
     fn subscribed_subject(&self) -> Option<&str>;
+    /// What the Services API's `INFO` says of it.
+    fn info(&self) -> EndpointInfo;
     fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>>;
 }
