@@ -42,7 +42,9 @@
 //!
 //! ## What `init` installs
 //!
-//! It installs the propagators, the tracer and meter providers (globally), and a
+//! It installs ring as rustls' process-wide crypto provider when none is (the
+//! `telemetry` feature builds reqwest with rustls but no provider, so a reqwest
+//! client built with its defaults elsewhere in the process needs one), the propagators, the tracer and meter providers (globally), and a
 //! `tracing` subscriber that logs and bridges spans to OpenTelemetry. Keep the
 //! returned [`Telemetry`] alive: dropping it flushes and shuts the providers down.
 //! Applications with their own OpenTelemetry set-up skip this.
@@ -156,6 +158,11 @@ impl Drop for Telemetry {
 /// Call it inside a Tokio runtime when exporting over `grpc`.
 pub fn init() -> Result<Telemetry, TelemetryError> {
     let settings = Settings::from_env(|name| std::env::var(name).ok())?;
+    // This feature builds reqwest with rustls but without a crypto provider
+    // (ring comes with async-nats; a second one would mean another C build).
+    // Other HTTP clients of the process built with reqwest's defaults need a
+    // process-wide provider: ring, unless the application installed one.
+    let _ = rustls::crypto::CryptoProvider::install_default(rustls::crypto::ring::default_provider());
     opentelemetry::global::set_text_map_propagator(propagator(&settings.propagators));
 
     let resource = Resource::builder().build();
