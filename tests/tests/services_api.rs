@@ -133,7 +133,7 @@ async fn a_named_service_answers_ping_info_and_stats_on_every_subject_form() {
     assert_eq!(quote["average_processing_time"].as_u64().unwrap(), total / 3);
     let refuse = endpoint(endpoints, "refuse");
     assert_eq!((refuse["num_requests"].as_u64(), refuse["num_errors"].as_u64()), (Some(2), Some(2)));
-    assert_eq!(refuse["last_error"], "503");
+    assert_eq!(refuse["last_error"], "503: pricing is closed");
     assert_eq!(endpoint(endpoints, "archive")["num_requests"], 1);
 
     // The handle's reset, seen by the next STATS.

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::handler::reply::Failure;
+
 /// An endpoint as `INFO` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointInfo {
@@ -38,7 +40,7 @@ pub struct EndpointStats {
     errors: AtomicU64,
     /// Nanoseconds, saturating.
     processing: AtomicU64,
-    /// The `error.type` of the last failure.
+    /// The last failure, as `{error.type}: {message}`.
     last_error: Mutex<Option<Box<str>>>,
 }
 
@@ -51,8 +53,8 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Time spent processing them, in all.
     pub processing_time: Duration,
-    /// The `error.type` of the last failure (a code such as `503`, or the
-    /// error's type), empty when none.
+    /// The last failure as `{error.type}: {message}` (`503: pricing is
+    /// closed`), empty when none.
     pub last_error: String,
 }
 
@@ -72,17 +74,18 @@ fn duration_nanos(duration: Duration) -> u64 {
 }
 
 impl EndpointStats {
-    /// One message processed in `elapsed`, failed with `error` if any: three
+    /// One message processed in `elapsed`, failed with `failure` if any: three
     /// uncontended atomic additions; a lock only for a failure.
-    pub(crate) fn record(&self, elapsed: Duration, error: Option<&str>) {
+    pub(crate) fn record(&self, elapsed: Duration, failure: Option<&Failure>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let nanos = duration_nanos(elapsed);
         let _ = self
             .processing
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| Some(total.saturating_add(nanos)));
-        if let Some(error) = error {
+        if let Some(failure) = failure {
             self.errors.fetch_add(1, Ordering::Relaxed);
-            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.into());
+            let last = format!("{}: {}", failure.error_type(), failure.message());
+            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(last.into());
         }
     }
 
@@ -130,12 +133,13 @@ mod tests {
         let stats = EndpointStats::default();
         assert_eq!(stats.snapshot().average_processing_time(), Duration::ZERO);
         stats.record(Duration::from_millis(10), None);
-        stats.record(Duration::from_millis(30), Some("503"));
+        let failure = Failure::from_error(&crate::ServiceError::new(503, "closed"));
+        stats.record(Duration::from_millis(30), Some(&failure));
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.requests, snapshot.errors), (2, 1));
         assert_eq!(snapshot.processing_time, Duration::from_millis(40));
         assert_eq!(snapshot.average_processing_time(), Duration::from_millis(20));
-        assert_eq!(snapshot.last_error, "503");
+        assert_eq!(snapshot.last_error, "503: closed");
         stats.reset();
         assert_eq!(stats.snapshot(), StatsSnapshot::default());
     }

@@ -235,14 +235,14 @@ where
             let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
             let pace = Pace { policy: &self.policy, ack_wait: &self.ack_wait, delivered };
             let outcome = with_progress(invoke(&self.handler, &incoming, &self.state), &*settler, pace).await;
-            let error_type = match &outcome {
+            let failure = match &outcome {
                 Outcome::Failure(failure) => {
                     spans::record_failure(&incoming.cx, self.spans.name(), failure);
-                    Some(failure.error_type())
+                    Some(failure)
                 }
                 Outcome::Success(_) => None,
             };
-            self.metrics.processed(started.elapsed(), error_type);
+            self.metrics.processed(started.elapsed(), failure);
             if settler.is_settled() {
                 return;
             }

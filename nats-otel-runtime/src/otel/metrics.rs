@@ -32,6 +32,7 @@ use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter};
 
 use crate::endpoint::discovery::EndpointStats;
 use crate::handler::Settlement;
+use crate::handler::reply::Failure;
 use crate::otel::peer::{Connection, Current, Peer, PerConnection};
 use crate::otel::semconv;
 use crate::otel::spans::Outbound;
@@ -509,10 +510,11 @@ impl EndpointMetrics {
         }
     }
 
-    /// Processing ended after `elapsed`, failed with `error_type` if any.
-    pub(crate) fn processed(&self, elapsed: Duration, error_type: Option<&str>) {
+    /// Processing ended after `elapsed`, with `failure` if it failed.
+    pub(crate) fn processed(&self, elapsed: Duration, failure: Option<&Failure>) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.stats.record(elapsed, error_type);
+        self.stats.record(elapsed, failure);
+        let error_type = failure.map(Failure::error_type);
         let bound = self.bound();
         match with_error(&bound.process, error_type) {
             Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),

@@ -228,7 +228,7 @@ where
             // Only the reply subject and the span outlive the handler.
             let Incoming { message, cx, .. } = incoming;
             let failed = finish(&self.client, self.spans.name(), message.reply, &cx, outcome).await;
-            self.metrics.processed(started.elapsed(), failed.as_deref());
+            self.metrics.processed(started.elapsed(), failed.as_ref());
         };
         // Last resort for user code the service calls after the handler (span
         // processors as the span ends, `tracing` layers): a panic there costs this
@@ -238,7 +238,7 @@ where
 }
 
 /// Records the outcome on the span (`name`) and answers requests; gives the
-/// `error.type` of a failure.
+/// failure, if any.
 ///
 /// A reply larger than the server's `max_payload` is not published (the server
 /// would refuse it, and the requester would wait for its timeout): the requester
@@ -249,7 +249,7 @@ async fn finish(
     reply_to: Option<async_nats::Subject>,
     span: &opentelemetry::Context,
     outcome: Outcome,
-) -> Option<Cow<'static, str>> {
+) -> Option<Failure> {
     let failure = match outcome {
         Outcome::Success(reply) => {
             let reply_to = reply_to?;
@@ -259,7 +259,7 @@ async fn finish(
             if size > max_payload {
                 let failure = Failure::too_large(size, max_payload);
                 answer_failure(client, name, reply_to, span, &failure).await;
-                return Some(failure.error_type);
+                return Some(failure);
             }
             let sent = match reply.headers {
                 Some(headers) => client.publish_with_headers(reply_to, headers, reply.payload).await,
@@ -274,7 +274,7 @@ async fn finish(
                 retry: Retry::Backoff,
             };
             spans::record_failure(span, name, &failure);
-            return Some(failure.error_type);
+            return Some(failure);
         }
         Outcome::Failure(failure) => failure,
     };
@@ -282,7 +282,7 @@ async fn finish(
         Some(reply_to) => answer_failure(client, name, reply_to, span, &failure).await,
         None => spans::record_failure(span, name, &failure),
     }
-    Some(failure.error_type)
+    Some(failure)
 }
 
 /// Records `failure` on the span and sends the requester its service error.
