@@ -247,6 +247,7 @@ fn dropped_spans_are_reported_on_stderr() {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|count| count.parse().ok())
         .unwrap_or_else(|| panic!("a count in {total}"));
-    // 1000 spans, at most the queue and one batch in flight kept.
-    assert!(dropped >= 1000 - 16, "{total}");
+    // 1000 spans: the queue and one batch in flight kept (16) while the first
+    // export hangs for 500 ms; most of the rest dropped, however slow the machine.
+    assert!((500..=1000 - 16).contains(&dropped), "{total}");
 }
