@@ -8,7 +8,7 @@
 //!
 //! | rule | functions | error |
 //! |---|---|---|
-//! | the subject grammar | [`Subject::parse`], [`validate`], [`matches`], [`covers`] | [`SubjectError`] |
+//! | the subject grammar | [`Subject::parse`], [`validate`], [`matches`](fn@matches), [`covers`] | [`SubjectError`] |
 //! | stream, consumer and queue group names, token values | [`validate_name`], [`validate_queue_group`], [`validate_token_value`] | [`NameError`] |
 //! | `capture_headers` names | [`validate_header_name`], [`capture_header_errors`], [`validate_capture_headers`] | [`HeaderNameError`] |
 //! | `capture_body` cap | [`validate_body_capture`], [`MAX_BODY_CAPTURE`] | [`SettingError`] |
@@ -80,7 +80,7 @@
 //!
 //! # Matching at run time
 //!
-//! [`matches`] checks a concrete subject against a pattern string without
+//! [`matches`](fn@matches) checks a concrete subject against a pattern string without
 //! allocating; [`Subject::is_match`] does the same for a parsed pattern.
 //! [`Subject::capture_index`] and [`token_at`] extract capture values:
 //!

@@ -86,7 +86,7 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
 /// subject has fewer tokens or that token is empty.
 ///
 /// Does not validate the rest of the subject; use it after a successful
-/// [`matches`] / [`Subject::is_match`](crate::Subject::is_match), with the
+/// [`matches`](fn@crate::matches) / [`Subject::is_match`](crate::Subject::is_match), with the
 /// index from [`Subject::capture_index`](crate::Subject::capture_index).
 ///
 /// ```

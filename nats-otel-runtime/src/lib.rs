@@ -71,7 +71,7 @@
 //! ## Metrics, set-up, migration
 //!
 //! Metrics go through the global `MeterProvider`: see [`metrics`] for the table.
-//! [`telemetry::init`] (feature `telemetry`) configures everything from the
+//! `telemetry::init` (feature `telemetry`) configures everything from the
 //! standard `OTEL_*` environment. The repository's `docs/MIGRATION.md` compares
 //! hand-written async-nats + OpenTelemetry code with the macros, side by side.
 //!

@@ -5,7 +5,7 @@
 //! A handler runs with its `process` span's context active, so the ids are
 //! read from [`Context::current`]: nothing is added to the handler's path. The
 //! subject rides in that context too, but only once a formatter has been made
-//! ([`LogContext::new`]): a service that logs without it pays nothing.
+//! (`LogContext::new`): a service that logs without it pays nothing.
 //!
 //! The formatter is `LogContext` (feature `logs`); `telemetry::init` installs
 //! its text form.

@@ -10,7 +10,7 @@
 //! SDK makes of the same headers. A test over every one-byte edit of a canonical
 //! value, and the `trace_context` fuzz target, hold the two equal.
 //!
-//! [`telemetry::init`](crate::telemetry) installs it for `OTEL_PROPAGATORS=tracecontext`
+//! `telemetry::init` (feature `telemetry`) installs it for `OTEL_PROPAGATORS=tracecontext`
 //! (the default). Installed by hand:
 //!
 //! ```

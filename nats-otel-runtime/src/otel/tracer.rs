@@ -2,7 +2,7 @@
 //!
 //! Spans are started with the global tracer provider as it is when a service
 //! starts or a publisher is made, so install it first (as
-//! [`telemetry::init`](crate::telemetry) does). Going through the API directly
+//! `telemetry::init` does, feature `telemetry`). Going through the API directly
 //! is what the hand-written loop does, and costs a third of what the
 //! `tracing-opentelemetry` layer spends per attribute (see BENCHMARKS.md). A
 //! `tracing` subscriber is still welcome: while a handler runs, its `process`
