@@ -115,6 +115,23 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoopMetrics {
     }
 }
 
+/// The `tracing-opentelemetry` layer of variants 2 and 3, carefully
+/// configured: no per-span source locations or thread ids.
+fn bridge<S>(
+    tracer: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer.tracer("bench"))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
+        .with_context_activation(std::env::var_os("NATS_OTEL_BENCH_NO_ACTIVATION").is_none())
+}
+
 /// The provider configuration shared by variants 2 and 3.
 struct Providers {
     tracer: SdkTracerProvider,
@@ -130,14 +147,7 @@ impl Providers {
             .build();
         let meter =
             SdkMeterProvider::builder().with_reader(PeriodicReader::builder(NoopMetrics).build()).build();
-        // A careful configuration: no per-span source locations or thread ids.
-        let layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer.tracer("bench"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_target(false)
-            .with_context_activation(std::env::var_os("NATS_OTEL_BENCH_NO_ACTIVATION").is_none());
+        let layer = bridge(&tracer);
         // Filtered at INFO as `telemetry::init` does: async-nats' per-message
         // `trace!`/`debug!` events never reach the layers.
         let dispatch = tracing::Dispatch::new(
@@ -153,12 +163,7 @@ impl Providers {
     fn with_log_lines(&self, joined: bool) -> tracing::Dispatch {
         use nats_otel_runtime::log_context::LogContext;
         use tracing_subscriber::fmt::format::Format;
-        let layer = tracing_opentelemetry::layer()
-            .with_tracer(self.tracer.tracer("bench"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_target(false);
+        let layer = bridge(&self.tracer);
         let format = Format::default().with_ansi(false);
         let lines = tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_ansi(false);
         let lines = if joined {

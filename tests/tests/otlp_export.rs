@@ -214,6 +214,30 @@ async fn a_missing_certificate_file_fails_init_naming_it() {
         !message.contains(&source.to_string()),
         "the cause is printed once, by whoever walks the chain: {message}"
     );
+
+    // Files that are there but hold the wrong bytes fail `init` too, on either protocol.
+    let certificates = Certificates::generate().unwrap();
+    let garbage = certificates.path_str("garbage.pem");
+    std::fs::write(&garbage, b"\x00\xffnot PEM\n-----BEGIN CERTIFICATE-----\n%%%\n").unwrap();
+    for protocol in ["grpc", "http/protobuf"] {
+        environment(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &garbage),
+        ]);
+        let message = nats_otel_runtime::telemetry::init().unwrap_err().to_string();
+        assert!(
+            message.contains("is not valid PEM") && message.contains("garbage.pem"),
+            "{protocol}: {message}"
+        );
+    }
+    // A key file that holds a certificate, not a key.
+    environment(&[
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", &certificates.path_str("ca.pem")),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &certificates.path_str("client.pem")),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &certificates.path_str("client.pem")),
+    ]);
+    let message = nats_otel_runtime::telemetry::init().unwrap_err().to_string();
+    assert!(message.contains("holds no PEM private key"), "{message}");
 }
 
 /// With spans ending faster than the collector takes them, the SDK's queue drops

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::handler::reply::Failure;
 
-/// An endpoint as `INFO` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An endpoint as `INFO` describes it (serialized as ADR-32's endpoint info).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EndpointInfo {
     /// Its name: the handler's, made a valid Services API name.
     pub name: String,
@@ -38,7 +38,7 @@ pub(crate) fn endpoint_name(handler: Option<&str>) -> String {
 pub struct EndpointStats {
     requests: AtomicU64,
     errors: AtomicU64,
-    /// Nanoseconds, saturating.
+    /// Nanoseconds.
     processing: AtomicU64,
     /// The last failure, as `{error.type}: {message}`.
     last_error: Mutex<Option<Box<str>>>,
@@ -69,7 +69,8 @@ impl StatsSnapshot {
     }
 }
 
-fn duration_nanos(duration: Duration) -> u64 {
+/// Nanoseconds as the Services API counts them (saturating past 584 years).
+pub(crate) fn duration_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -78,10 +79,8 @@ impl EndpointStats {
     /// uncontended atomic additions; a lock only for a failure.
     pub(crate) fn record(&self, elapsed: Duration, failure: Option<&Failure>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let nanos = duration_nanos(elapsed);
-        let _ = self
-            .processing
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| Some(total.saturating_add(nanos)));
+        // u64 nanoseconds hold 584 years of processing: no overflow to guard.
+        self.processing.fetch_add(duration_nanos(elapsed), Ordering::Relaxed);
         if let Some(failure) = failure {
             self.errors.fetch_add(1, Ordering::Relaxed);
             let last = format!("{}: {}", failure.error_type(), failure.message());

@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::{Client, Message};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::endpoint::discovery::{EndpointInfo, EndpointStats, StatsSnapshot};
+use crate::endpoint::discovery::{EndpointInfo, EndpointStats, StatsSnapshot, duration_nanos};
 use crate::error::{ServeError, ServeErrorKind};
 use crate::otel::TARGET;
 
@@ -86,8 +86,9 @@ const PING: &str = "io.nats.micro.v1.ping_response";
 const INFO: &str = "io.nats.micro.v1.info_response";
 const STATS: &str = "io.nats.micro.v1.stats_response";
 
+/// What every response starts with: its type and the service's identity.
 #[derive(Serialize)]
-struct PingResponse<'a> {
+struct Header<'a> {
     r#type: &'static str,
     name: &'a str,
     id: &'a str,
@@ -97,30 +98,16 @@ struct PingResponse<'a> {
 
 #[derive(Serialize)]
 struct InfoResponse<'a> {
-    r#type: &'static str,
-    name: &'a str,
-    id: &'a str,
-    version: &'a str,
-    metadata: &'a BTreeMap<String, String>,
+    #[serde(flatten)]
+    header: Header<'a>,
     description: &'a str,
-    endpoints: Vec<EndpointInfoJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct EndpointInfoJson<'a> {
-    name: &'a str,
-    subject: &'a str,
-    queue_group: &'a str,
-    metadata: &'a BTreeMap<String, String>,
+    endpoints: Vec<&'a EndpointInfo>,
 }
 
 #[derive(Serialize)]
 struct StatsResponse<'a> {
-    r#type: &'static str,
-    name: &'a str,
-    id: &'a str,
-    version: &'a str,
-    metadata: &'a BTreeMap<String, String>,
+    #[serde(flatten)]
+    header: Header<'a>,
     started: String,
     endpoints: Vec<EndpointStatsJson>,
 }
@@ -139,10 +126,6 @@ struct EndpointStatsJson {
     average_processing_time: u64,
     /// No endpoint-specific data (ADR-32 allows `null`).
     data: Option<()>,
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The three requests, on every subject form.
@@ -167,34 +150,22 @@ impl Verb {
 
 impl Registry {
     fn respond(&self, identity: &Identity, verb: Verb) -> serde_json::Result<Vec<u8>> {
-        let (name, id, version, metadata) =
-            (&*identity.name, &*self.id, &*identity.version, &identity.metadata);
+        let header = |r#type| Header {
+            r#type,
+            name: &identity.name,
+            id: &self.id,
+            version: &identity.version,
+            metadata: &identity.metadata,
+        };
         match verb {
-            Verb::Ping => serde_json::to_vec(&PingResponse { r#type: PING, name, id, version, metadata }),
+            Verb::Ping => serde_json::to_vec(&header(PING)),
             Verb::Info => serde_json::to_vec(&InfoResponse {
-                r#type: INFO,
-                name,
-                id,
-                version,
-                metadata,
+                header: header(INFO),
                 description: identity.description.as_deref().unwrap_or_default(),
-                endpoints: self
-                    .endpoints
-                    .iter()
-                    .map(|(info, _)| EndpointInfoJson {
-                        name: &info.name,
-                        subject: &info.subject,
-                        queue_group: &info.queue_group,
-                        metadata: &info.metadata,
-                    })
-                    .collect(),
+                endpoints: self.endpoints.iter().map(|(info, _)| info).collect(),
             }),
             Verb::Stats => serde_json::to_vec(&StatsResponse {
-                r#type: STATS,
-                name,
-                id,
-                version,
-                metadata,
+                header: header(STATS),
                 started: rfc3339_micros(self.started),
                 endpoints: self
                     .stats()
@@ -202,8 +173,8 @@ impl Registry {
                     .map(|(info, stats)| EndpointStatsJson {
                         num_requests: stats.requests,
                         num_errors: stats.errors,
-                        processing_time: nanos(stats.processing_time),
-                        average_processing_time: nanos(stats.average_processing_time()),
+                        processing_time: duration_nanos(stats.processing_time),
+                        average_processing_time: duration_nanos(stats.average_processing_time()),
                         last_error: stats.last_error,
                         name: info.name,
                         subject: info.subject,
@@ -337,6 +308,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
