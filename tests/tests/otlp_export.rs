@@ -271,7 +271,9 @@ fn dropped_spans_are_reported_on_stderr() {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|count| count.parse().ok())
         .unwrap_or_else(|| panic!("a count in {total}"));
-    // 1000 spans: the queue and one batch in flight kept (16) while the first
-    // export hangs for 500 ms; most of the rest dropped, however slow the machine.
-    assert!((500..=1000 - 16).contains(&dropped), "{total}");
+    // 1000 spans: at least the queue's 8 are kept (16 when the exporter thread
+    // took a batch before the burst filled the queue; a busy machine may not
+    // schedule it in time), and while the first export hangs for 500 ms most
+    // of the rest are dropped, however slow the machine.
+    assert!((500..=1000 - 8).contains(&dropped), "{total}");
 }
