@@ -103,6 +103,9 @@ pub enum ServeErrorKind {
     /// The service's Services API name or version breaks ADR-32's rules, or
     /// a version, description or metadata was given without a name.
     InvalidIdentity,
+    /// The service was built with `Service::without_connection()`, for its
+    /// contract only, and cannot be started.
+    NoConnection,
 }
 
 impl fmt::Display for ServeErrorKind {
@@ -126,6 +129,7 @@ impl fmt::Display for ServeErrorKind {
                  docs/upstream/async-nats-header-parsing.md)"
             }
             Self::InvalidIdentity => "invalid Services API identity",
+            Self::NoConnection => "the service has no connection",
         })
     }
 }

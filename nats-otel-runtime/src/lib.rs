@@ -98,6 +98,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod asyncapi;
 mod endpoint;
 mod error;
 pub mod events;
@@ -201,6 +202,12 @@ pub mod __private {
         SubjectValueError, extract,
     };
     pub use crate::handler::reply::typed_reply;
+    pub use crate::handler::shape::{HandlerShape, PayloadShape, Probe, Schemas};
+
+    /// The traits the expansions resolve [`Probe`] methods with.
+    pub mod probe {
+        pub use crate::handler::shape::{ByKind, NoSchema, SchemaOf, Silent, WithSchema};
+    }
     pub use crate::{Extractor, FromMessage, Incoming, IntoOutcome, IntoReply, Outcome, Rejection};
 
     /// Compile-time check that a handler argument is an extractor.

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "events"],
     &["handler"],
     &["endpoint"],
-    &["otel"],
+    &["otel", "asyncapi"],
     &["serving", "publisher"],
     &["jetstream"],
     &["service"],

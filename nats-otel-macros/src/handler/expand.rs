@@ -133,6 +133,7 @@ pub(crate) fn handler<A: HandlerAttribute>(
     } else {
         quote!(::<#(#turbofish_params),*>)
     };
+    let shape = shape(&private, sig, message, &extractor_types);
     let inputs = &sig.inputs;
     let future = quote_spanned! {sig.ident.span()=>
         impl ::core::future::Future<Output = #output> + ::core::marker::Send
@@ -149,6 +150,8 @@ pub(crate) fn handler<A: HandlerAttribute>(
             fn endpoint() -> #private::Endpoint {
                 #endpoint
             }
+
+            #shape
         }
 
         #declaration
@@ -170,4 +173,65 @@ pub(crate) fn handler<A: HandlerAttribute>(
             #private::Declared::new(#name #turbofish (#(#arg_names),*))
         }
     }
+}
+
+/// `Descriptor::shape`: the first argument (after `message`) that describes a
+/// payload, and the reply from the return type (`Result<T, E>` read as `T`),
+/// resolved by the runtime's probes where the types are concrete. Generic
+/// handlers and `impl Trait` types keep the default (nothing described): their
+/// types cannot be named outside the function.
+fn shape(
+    private: &TokenStream,
+    sig: &syn::Signature,
+    message: Option<&syn::Type>,
+    extractor_types: &[&Type],
+) -> TokenStream {
+    if !sig.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let nameable = |ty: &&Type| !matches!(ty, Type::ImplTrait(_)) && !mentions_impl_trait(ty);
+    let payload_types: Vec<&Type> =
+        message.into_iter().chain(extractor_types.iter().copied()).filter(nameable).collect();
+    let reply_type = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(ok_type(ty)).filter(nameable),
+    };
+    let reply = match reply_type {
+        Some(ty) => quote!((&&&#private::Probe::<#ty>::new()).payload(__schemas)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        fn shape(__schemas: &mut #private::Schemas) -> #private::HandlerShape {
+            #[allow(unused_imports)]
+            use #private::probe::{ByKind as _, Silent as _, WithSchema as _};
+            let mut __payload = ::core::option::Option::None;
+            #(
+                if __payload.is_none() {
+                    __payload = (&&&#private::Probe::<#payload_types>::new()).payload(__schemas);
+                }
+            )*
+            #private::HandlerShape::new(__payload, #reply)
+        }
+    }
+}
+
+/// `T` of `Result<T, E>` (any path ending in `Result`, as `anyhow::Result<T>`),
+/// else the type itself.
+fn ok_type(ty: &Type) -> &Type {
+    if let Type::Path(path) = ty
+        && let Some(last) = path.path.segments.last()
+        && last.ident == "Result"
+        && let syn::PathArguments::AngleBracketed(args) = &last.arguments
+        && let Some(syn::GenericArgument::Type(ok)) = args.args.first()
+    {
+        return ok;
+    }
+    ty
+}
+
+/// Whether `impl Trait` appears anywhere in `ty` (`Json<impl Trait>` is no type).
+fn mentions_impl_trait(ty: &Type) -> bool {
+    quote!(#ty)
+        .into_iter()
+        .any(|token| matches!(token, proc_macro2::TokenTree::Ident(ident) if ident == "impl"))
 }

@@ -28,24 +28,40 @@ impl MessageType<'_> {
         let private = self.private();
         let name = &self.input.ident;
         let (impl_generics, ty_generics, where_clause) = self.input.generics.split_for_impl();
-        let (encode, decode) = match &self.codec {
+        let schema = quote! {
+            {
+                #[allow(unused_imports)]
+                use #private::probe::{NoSchema as _, SchemaOf as _};
+                (&&#private::Probe::<Self>::new()).schema(__schemas)
+            }
+        };
+        let (encode, decode, content_type, schema) = match &self.codec {
             Codec::Json => (
                 quote!(<#private::JsonCodec as #private::Codec<Self>>::encode(self)),
                 quote!(<#private::JsonCodec as #private::Codec<Self>>::decode(payload)),
+                quote!(<#private::JsonCodec as #private::Codec<Self>>::CONTENT_TYPE),
+                schema,
             ),
             Codec::Custom(path) => (
                 quote_spanned!(path.span()=> <#path as #private::Codec<Self>>::encode(self)),
                 quote_spanned!(path.span()=> <#path as #private::Codec<Self>>::decode(payload)),
+                quote_spanned!(path.span()=> <#path as #private::Codec<Self>>::CONTENT_TYPE),
+                schema,
             ),
             Codec::Raw { span, field: Some(field) } => (
                 quote_spanned!(*span=> <#private::RawCodec as #private::Codec<#field>>::encode(&self.0)),
                 quote_spanned!(*span=> <#private::RawCodec as #private::Codec<#field>>::decode(payload).map(Self)),
+                quote_spanned!(*span=> <#private::RawCodec as #private::Codec<#field>>::CONTENT_TYPE),
+                quote!(::core::option::Option::None),
             ),
             // Not a newtype (reported by the check): still implement the trait,
             // so that error is the only one.
-            Codec::Raw { field: None, .. } => {
-                (quote!(::core::unreachable!()), quote!(::core::unreachable!()))
-            }
+            Codec::Raw { field: None, .. } => (
+                quote!(::core::unreachable!()),
+                quote!(::core::unreachable!()),
+                quote!(::core::option::Option::None),
+                quote!(::core::option::Option::None),
+            ),
         };
         let mut with_state = self.input.generics.clone();
         with_state.params.push(syn::parse_quote!(__S));
@@ -59,6 +75,10 @@ impl MessageType<'_> {
 
                 fn decode(payload: &#krate::Bytes) -> ::core::result::Result<Self, #krate::message::CodecError> {
                     #decode
+                }
+
+                fn payload_shape(__schemas: &mut #private::Schemas) -> #private::PayloadShape {
+                    #private::PayloadShape::of::<Self>(#content_type).with_schema(#schema)
                 }
             }
 

@@ -2,12 +2,19 @@
 //! function alone by [`Service::handler`](crate::Service::handler).
 
 use crate::handler::DeclaredArgs;
+use crate::handler::shape::{HandlerShape, Schemas};
 
 /// The static description of a handler declared with a macro: its subscription
 /// and options. Implemented by the marker type the macros emit.
 pub trait Descriptor: 'static {
     /// Where and how the handler subscribes.
     fn endpoint() -> super::Endpoint;
+
+    /// What the handler reads and answers, for the service's contract.
+    fn shape(schemas: &mut Schemas) -> HandlerShape {
+        let _ = schemas;
+        HandlerShape::default()
+    }
 }
 
 /// The `T` of [`Handler<T, S>`](crate::Handler) for macro-declared handlers: their descriptor `D`

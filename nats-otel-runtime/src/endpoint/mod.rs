@@ -27,3 +27,13 @@ pub enum Endpoint {
     /// A JetStream pull consumer.
     Consume(JetStreamConsumer),
 }
+
+impl Endpoint {
+    /// Puts the service's subject prefix in front of its subjects.
+    pub(crate) fn apply_prefix(&mut self, prefix: &prefix::SubjectPrefix) {
+        match self {
+            Endpoint::Subscribe(subscription) => subscription.apply_prefix(prefix),
+            Endpoint::Consume(consumer) => consumer.apply_prefix(prefix),
+        }
+    }
+}

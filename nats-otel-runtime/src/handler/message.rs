@@ -59,6 +59,7 @@ use bytes::Bytes;
 use super::extract::Rejection;
 use super::incoming::Incoming;
 use super::reply::{HandlerError, IntoOutcome};
+use super::shape::{PayloadShape, Schemas};
 
 /// A type that is sent as a NATS payload, with its codec: every
 /// [`NatsMessage`], and reply types (`#[derive(NatsPayload)]`).
@@ -76,6 +77,14 @@ pub trait NatsPayload: Sized {
 
     /// Decodes a payload (JSON by default).
     fn decode(payload: &Bytes) -> Result<Self, CodecError>;
+
+    /// How a contract describes this type; the derives fill in the codec's
+    /// content type and, with the `schemars` feature, the type's schema.
+    #[doc(hidden)]
+    fn payload_shape(schemas: &mut Schemas) -> PayloadShape {
+        let _ = schemas;
+        PayloadShape::of::<Self>(None)
+    }
 }
 
 /// A message type with a subject template (`orders.{region}.created`).
@@ -128,6 +137,9 @@ pub enum NoReply {}
 /// }
 /// ```
 pub trait Codec<T> {
+    /// The content type of what it encodes (`application/json`), for contracts.
+    const CONTENT_TYPE: Option<&'static str> = None;
+
     /// Encodes `value`.
     fn encode(value: &T) -> Result<Bytes, CodecError>;
     /// Decodes `payload`.
@@ -139,6 +151,8 @@ pub trait Codec<T> {
 pub struct JsonCodec;
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for JsonCodec {
+    const CONTENT_TYPE: Option<&'static str> = Some("application/json");
+
     fn encode(value: &T) -> Result<Bytes, CodecError> {
         serde_json::to_vec(value).map(Bytes::from).map_err(CodecError::new)
     }
@@ -154,6 +168,8 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for JsonCodec {
 pub struct RawCodec;
 
 impl<T: Clone + Into<Bytes> + From<Bytes>> Codec<T> for RawCodec {
+    const CONTENT_TYPE: Option<&'static str> = Some("application/octet-stream");
+
     fn encode(value: &T) -> Result<Bytes, CodecError> {
         Ok(value.clone().into())
     }

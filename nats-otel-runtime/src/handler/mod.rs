@@ -11,6 +11,7 @@ pub(crate) mod jetstream;
 pub mod message;
 pub(crate) mod reply;
 pub(crate) mod settlement;
+pub mod shape;
 pub mod subject_tokens;
 
 use std::future::Future;

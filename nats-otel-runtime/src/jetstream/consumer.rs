@@ -404,6 +404,10 @@ where
         self.consumer.apply_prefix(prefix);
     }
 
+    fn endpoint(&self) -> crate::endpoint::Endpoint {
+        crate::endpoint::Endpoint::Consume(self.consumer.clone())
+    }
+
     fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
         let client = client.clone();
         Box::pin(async move {

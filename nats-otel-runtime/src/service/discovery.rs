@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::{Client, Message};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -50,6 +51,8 @@ pub(crate) struct Registry {
     pub(crate) id: String,
     pub(crate) started: SystemTime,
     pub(crate) endpoints: Vec<(EndpointInfo, Arc<EndpointStats>)>,
+    /// The AsyncAPI document, as JSON (a named service).
+    pub(crate) asyncapi: Option<Bytes>,
 }
 
 impl Registry {
@@ -58,6 +61,7 @@ impl Registry {
     pub(crate) fn new(
         identity: Option<Identity>,
         mut endpoints: Vec<(EndpointInfo, Arc<EndpointStats>)>,
+        asyncapi: Option<Bytes>,
     ) -> Self {
         let mut seen = std::collections::HashMap::<String, usize>::new();
         for (info, _) in &mut endpoints {
@@ -67,7 +71,7 @@ impl Registry {
                 info.name = format!("{}-{count}", info.name);
             }
         }
-        Self { identity, id: nuid::next().to_string(), started: SystemTime::now(), endpoints }
+        Self { identity, id: nuid::next().to_string(), started: SystemTime::now(), endpoints, asyncapi }
     }
 
     /// Every endpoint with its counts now.
@@ -128,28 +132,36 @@ struct EndpointStatsJson {
     data: Option<()>,
 }
 
-/// The three requests, on every subject form.
+/// The requests, on every subject form: ADR-32's three, and the service's
+/// AsyncAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
     Ping,
     Info,
     Stats,
+    AsyncApi,
 }
 
 impl Verb {
-    const ALL: [Verb; 3] = [Verb::Ping, Verb::Info, Verb::Stats];
+    const ALL: [Verb; 4] = [Verb::Ping, Verb::Info, Verb::Stats, Verb::AsyncApi];
 
     fn token(self) -> &'static str {
         match self {
             Verb::Ping => "PING",
             Verb::Info => "INFO",
             Verb::Stats => "STATS",
+            Verb::AsyncApi => "ASYNCAPI",
         }
     }
 }
 
+/// Where a named service answers with its AsyncAPI document.
+pub(crate) fn asyncapi_subject(name: &str) -> String {
+    format!("$SRV.{}.{name}", Verb::AsyncApi.token())
+}
+
 impl Registry {
-    fn respond(&self, identity: &Identity, verb: Verb) -> serde_json::Result<Vec<u8>> {
+    fn respond(&self, identity: &Identity, verb: Verb) -> serde_json::Result<Bytes> {
         let header = |r#type| Header {
             r#type,
             name: &identity.name,
@@ -157,7 +169,8 @@ impl Registry {
             version: &identity.version,
             metadata: &identity.metadata,
         };
-        match verb {
+        let body = match verb {
+            Verb::AsyncApi => return Ok(self.asyncapi.clone().unwrap_or_default()),
             Verb::Ping => serde_json::to_vec(&header(PING)),
             Verb::Info => serde_json::to_vec(&InfoResponse {
                 header: header(INFO),
@@ -183,7 +196,8 @@ impl Registry {
                     })
                     .collect(),
             }),
-        }
+        };
+        body.map(Bytes::from)
     }
 }
 
@@ -203,13 +217,14 @@ impl std::fmt::Debug for Control {
     }
 }
 
-/// Subscribes to the nine control subjects of a named service (none without a name).
+/// Subscribes to the control subjects of a named service (none without a name):
+/// three forms of each verb.
 pub(crate) async fn subscribe(
     client: &Client,
     registry: &Arc<Registry>,
 ) -> Result<Option<Control>, ServeError> {
     let Some(identity) = registry.identity.clone() else { return Ok(None) };
-    let mut subscriptions = Vec::with_capacity(9);
+    let mut subscriptions = Vec::with_capacity(Verb::ALL.len() * 3);
     for verb in Verb::ALL {
         for subject in [
             format!("$SRV.{}", verb.token()),
@@ -265,7 +280,7 @@ async fn answer(client: &Client, registry: &Registry, identity: &Identity, verb:
     let Some(reply) = message.reply else { return };
     match registry.respond(identity, verb) {
         Ok(body) => {
-            if let Err(e) = client.publish(reply, body.into()).await {
+            if let Err(e) = client.publish(reply, body).await {
                 tracing::warn!(target: TARGET, error = %e, "failed to answer a Services API {} request", verb.token());
             }
         }
@@ -335,6 +350,7 @@ mod tests {
         let registry = Registry::new(
             None,
             ["charge", "charge", "refund", "charge"].map(|n| (info(n), Arc::default())).into(),
+            None,
         );
         let names: Vec<_> = registry.endpoints.iter().map(|(i, _)| i.name.as_str()).collect();
         assert_eq!(names, ["charge", "charge-2", "refund", "charge-3"]);

@@ -21,12 +21,15 @@ use tokio::task::JoinSet;
 use tracing::Dispatch;
 use tracing::instrument::WithSubscriber;
 
+use crate::asyncapi::{AsyncApi, Received, Sent};
 use crate::endpoint::discovery::{EndpointInfo, EndpointStats, StatsSnapshot};
 use crate::endpoint::prefix::SubjectPrefix;
 use crate::endpoint::{DeclaredHandler, Descriptor, Endpoint, JetStreamConsumer, Subscription};
 use crate::error::{ServeError, ServeErrorKind};
 use crate::events::ClientEvents;
 use crate::handler::Handler;
+use crate::handler::message::NatsMessage;
+use crate::handler::shape::{HandlerShape, PayloadShape, Schemas};
 use crate::jetstream::ConsumerEndpoint;
 use crate::otel::metrics::Instruments;
 use crate::otel::peer::Peer;
@@ -56,17 +59,35 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Ok(()) }
 /// ```
 pub struct Service<S = ()> {
-    client: Client,
+    /// `None` for a service built for its contract only ([`Service::without_connection`]).
+    client: Option<Client>,
     state: S,
-    endpoints: Vec<Box<dyn Serve<S>>>,
+    endpoints: Vec<Registered<S>>,
+    /// The typed messages the service says it sends ([`Service::sends`]).
+    sends: Vec<Sends>,
     shutdown_timeout: Duration,
     events: Option<broadcast::Receiver<async_nats::Event>>,
     prefix: Option<Cow<'static, str>>,
     identity: IdentityParts,
 }
 
+/// An endpoint as registered: how it is served, and what its handler reads and
+/// answers (for the contract).
+struct Registered<S> {
+    serve: Box<dyn Serve<S>>,
+    shape: fn(&mut Schemas) -> HandlerShape,
+}
+
+/// A typed message a service sends, for the contract.
+#[derive(Debug, Clone, Copy)]
+struct Sends {
+    template: &'static str,
+    stream: Option<&'static str>,
+    shape: fn(&mut Schemas) -> PayloadShape,
+}
+
 /// What `name`, `version`, `description` and `metadata` set, checked at start.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct IdentityParts {
     name: Option<String>,
     version: Option<String>,
@@ -99,7 +120,7 @@ impl IdentityParts {
 impl<S> std::fmt::Debug for Service<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("endpoints", &self.endpoints.iter().map(|e| e.describe()).collect::<Vec<_>>())
+            .field("endpoints", &self.endpoints.iter().map(|e| e.serve.describe()).collect::<Vec<_>>())
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
     }
@@ -111,6 +132,26 @@ impl Service<()> {
         Self::with_state(client, ())
     }
 
+    /// A service without a connection, for its contract only: build it as the
+    /// real one (the same function can do both) and call
+    /// [`asyncapi`](Self::asyncapi), without a server; [`start`](Self::start)
+    /// fails with [`ServeErrorKind::NoConnection`].
+    ///
+    /// ```
+    /// use nats_otel_runtime::Service;
+    /// async fn quote() -> &'static str { "42" }
+    ///
+    /// fn pricing(service: Service) -> Service {
+    ///     service.name("pricing").version("1.2.0").subscribe("quotes.get", quote)
+    /// }
+    ///
+    /// let document = pricing(Service::without_connection()).asyncapi().unwrap();
+    /// assert_eq!(document.as_value()["info"]["title"], "pricing");
+    /// ```
+    pub fn without_connection() -> Self {
+        Self::build(None, ())
+    }
+
     /// Sets the state that [`State<T>`](crate::State) extractors read. Handlers added
     /// before keep working: they did not ask for state.
     pub fn state<S: Send + Sync + 'static>(self, state: S) -> Service<S> {
@@ -120,8 +161,9 @@ impl Service<()> {
             endpoints: self
                 .endpoints
                 .into_iter()
-                .map(|e| Box::new(Stateless(e)) as Box<dyn Serve<S>>)
+                .map(|e| Registered { serve: Box::new(Stateless(e.serve)), shape: e.shape })
                 .collect(),
+            sends: self.sends,
             shutdown_timeout: self.shutdown_timeout,
             events: self.events,
             prefix: self.prefix,
@@ -133,10 +175,15 @@ impl Service<()> {
 impl<S: Send + Sync + 'static> Service<S> {
     /// A service whose handlers can extract `State` from `state`.
     pub fn with_state(client: Client, state: S) -> Self {
+        Self::build(Some(client), state)
+    }
+
+    fn build(client: Option<Client>, state: S) -> Self {
         Self {
             client,
             state,
             endpoints: Vec::new(),
+            sends: Vec::new(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             events: None,
             prefix: None,
@@ -209,15 +256,29 @@ impl<S: Send + Sync + 'static> Service<S> {
         H: Handler<T, S>,
         T: DeclaredHandler + 'static,
     {
+        let shape = <T::Descriptor as Descriptor>::shape;
         match <T::Descriptor as Descriptor>::endpoint() {
-            Endpoint::Subscribe(subscription) => self.subscribe_with(subscription, handler),
-            Endpoint::Consume(consumer) => self.consume(consumer, handler),
+            Endpoint::Subscribe(subscription) => self.add_subscription(subscription, handler, shape),
+            Endpoint::Consume(consumer) => self.add_consumer(consumer, handler, shape),
         }
     }
 
     /// Consumes a JetStream pull consumer with an undecorated async fn: every
     /// message is settled from the handler's result (see [`settle`](crate::settle)).
-    pub fn consume<H, T>(mut self, mut consumer: JetStreamConsumer, handler: H) -> Self
+    pub fn consume<H, T>(self, consumer: JetStreamConsumer, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.add_consumer(consumer, handler, HandlerShape::unknown)
+    }
+
+    fn add_consumer<H, T>(
+        mut self,
+        mut consumer: JetStreamConsumer,
+        handler: H,
+        shape: fn(&mut Schemas) -> HandlerShape,
+    ) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
@@ -225,7 +286,8 @@ impl<S: Send + Sync + 'static> Service<S> {
         if consumer.name.is_none() {
             consumer.name = Some(Cow::Borrowed(std::any::type_name::<H>()));
         }
-        self.endpoints.push(Box::new(ConsumerEndpoint { consumer, handler, args: PhantomData }));
+        let serve = Box::new(ConsumerEndpoint { consumer, handler, args: PhantomData });
+        self.endpoints.push(Registered { serve, shape });
         self
     }
 
@@ -239,7 +301,20 @@ impl<S: Send + Sync + 'static> Service<S> {
     }
 
     /// Subscribes an undecorated async fn with the given options.
-    pub fn subscribe_with<H, T>(mut self, mut subscription: Subscription, handler: H) -> Self
+    pub fn subscribe_with<H, T>(self, subscription: Subscription, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.add_subscription(subscription, handler, HandlerShape::unknown)
+    }
+
+    fn add_subscription<H, T>(
+        mut self,
+        mut subscription: Subscription,
+        handler: H,
+        shape: fn(&mut Schemas) -> HandlerShape,
+    ) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
@@ -247,8 +322,63 @@ impl<S: Send + Sync + 'static> Service<S> {
         if subscription.name.is_none() {
             subscription.name = Some(Cow::Borrowed(std::any::type_name::<H>()));
         }
-        self.endpoints.push(Box::new(CoreEndpoint { subscription, handler, args: PhantomData }));
+        let serve = Box::new(CoreEndpoint { subscription, handler, args: PhantomData });
+        self.endpoints.push(Registered { serve, shape });
         self
+    }
+
+    /// Declares that the service sends messages of type `M` (published with the
+    /// [`Publisher`](crate::Publisher) elsewhere in the application), for its
+    /// contract: a `send` operation on `M`'s subject template in
+    /// [`asyncapi`](Self::asyncapi). Nothing changes at run time.
+    ///
+    /// ```
+    /// use nats_otel_runtime::prelude::*;
+    /// use nats_otel_runtime::NatsMessage;
+    ///
+    /// #[derive(Serialize, Deserialize, NatsMessage)]
+    /// #[nats(subject = "orders.{region}.shipped")]
+    /// struct OrderShipped { region: String, id: u64 }
+    ///
+    /// let service = Service::without_connection().name("shipping").version("1.0.0").sends::<OrderShipped>();
+    /// let document = service.asyncapi().unwrap();
+    /// let operation = &document.as_value()["operations"]["send_OrderShipped"];
+    /// assert_eq!(operation["action"], "send");
+    /// ```
+    #[must_use]
+    pub fn sends<M: NatsMessage>(mut self) -> Self {
+        self.sends.push(Sends { template: M::TEMPLATE, stream: M::STREAM, shape: M::payload_shape });
+        self
+    }
+
+    /// The service's AsyncAPI 3.0 document (see [`asyncapi`](crate::asyncapi)
+    /// for what it holds): its handlers as `receive` operations (with replies),
+    /// the messages it [`sends`](Self::sends), their payload schemas (feature
+    /// `schemars`), queue groups and JetStream settings. Built from the
+    /// endpoints as they will be served, the subject prefix applied; needs the
+    /// service's [`name`](Self::name) and [`version`](Self::version).
+    ///
+    /// A running named service also answers `$SRV.ASYNCAPI.<name>` (and
+    /// `$SRV.ASYNCAPI`, `$SRV.ASYNCAPI.<name>.<id>`) with it, and says so in its
+    /// Services API metadata (`nats_otel.asyncapi`).
+    pub fn asyncapi(&self) -> Result<AsyncApi, ServeError> {
+        let identity = self.identity.clone().build()?.ok_or_else(|| {
+            ServeError::new(ServeErrorKind::InvalidIdentity).context(
+                "an AsyncAPI document needs the service's name: add `.name(..)` and `.version(..)`"
+                    .to_owned(),
+            )
+        })?;
+        let prefix = self.checked_prefix()?;
+        Ok(contract(&identity, &self.endpoints, &self.sends, prefix.as_ref()))
+    }
+
+    /// The subject prefix, checked.
+    fn checked_prefix(&self) -> Result<Option<SubjectPrefix>, ServeError> {
+        self.prefix
+            .as_deref()
+            .map(SubjectPrefix::parse)
+            .transpose()
+            .map_err(|e| ServeError::with_source(ServeErrorKind::InvalidSubject, e))
     }
 
     /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject the
@@ -306,22 +436,44 @@ impl<S: Send + Sync + 'static> Service<S> {
     pub fn start(self) -> impl Future<Output = Result<Started<S>, ServeError>> + Send {
         let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
         async move {
-            let Service { client, state, mut endpoints, shutdown_timeout, events, prefix, identity } = self;
-            let identity = identity.build()?;
-            if let Some(prefix) = prefix {
-                let prefix = SubjectPrefix::parse(&prefix)
-                    .map_err(|e| ServeError::with_source(ServeErrorKind::InvalidSubject, e))?;
+            let prefix = self.checked_prefix()?;
+            let Service {
+                client,
+                state,
+                mut endpoints,
+                sends,
+                shutdown_timeout,
+                events,
+                prefix: _,
+                identity,
+            } = self;
+            let Some(client) = client else {
+                return Err(ServeError::new(ServeErrorKind::NoConnection).context(
+                    "built with `Service::without_connection()` for its contract: use `Service::new(client)` to serve"
+                        .to_owned(),
+                ));
+            };
+            let mut identity = identity.build()?;
+            let document =
+                identity.as_ref().map(|identity| contract(identity, &endpoints, &sends, prefix.as_ref()));
+            if let Some(identity) = &mut identity {
+                identity
+                    .metadata
+                    .insert(ASYNCAPI_METADATA.to_owned(), discovery::asyncapi_subject(&identity.name));
+            }
+            if let Some(prefix) = &prefix {
                 for endpoint in &mut endpoints {
-                    endpoint.apply_prefix(&prefix);
+                    endpoint.serve.apply_prefix(prefix);
                 }
             }
             let mut subscribed = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
-                subscribed.push(endpoint.prepare(&client).await?);
+                subscribed.push(endpoint.serve.prepare(&client).await?);
             }
             let counted: Vec<(EndpointInfo, Arc<EndpointStats>)> =
                 subscribed.iter().map(|endpoint| (endpoint.info(), Arc::default())).collect();
-            let registry = Arc::new(discovery::Registry::new(identity, counted));
+            let document = document.map(|document| Bytes::from(document.to_json()));
+            let registry = Arc::new(discovery::Registry::new(identity, counted, document));
             let control = discovery::subscribe(&client, &registry).await?;
             server_round_trip(&client).await?;
             Ok(Started {
@@ -447,6 +599,44 @@ impl<S: Send + Sync + 'static> Started<S> {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The Services API metadata key naming the subject the AsyncAPI document is served on.
+pub const ASYNCAPI_METADATA: &str = "nats_otel.asyncapi";
+
+/// The contract of a service with `identity`: its endpoints as they will be
+/// served (`prefix` applied to copies) and the messages it sends.
+fn contract<S>(
+    identity: &discovery::Identity,
+    endpoints: &[Registered<S>],
+    sends: &[Sends],
+    prefix: Option<&SubjectPrefix>,
+) -> AsyncApi {
+    let mut schemas = Schemas::new();
+    let received: Vec<Received> = endpoints
+        .iter()
+        .map(|registered| {
+            let mut endpoint = registered.serve.endpoint();
+            if let Some(prefix) = prefix {
+                endpoint.apply_prefix(prefix);
+            }
+            Received { endpoint, shape: (registered.shape)(&mut schemas) }
+        })
+        .collect();
+    let sent: Vec<Sent> = sends
+        .iter()
+        .map(|sends| Sent {
+            template: prefix.map_or_else(|| sends.template.to_owned(), |prefix| prefix.apply(sends.template)),
+            stream: sends.stream,
+            shape: (sends.shape)(&mut schemas),
+        })
+        .collect();
+    let info = crate::asyncapi::Info {
+        title: &identity.name,
+        version: &identity.version,
+        description: identity.description.as_deref(),
+    };
+    crate::asyncapi::document(&info, &received, &sent, schemas)
 }
 
 /// How long `start` waits for the server to echo its readiness probe.
@@ -579,6 +769,10 @@ impl<S: Send + Sync + 'static> Serve<S> for Stateless<Box<dyn Serve<()>>> {
 
     fn apply_prefix(&mut self, prefix: &SubjectPrefix) {
         self.0.apply_prefix(prefix);
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        self.0.endpoint()
     }
 
     fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {

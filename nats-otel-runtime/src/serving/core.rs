@@ -51,6 +51,10 @@ where
         self.subscription.apply_prefix(prefix);
     }
 
+    fn endpoint(&self) -> crate::endpoint::Endpoint {
+        crate::endpoint::Endpoint::Subscribe(self.subscription.clone())
+    }
+
     fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
         let client = client.clone();
         Box::pin(async move {

@@ -39,6 +39,8 @@ pub(crate) struct Run<S> {
 pub(crate) trait Serve<S>: Send {
     fn describe(&self) -> String;
     fn apply_prefix(&mut self, prefix: &crate::endpoint::prefix::SubjectPrefix);
+    /// Its configuration, for the service's contract.
+    fn endpoint(&self) -> crate::endpoint::Endpoint;
     /// Subscribes (or binds its consumer), ready to serve.
     fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>>;
 }
