@@ -10,6 +10,8 @@
 //! `max_deliver` deliveries it is published to `orders.dead` (with its trace
 //! context and why it failed) and termed. A payload that is not JSON is poison:
 //! termed at once and dead-lettered, never redelivered.
+//!
+//! Its AsyncAPI document: `cargo run -p examples --example asyncapi`.
 
 use async_nats::jetstream::{self, stream};
 use nats_otel_runtime::prelude::*;
@@ -17,11 +19,12 @@ use nats_otel_runtime::publisher::StreamPublish;
 use nats_otel_runtime::testing::install_w3c_propagators;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use schemars::JsonSchema;
 use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 struct OrderPlaced {
     id: u64,
     cents: u64,
@@ -65,6 +68,12 @@ async fn dead_letters(headers: HeaderMap) {
     tracing::warn!(subject = header("Nats-Otel-Subject"), error = header("Nats-Otel-Error"), "dead letter");
 }
 
+/// The service: the billing consumer and the dead-letter watcher. One function
+/// for serving and for the contract (see the `asyncapi` example).
+pub fn service(service: Service) -> Service {
+    service.name("orders").version("0.1.0").handler(bill).handler(dead_letters)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     install_w3c_propagators();
@@ -96,7 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
 
-    let service = Service::new(client.clone()).handler(bill).handler(dead_letters).start().await?;
+    let service = service(Service::new(client.clone())).start().await?;
     let running = service.spawn();
 
     let publisher = Publisher::new(client.clone());

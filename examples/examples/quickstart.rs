@@ -7,23 +7,24 @@
 //!
 //! Without `NATS_URL` it starts a throwaway nats-server (from `PATH`). With
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans go to that collector over OTLP instead
-//! of the terminal.
+//! of the terminal. Its AsyncAPI document: `cargo run -p examples --example asyncapi`.
 
 use nats_otel_runtime::prelude::*;
+use schemars::JsonSchema;
 use tracing::Instrument as _;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 struct OrderPlaced {
     id: u64,
     region: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 struct QuoteRequest {
     sku: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 struct Quote {
     sku: String,
     cents: u64,
@@ -44,6 +45,12 @@ async fn quote(Json(req): Json<QuoteRequest>) -> Result<Json<Quote>, ServiceErro
     }
 }
 
+/// The service: named (so `nats micro ls` finds it), with its handlers. One
+/// function for serving and for the contract (see the `asyncapi` example).
+pub fn service(service: Service) -> Service {
+    service.name("quickstart").version("0.1.0").handler(ship).handler(quote)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // OTLP when a collector is configured, else the traces print here at the end.
@@ -54,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = async_nats::connect(&server.url).await?;
 
     // The service, live before we publish.
-    let service = Service::new(client.clone()).handler(ship).handler(quote).start().await?;
+    let service = service(Service::new(client.clone())).start().await?;
     let running = service.spawn();
 
     // A client side, in a span of its own, like an HTTP handler would be.

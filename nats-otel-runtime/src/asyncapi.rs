@@ -161,6 +161,9 @@ impl Builder {
         self.channels.insert(id.clone(), channel(address.as_deref(), payload.as_deref()));
 
         let mut operation = operation("receive", &id, payload.as_deref());
+        if let Some(description) = received.shape.description {
+            operation.insert("description".into(), json!(description));
+        }
         if let Some(name) = name {
             operation.insert("x-nats-otel-handler".into(), json!(name));
         }

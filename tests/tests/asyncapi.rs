@@ -123,6 +123,7 @@ fn the_document_describes_every_endpoint_from_its_types() {
     assert_eq!(operation["messages"][0]["$ref"], "#/channels/quote/messages/QuoteRequest");
     assert_eq!(operation["bindings"]["nats"]["queue"], "pricing");
     assert!(operation["x-nats-otel-handler"].as_str().unwrap().ends_with("quote"), "{operation}");
+    assert_eq!(operation["description"], "A typed request answered with its typed reply.");
     let reply = &operation["reply"];
     assert_eq!(reply["channel"]["$ref"], "#/channels/quote_reply");
     assert_eq!(document["channels"]["quote_reply"]["address"], Value::Null);

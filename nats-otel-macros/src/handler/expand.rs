@@ -133,7 +133,7 @@ pub(crate) fn handler<A: HandlerAttribute>(
     } else {
         quote!(::<#(#turbofish_params),*>)
     };
-    let shape = shape(&private, sig, message, &extractor_types);
+    let shape = shape(&private, sig, attrs, message, &extractor_types);
     let inputs = &sig.inputs;
     let future = quote_spanned! {sig.ident.span()=>
         impl ::core::future::Future<Output = #output> + ::core::marker::Send
@@ -183,6 +183,7 @@ pub(crate) fn handler<A: HandlerAttribute>(
 fn shape(
     private: &TokenStream,
     sig: &syn::Signature,
+    attrs: &[syn::Attribute],
     message: Option<&syn::Type>,
     extractor_types: &[&Type],
 ) -> TokenStream {
@@ -200,6 +201,7 @@ fn shape(
         Some(ty) => quote!((&&&#private::Probe::<#ty>::new()).payload(__schemas)),
         None => quote!(::core::option::Option::None),
     };
+    let description = doc_comment(attrs).map(|doc| quote!(.described(#doc)));
     quote! {
         fn shape(__schemas: &mut #private::Schemas) -> #private::HandlerShape {
             #[allow(unused_imports)]
@@ -210,9 +212,26 @@ fn shape(
                     __payload = (&&&#private::Probe::<#payload_types>::new()).payload(__schemas);
                 }
             )*
-            #private::HandlerShape::new(__payload, #reply)
+            #private::HandlerShape::new(__payload, #reply) #description
         }
     }
+}
+
+/// The item's doc comment, its lines trimmed and joined.
+fn doc_comment(attrs: &[syn::Attribute]) -> Option<String> {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value: syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(line), .. }),
+                ..
+            }) => Some(line.value().trim().to_owned()),
+            _ => None,
+        })
+        .collect();
+    let doc = lines.join("\n").trim().to_owned();
+    (!doc.is_empty()).then_some(doc)
 }
 
 /// `T` of `Result<T, E>` (any path ending in `Result`, as `anyhow::Result<T>`),

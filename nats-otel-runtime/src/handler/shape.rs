@@ -53,12 +53,21 @@ pub struct HandlerShape {
     pub payload: Option<PayloadShape>,
     /// What it replies with; `None` for `()` or a type that says nothing.
     pub reply: Option<PayloadShape>,
+    /// The handler's doc comment.
+    pub description: Option<&'static str>,
 }
 
 impl HandlerShape {
     /// A shape with this payload and reply.
     pub fn new(payload: Option<PayloadShape>, reply: Option<PayloadShape>) -> Self {
-        Self { payload, reply }
+        Self { payload, reply, description: None }
+    }
+
+    /// Adds the handler's documentation.
+    #[must_use]
+    pub fn described(mut self, description: &'static str) -> Self {
+        self.description = Some(description);
+        self
     }
 
     /// Nothing known: the shape of handlers registered without a macro.

@@ -3,6 +3,10 @@
 //! `$SRV.PING.<name>`, `$SRV.PING.<name>.<id>`), so `nats micro ls|info|stats`
 //! and the other languages' clients discover it, its endpoints and their counts.
 //!
+//! A named service also answers `$SRV.ASYNCAPI` (same three forms) with its
+//! AsyncAPI document, and names that subject in its metadata
+//! (`nats_otel.asyncapi`).
+//!
 //! Control subjects have subscriptions of their own, without a queue group
 //! (every instance answers), and no span: a ping is not the service's work.
 
