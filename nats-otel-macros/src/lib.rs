@@ -18,6 +18,7 @@ mod consumer;
 mod diagnostics;
 mod duration;
 mod handler;
+mod identity;
 mod message;
 mod spanned;
 mod subscribe;
@@ -370,6 +371,37 @@ pub fn derive_nats_message(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(NatsPayload, attributes(nats))]
 pub fn derive_nats_payload(input: TokenStream) -> TokenStream {
     expand("NatsPayload", message::derive(input.into(), message::Kind::Payload))
+}
+
+/// A service name checked at compile time: the literal, when it follows the
+/// NATS Services API's rules (ADR-32: letters, digits, `-` and `_`), else a
+/// compile error at it. `Service::name` checks any name again at start.
+///
+/// ```
+/// # use nats_otel_runtime::{Service, service_name, service_version};
+/// let service = Service::without_connection().name(service_name!("pricing")).version(service_version!("1.2.0"));
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::service_name;
+/// let name = service_name!("pricing.eu"); // error: `.` is not allowed in a Services API name
+/// ```
+#[proc_macro]
+pub fn service_name(input: TokenStream) -> TokenStream {
+    expand("service_name", identity::expand(input.into(), identity::Part::Name))
+}
+
+/// A service version checked at compile time: the literal, when it is a
+/// Semantic Versioning 2.0 version (as ADR-32 requires), else a compile error
+/// at it. `Service::version` checks any version again at start.
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::service_version;
+/// let version = service_version!("v1.2"); // error: not a semantic version
+/// ```
+#[proc_macro]
+pub fn service_version(input: TokenStream) -> TokenStream {
+    expand("service_version", identity::expand(input.into(), identity::Part::Version))
 }
 
 /// The one funnel every macro goes through: prints the expansion on request.

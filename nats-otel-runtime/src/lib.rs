@@ -150,7 +150,9 @@ pub use handler::{
 pub use handler::{Declaration, Declared, DeclaredArgs};
 #[cfg(feature = "macros")]
 #[doc(inline)]
-pub use nats_otel_macros::{NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe};
+pub use nats_otel_macros::{
+    NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe, service_name, service_version,
+};
 pub use opentelemetry::Context;
 pub use publisher::Publisher;
 pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, Service, ServiceHandle, Started};

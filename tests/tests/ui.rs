@@ -22,4 +22,7 @@ fn nats_message() {
     let cases = trybuild::TestCases::new();
     cases.pass("ui/nats_message/pass/*.rs");
     cases.compile_fail("ui/nats_message/fail/*.rs");
+    // `service_name!` and `service_version!`: small enough to share this build.
+    cases.pass("ui/service_identity/pass/*.rs");
+    cases.compile_fail("ui/service_identity/fail/*.rs");
 }

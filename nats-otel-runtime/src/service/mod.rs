@@ -196,7 +196,9 @@ impl<S: Send + Sync + 'static> Service<S> {
     /// `.<name>.<id>`), so `nats micro ls|info|stats` and the other languages'
     /// clients find it, its endpoints and their counts. Letters, digits, `-` and
     /// `_` only; needs a [`version`](Self::version). Without a name the service
-    /// answers none of them.
+    /// answers none of them. Checked at start; a literal wrapped in
+    /// `service_name!("pricing")` is checked at compile time (as is
+    /// `service_version!`).
     ///
     /// ```no_run
     /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {

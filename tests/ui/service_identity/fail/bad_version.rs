@@ -1,0 +1,5 @@
+use nats_otel_runtime::{Service, service_name, service_version};
+
+fn main() {
+    let _ = Service::without_connection().name(service_name!("pricing")).version(service_version!("v1.2"));
+}
