@@ -1,7 +1,8 @@
 //! The NATS Services API (ADR-32): a named service answers `$SRV.PING`,
 //! `$SRV.INFO` and `$SRV.STATS` on all three subject forms, with counts kept
-//! by the path that records the metrics; identities are checked; control
-//! requests are not traced; hostile control requests change nothing.
+//! by the path that records the metrics; identities are checked; the
+//! responses validate against the official JSON schemas; control requests are
+//! not traced; hostile control requests change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -238,4 +239,60 @@ async fn identities_breaking_adr_32_fail_start_saying_how_to_fix_them() {
         );
         assert!(chain.contains(says), "{chain}");
     }
+}
+
+/// Runs the official schemas (tests/schemas/micro/v1) over `responses` with
+/// Python's `jsonschema`: whether all are valid, and what it printed.
+fn official_schemas(responses: &[(&str, &Value)]) -> (bool, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = responses
+        .iter()
+        .map(|(name, response)| {
+            let file = dir.path().join(format!("{name}.json"));
+            std::fs::write(&file, response.to_string()).unwrap();
+            file
+        })
+        .collect();
+    let output = std::process::Command::new("python3")
+        .arg(root.join("python/micro_schemas.py"))
+        .arg(root.join("schemas/micro/v1"))
+        .args(&files)
+        .output()
+        .expect("python3 runs");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn responses_validate_against_the_official_json_schemas() {
+    let h = start().await;
+    let running = pricing(&h).await;
+    // Counts, an error and its last_error, so STATS has every field filled in.
+    within("quote", h.client.request("quotes.get", Bytes::from_static(b"1"))).await.unwrap();
+    within("refuse", h.client.request("quotes.fail", Bytes::new())).await.unwrap();
+
+    let ping = request_json(&h.client, "$SRV.PING.pricing").await;
+    let info = request_json(&h.client, "$SRV.INFO.pricing").await;
+    let stats = request_json(&h.client, "$SRV.STATS.pricing").await;
+    let (valid, output) = official_schemas(&[("ping", &ping), ("info", &info), ("stats", &stats)]);
+    assert!(valid, "{output}");
+    assert_eq!(output.matches(": valid io.nats.micro.v1.").count(), 3, "{output}");
+
+    // The check can fail: a name with a dot, a `started` that is no date-time,
+    // a count that is not a number.
+    let mut bad_ping = ping.clone();
+    bad_ping["name"] = "pricing.eu".into();
+    let mut bad_stats = stats.clone();
+    bad_stats["started"] = "yesterday".into();
+    bad_stats["endpoints"][0]["num_requests"] = "many".into();
+    let (valid, output) = official_schemas(&[("bad_ping", &bad_ping), ("bad_stats", &bad_stats)]);
+    assert!(!valid, "{output}");
+    for expected in
+        ["bad_ping.json: invalid at /name", "bad_stats.json: invalid at /started", "/num_requests"]
+    {
+        assert!(output.contains(expected), "{expected}: {output}");
+    }
+    running.stop().await.unwrap();
 }
