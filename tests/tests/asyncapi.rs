@@ -245,6 +245,16 @@ fn a_contract_needs_a_name_and_a_connectionless_service_does_not_start() {
     let bad_version = Service::without_connection().name("shop").version("two").asyncapi().unwrap_err();
     assert_eq!(bad_version.kind(), ServeErrorKind::InvalidIdentity);
 
+    // An endpoint the runtime would refuse at start is refused here too, named.
+    let bad_subject = Service::without_connection()
+        .name("shop")
+        .version("2.0.0")
+        .subscribe("orders..placed", ping)
+        .asyncapi();
+    let bad_subject = bad_subject.unwrap_err();
+    assert_eq!(bad_subject.kind(), ServeErrorKind::InvalidSubject);
+    assert!(bad_subject.to_string().contains("ping"), "{bad_subject}");
+
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let refused = runtime.block_on(shop(Service::without_connection()).start()).unwrap_err();
     assert_eq!(refused.kind(), ServeErrorKind::NoConnection);

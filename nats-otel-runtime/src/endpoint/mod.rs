@@ -29,6 +29,24 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Checks the configuration with the rule book, as the endpoint does
+    /// before it subscribes.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        match self {
+            Endpoint::Subscribe(subscription) => subscription.validate(),
+            Endpoint::Consume(consumer) => consumer.validate(),
+        }
+    }
+
+    /// The handler's name, as errors and logs give it.
+    pub(crate) fn handler_name(&self) -> &str {
+        let name = match self {
+            Endpoint::Subscribe(subscription) => subscription.name.as_deref(),
+            Endpoint::Consume(consumer) => consumer.name.as_deref(),
+        };
+        name.unwrap_or("handler")
+    }
+
     /// Puts the service's subject prefix in front of its subjects.
     pub(crate) fn apply_prefix(&mut self, prefix: &prefix::SubjectPrefix) {
         match self {

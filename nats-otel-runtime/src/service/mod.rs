@@ -371,7 +371,7 @@ impl<S: Send + Sync + 'static> Service<S> {
             )
         })?;
         let prefix = self.checked_prefix()?;
-        Ok(contract(&identity, &self.endpoints, &self.sends, prefix.as_ref()))
+        contract(&identity, &self.endpoints, &self.sends, prefix.as_ref())
     }
 
     /// The subject prefix, checked.
@@ -456,8 +456,10 @@ impl<S: Send + Sync + 'static> Service<S> {
                 ));
             };
             let mut identity = identity.build()?;
-            let document =
-                identity.as_ref().map(|identity| contract(identity, &endpoints, &sends, prefix.as_ref()));
+            let document = identity
+                .as_ref()
+                .map(|identity| contract(identity, &endpoints, &sends, prefix.as_ref()))
+                .transpose()?;
             if let Some(identity) = &mut identity {
                 identity
                     .metadata
@@ -607,24 +609,29 @@ impl<S: Send + Sync + 'static> Started<S> {
 pub const ASYNCAPI_METADATA: &str = "nats_otel.asyncapi";
 
 /// The contract of a service with `identity`: its endpoints as they will be
-/// served (`prefix` applied to copies) and the messages it sends.
+/// served (`prefix` applied to copies, checked as they are before subscribing)
+/// and the messages it sends.
 fn contract<S>(
     identity: &discovery::Identity,
     endpoints: &[Registered<S>],
     sends: &[Sends],
     prefix: Option<&SubjectPrefix>,
-) -> AsyncApi {
+) -> Result<AsyncApi, ServeError> {
     let mut schemas = Schemas::new();
-    let received: Vec<Received> = endpoints
+    let received = endpoints
         .iter()
         .map(|registered| {
             let mut endpoint = registered.serve.endpoint();
             if let Some(prefix) = prefix {
                 endpoint.apply_prefix(prefix);
             }
-            Received { endpoint, shape: (registered.shape)(&mut schemas) }
+            endpoint.validate().map_err(|reason| {
+                ServeError::with_source(ServeErrorKind::InvalidSubject, reason)
+                    .context(format!("handler `{}`", endpoint.handler_name()))
+            })?;
+            Ok(Received { endpoint, shape: (registered.shape)(&mut schemas) })
         })
-        .collect();
+        .collect::<Result<Vec<Received>, ServeError>>()?;
     let sent: Vec<Sent> = sends
         .iter()
         .map(|sends| Sent {
@@ -638,7 +645,7 @@ fn contract<S>(
         version: &identity.version,
         description: identity.description.as_deref(),
     };
-    crate::asyncapi::document(&info, &received, &sent, schemas)
+    Ok(crate::asyncapi::document(&info, &received, &sent, schemas))
 }
 
 /// How long `start` waits for the server to echo its readiness probe.
