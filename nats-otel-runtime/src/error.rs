@@ -168,6 +168,34 @@ impl fmt::Display for PublishErrorKind {
 /// Error returned by [`Publisher::publish`](crate::Publisher::publish) and friends.
 pub type PublishError = Error<PublishErrorKind>;
 
+/// Why broker tracing ([`broker_trace`](crate::broker_trace)) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerTraceErrorKind {
+    /// The subject is not valid for its use.
+    InvalidSubject,
+    /// The subscription to the reports failed.
+    Subscribe,
+    /// The traced publish failed.
+    Publish,
+    /// No server reported in time.
+    NoReport,
+}
+
+impl fmt::Display for BrokerTraceErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidSubject => "invalid subject",
+            Self::Subscribe => "failed to subscribe to the trace reports",
+            Self::Publish => "failed to publish the traced message",
+            Self::NoReport => "no trace report",
+        })
+    }
+}
+
+/// Error returned by [`broker_trace`](crate::broker_trace)'s collector and dry run.
+pub type BrokerTraceError = Error<BrokerTraceErrorKind>;
+
 /// Why a traced request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -99,6 +99,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod asyncapi;
+pub mod broker_trace;
 mod endpoint;
 mod error;
 pub mod events;
@@ -120,7 +121,7 @@ pub use jetstream::{dead_letter, settle};
 pub use otel::span_events;
 #[cfg(feature = "dev-console")]
 pub use otel::tree;
-pub use otel::{TARGET, capture, log_context, metrics, propagation, semconv, trace_context, tracer};
+pub use otel::{TARGET, broker, capture, log_context, metrics, propagation, semconv, trace_context, tracer};
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
@@ -133,8 +134,8 @@ pub use endpoint::{
 #[doc(hidden)]
 pub use endpoint::{DeclaredHandler, Descriptor, Endpoint};
 pub use error::{
-    BoxError, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind, ServeError,
-    ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
+    BoxError, BrokerTraceError, BrokerTraceErrorKind, Error, PublishError, PublishErrorKind, RequestError,
+    RequestErrorKind, ServeError, ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
 pub use events::{ClientEvents, PermissionViolation};
 pub use handler::message::{NatsMessage, NatsPayload, NoReply, SubjectToken, SubjectValueError};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subject};
 use bytes::Bytes;
-use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -20,6 +20,7 @@ use crate::error::{
 use crate::events::ClientEvents;
 use crate::handler::message::{NatsMessage, NatsPayload};
 use crate::handler::reply::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use crate::otel::broker::BrokerTracing;
 use crate::otel::metrics::{Instruments, SendMetrics};
 use crate::otel::peer::Peer;
 use crate::otel::spans::{Fault, Outbound, SendSpans, record_error};
@@ -50,6 +51,8 @@ pub struct Publisher {
     prefix: Option<SubjectPrefix>,
     retry: PublishRetry,
     events: Option<ClientEvents>,
+    /// Which publishes ask nats-server for a trace of their path; none by default.
+    broker: Option<BrokerTracing>,
 }
 
 /// How a JetStream publish is retried when it fails for a reason that may pass:
@@ -234,7 +237,43 @@ impl Publisher {
         let metrics = Arc::new(SendMetrics::new(Instruments::global(), peer.clone()));
         let spans = Arc::new(SendSpans::new(peer));
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream, spans, metrics, prefix: None, retry: PublishRetry::NONE, events: None }
+        Self {
+            client,
+            jetstream,
+            spans,
+            metrics,
+            prefix: None,
+            retry: PublishRetry::NONE,
+            events: None,
+            broker: None,
+        }
+    }
+
+    /// Asks nats-server (2.11+) to trace the path of sampled publishes, as
+    /// `tracing` says (which share, where the reports go): each server the
+    /// message crosses reports what it did with it, and a
+    /// [`Collector`](crate::broker_trace::Collector) on that subject turns the
+    /// reports into spans in the message's trace. Off by default: no header,
+    /// nothing to pay.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use nats_otel_runtime::Publisher;
+    /// use nats_otel_runtime::broker::BrokerTracing;
+    /// let publisher = Publisher::new(client).broker_tracing(BrokerTracing::new("traces.broker")?.ratio(0.01));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn broker_tracing(mut self, tracing: BrokerTracing) -> Self {
+        self.broker = Some(tracing);
+        self
+    }
+
+    /// Adds `Nats-Trace-Dest` when broker tracing is on and chooses this publish.
+    fn mark_for_broker(&self, cx: &Context, headers: &mut HeaderMap) {
+        if let Some(broker) = &self.broker {
+            broker.mark(cx, headers);
+        }
     }
 
     /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject this
@@ -440,6 +479,7 @@ impl Publisher {
                 headers.insert(async_nats::header::NATS_EXPECTED_STREAM, value);
             }
             crate::otel::propagation::inject_context(send.propagated(), &mut headers);
+            self.mark_for_broker(send.propagated(), &mut headers);
             let classify = |e: async_nats::jetstream::context::PublishError| {
                 let kind = match e.kind() {
                     Js::StreamNotFound => StreamPublishErrorKind::StreamNotFound,
@@ -574,6 +614,7 @@ impl Publisher {
             let subject = outbound_subject(subject, template)
                 .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
             crate::otel::propagation::inject_context(send.propagated(), &mut headers);
+            self.mark_for_broker(send.propagated(), &mut headers);
             // Known before sending; sent anyway, so the server decides afresh.
             let denied = self.events.as_ref().is_some_and(|events| events.recently_denied(&subject));
             let context = denied.then(|| denied_context(&subject));
@@ -652,6 +693,7 @@ impl Publisher {
             let nats_subject = outbound_subject(subject, template)
                 .map_err(|e| RequestError::with_source(RequestErrorKind::InvalidSubject, e))?;
             crate::otel::propagation::inject_context(send.propagated(), &mut headers);
+            self.mark_for_broker(send.propagated(), &mut headers);
             let request = async {
                 self.client.request_with_headers(nats_subject, headers, payload).await.map_err(|e| {
                     let kind = match e.kind() {

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["endpoint"],
     &["otel", "asyncapi"],
     &["serving", "publisher"],
-    &["jetstream"],
+    &["jetstream", "broker_trace"],
     &["service"],
     &["telemetry"],
     &["testing"],

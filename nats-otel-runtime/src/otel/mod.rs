@@ -5,6 +5,7 @@
 //! An attribute on `process` spans goes in [`spans`](self::spans) (and its name in
 //! [`semconv`]); a metric in [`metrics`].
 
+pub mod broker;
 pub mod capture;
 pub mod log_context;
 pub mod metrics;
