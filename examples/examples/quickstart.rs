@@ -1,5 +1,6 @@
 //! Quickstart: a subscriber and a request-reply handler, a few traced publishes
-//! and requests, then the traces printed as a tree.
+//! and requests, then the traces printed as a tree, with the servers each
+//! message crossed (broker tracing).
 //!
 //! ```sh
 //! cargo run -p examples --example quickstart
@@ -9,6 +10,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans go to that collector over OTLP instead
 //! of the terminal. Its AsyncAPI document: `cargo run -p examples --example asyncapi`.
 
+use nats_otel_runtime::broker::BrokerTracing;
+use nats_otel_runtime::broker_trace::Collector;
 use nats_otel_runtime::prelude::*;
 use schemars::JsonSchema;
 use tracing::Instrument as _;
@@ -60,12 +63,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("nats-otel quickstart: connected to {}", server.url);
     let client = async_nats::connect(&server.url).await?;
 
+    // The broker inside the trace: nats-server (2.11+) reports each traced
+    // message's path, recorded as `nats-server …` spans under its `send` span.
+    let broker = Collector::new(client.clone(), "quickstart.broker-traces").start().await?;
+
     // The service, live before we publish.
     let service = service(Service::new(client.clone())).start().await?;
     let running = service.spawn();
 
     // A client side, in a span of its own, like an HTTP handler would be.
-    let publisher = Publisher::new(client.clone());
+    let publisher =
+        Publisher::new(client.clone()).broker_tracing(BrokerTracing::new("quickstart.broker-traces")?);
     async {
         for (id, region) in [(1, "eu"), (2, "us")] {
             publisher
@@ -84,6 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Graceful stop: in-flight handlers finish, replies are flushed.
     running.stop().await?;
+    broker.stop().await;
     println!();
     drop(telemetry); // prints the trace tree (or flushes to the collector)
     Ok(())

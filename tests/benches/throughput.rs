@@ -9,7 +9,8 @@
 //! - A: JetStream: consume ~256-byte JSON messages with a `traceparent` from a memory
 //!   stream through a durable pull consumer, decode, ack.
 //! - B: core request-reply: 64 requests in flight, the responder decodes and replies.
-//! - C: core publish: traced publishes against raw `publish_with_headers`.
+//! - C: core publish: traced publishes against raw `publish_with_headers`, and
+//!   with broker tracing (`Nats-Trace-Dest`) on every publish and on 1 in 100.
 //! - D: peak RSS while consuming a 1,000,000-message backlog with full telemetry.
 //! - L: A's toolkit variant with one log line a message through `tracing-subscriber`'s
 //!   fmt layer, plain and joined to traces (`LogContext`).
@@ -32,6 +33,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use nats_otel_runtime::broker::BrokerTracing;
 use nats_otel_runtime::propagation::HeaderExtractor;
 use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
 use nats_otel_runtime::{JetStreamConsumer, Json, Publisher, Service, State, Subscription};
@@ -804,33 +806,52 @@ async fn run() {
     }
 
     if run_scenario("C") {
-        let mut results = Results::new(2);
+        let mut results = Results::new(4);
         let publisher_client = server.connect().await.unwrap();
         providers.install_globals();
         let publisher = tracing::dispatcher::with_default(&providers.dispatch, || {
             Publisher::new(publisher_client.clone())
         });
+        // Broker tracing: the header on every publish, or on 1 in 100; the
+        // servers' reports go to a subject nobody collects here, so the rows
+        // show the publisher's and the server's share, not a collector's.
+        let broker = |ratio| {
+            publisher.clone().broker_tracing(BrokerTracing::new("bench.broker").unwrap().ratio(ratio))
+        };
+        let (broker_all, broker_some) = (broker(1.0), broker(0.01));
         for round in 0..rounds {
-            // Rows 0 and 1 of the table; selected as variants (1) raw and
-            // (3) nats-otel, as in A and B. Each goes first every other round.
-            const RAW: (usize, usize) = (0, 0);
-            const TRACED: (usize, usize) = (1, 2);
-            let order = if round.is_multiple_of(2) { [RAW, TRACED] } else { [TRACED, RAW] };
+            // Rows of the table, (row, variant): (1) raw, then nats-otel as
+            // variant (3) as in A and B, with broker tracing off, at 100 % and
+            // at 1 %. The order rotates between rounds.
+            let rows = [(0, 0), (1, 2), (2, 2), (3, 2)];
+            let mut order = rows.to_vec();
+            order.rotate_left(round % rows.len());
             for i in order.into_iter().filter(|&(_, v)| selected(v)).map(|(row, _)| row) {
                 reset_peak_rss();
-                let elapsed = if i == RAW.0 {
-                    publish_raw(&publisher_client, n).await
-                } else {
-                    publish_traced(&publisher, n).with_subscriber(providers.dispatch.clone()).await
+                let traced =
+                    |publisher| publish_traced(publisher, n).with_subscriber(providers.dispatch.clone());
+                let elapsed = match i {
+                    0 => publish_raw(&publisher_client, n).await,
+                    1 => traced(&publisher).await,
+                    2 => traced(&broker_all).await,
+                    _ => traced(&broker_some).await,
                 };
                 results.rss[i] = results.rss[i].max(peak_rss_mib());
                 results.rates[i].push(n as f64 / elapsed.as_secs_f64());
+                // Also gives the server time to write the last row's reports.
                 providers.settle().await;
             }
         }
+        // Here "vs (2)" compares with the second row: the same publisher
+        // without broker tracing.
         results.print(
             "C. Core publish",
-            &["(1) raw publish_with_headers", "(3) Publisher::publish, telemetry on"],
+            &[
+                "(1) raw publish_with_headers",
+                "(3) Publisher::publish, telemetry on",
+                "(3) + broker tracing, 100 %",
+                "(3) + broker tracing, 1 %",
+            ],
         );
     }
 

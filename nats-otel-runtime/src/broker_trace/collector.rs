@@ -185,9 +185,10 @@ impl CollectorHandle {
         self.counters.snapshot()
     }
 
-    /// Stops collecting: the reports already received are recorded (those
-    /// still waiting for their forwarder's, under the nearest recorded
-    /// ancestor), then the counts are returned.
+    /// Stops collecting once the subject has been quiet for 100 ms: the
+    /// reports received are recorded (those still waiting for their
+    /// forwarder's, under the nearest recorded ancestor), then the counts are
+    /// returned.
     pub async fn stop(mut self) -> CollectorCounts {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -240,9 +241,14 @@ async fn collect(
             }
         }
     }
-    // The reports already received are recorded too.
-    let _ = subscriber.unsubscribe().await;
+    // Reports still on their way (servers report within milliseconds of a
+    // publish) are recorded too: until the subject is quiet, then what is
+    // queued after unsubscribing.
     while let Ok(Some(message)) = tokio::time::timeout(TICK, subscriber.next()).await {
+        collecting.receive(&message);
+    }
+    let _ = subscriber.unsubscribe().await;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(10), subscriber.next()).await {
         collecting.receive(&message);
     }
     let recorded = collecting.journeys.finish();
