@@ -378,3 +378,22 @@ async fn hostile_reports_are_counted_and_the_collector_keeps_recording() {
         "{counts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_nobody_reports_on_fails_saying_what_it_needs() {
+    let _recorder = SpanRecorder::install();
+    let server = NatsServer::with_config(
+        r#"authorization { users: [
+            { user: blind, password: blind, permissions: { subscribe: { deny: ["_INBOX.>"] } } }
+        ] }"#,
+    )
+    .unwrap();
+    let client = async_nats::ConnectOptions::with_user_and_password("blind".into(), "blind".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let wait = Duration::from_millis(300);
+    let error = dry_run(&client, "orders.eu", HeaderMap::new(), "{}".into(), wait).await.unwrap_err();
+    assert_eq!(error.kind(), nats_otel_runtime::BrokerTraceErrorKind::NoReport);
+    assert!(error.to_string().contains("2.11") && error.to_string().contains("inboxes"), "{error}");
+}
