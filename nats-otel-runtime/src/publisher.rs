@@ -76,10 +76,15 @@ pub struct Publisher {
 /// says how many attempts were made. A publish that succeeds after retries keeps
 /// the span's status unset.
 ///
+/// Waits are jittered (each between half and all of its nominal length, at
+/// random), so that publishers failing together (a fleet restarting, a stream
+/// leader elected) do not retry in lockstep; [`jitter(false)`](Self::jitter)
+/// makes them exact.
+///
 /// ```
 /// use std::time::Duration;
 /// use nats_otel_runtime::publisher::PublishRetry;
-/// // 1 attempt + up to 7 retries, waiting 100 ms, 200 ms, 400 ms … capped at 2 s.
+/// // 1 attempt + up to 7 retries, waiting about 100 ms, 200 ms, 400 ms … capped at 2 s.
 /// let retry = PublishRetry::new(8, Duration::from_millis(100)).max_backoff(Duration::from_secs(2));
 /// assert_eq!(retry.attempts(), 8);
 /// ```
@@ -88,6 +93,7 @@ pub struct PublishRetry {
     attempts: u32,
     backoff: Duration,
     max_backoff: Duration,
+    jitter: bool,
 }
 
 impl Default for PublishRetry {
@@ -98,13 +104,19 @@ impl Default for PublishRetry {
 
 impl PublishRetry {
     /// One attempt, no retry: the default, so a failure is reported at once.
-    pub const NONE: Self = Self { attempts: 1, backoff: Duration::ZERO, max_backoff: Duration::ZERO };
+    pub const NONE: Self =
+        Self { attempts: 1, backoff: Duration::ZERO, max_backoff: Duration::ZERO, jitter: true };
 
     /// Up to `attempts` attempts in all (at least 1), waiting `backoff` before the
     /// first retry and twice as long before each next one, up to 5 s (see
     /// [`max_backoff`](Self::max_backoff)).
     pub fn new(attempts: u32, backoff: Duration) -> Self {
-        Self { attempts: attempts.max(1), backoff, max_backoff: DEFAULT_MAX_BACKOFF.max(backoff) }
+        Self {
+            attempts: attempts.max(1),
+            backoff,
+            max_backoff: DEFAULT_MAX_BACKOFF.max(backoff),
+            jitter: true,
+        }
     }
 
     /// Caps the wait between two attempts.
@@ -114,16 +126,41 @@ impl PublishRetry {
         self
     }
 
+    /// Jittered waits (the default) or exact ones.
+    #[must_use]
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.jitter = on;
+        self
+    }
+
     /// How many attempts are made at most.
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
 
-    /// The wait before attempt `attempt + 1`, after `attempt` failed (1-based).
+    /// The wait before attempt `attempt + 1`, after `attempt` failed (1-based):
+    /// the nominal wait, or with jitter a random wait between its half and all of it.
     fn delay_after(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(30);
-        self.backoff.saturating_mul(1u32 << doublings).min(self.max_backoff)
+        let nominal = self.backoff.saturating_mul(1u32 << doublings).min(self.max_backoff);
+        if !self.jitter {
+            return nominal;
+        }
+        let half = nominal / 2;
+        half + random_up_to(nominal - half)
     }
+}
+
+/// A random duration in `0..=max`: std's per-instance random hash keys are
+/// randomness enough to spread retries, without a random-number crate.
+fn random_up_to(max: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    Duration::from_nanos(random % nanos.saturating_add(1).max(1))
 }
 
 /// Default cap of [`PublishRetry`] waits.
@@ -828,13 +865,28 @@ mod tests {
 
     #[test]
     fn retry_waits_double_up_to_the_cap() {
-        let retry = PublishRetry::new(10, Duration::from_millis(100)).max_backoff(Duration::from_millis(500));
+        let retry = PublishRetry::new(10, Duration::from_millis(100))
+            .max_backoff(Duration::from_millis(500))
+            .jitter(false);
         let waits: Vec<_> = (1..=5).map(|attempt| retry.delay_after(attempt).as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 500, 500]);
         assert_eq!(PublishRetry::new(0, Duration::ZERO).attempts(), 1, "at least one attempt");
         assert_eq!(PublishRetry::default(), PublishRetry::NONE);
-        let huge = PublishRetry::new(u32::MAX, Duration::from_secs(1));
+        let huge = PublishRetry::new(u32::MAX, Duration::from_secs(1)).jitter(false);
         assert_eq!(huge.delay_after(u32::MAX), DEFAULT_MAX_BACKOFF, "no overflow");
+    }
+
+    #[test]
+    fn jittered_waits_spread_between_half_and_all_of_the_nominal_wait() {
+        let retry = PublishRetry::new(10, Duration::from_millis(100));
+        let waits: Vec<Duration> = (0..1000).map(|_| retry.delay_after(3)).collect();
+        let (low, high) = (Duration::from_millis(200), Duration::from_millis(400));
+        assert!(waits.iter().all(|wait| (low..=high).contains(wait)), "{waits:?}");
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 900, "spread, not lockstep: {} distinct of 1000", distinct.len());
+        let mean = waits.iter().sum::<Duration>() / 1000;
+        assert!((Duration::from_millis(280)..=Duration::from_millis(320)).contains(&mean), "{mean:?}");
+        assert_eq!(PublishRetry::new(3, Duration::ZERO).delay_after(1), Duration::ZERO);
     }
 
     #[test]
