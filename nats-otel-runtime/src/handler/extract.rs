@@ -237,12 +237,18 @@ impl<S> FromMessage<S> for Context {
 /// Shared application state, set with [`Service::state`](crate::Service::state).
 ///
 /// `T` is the service's state or a part of it that implements [`FromRef`].
+/// Each message gets its own clone, so keep the state cheap to clone: data
+/// shared by every message goes in an [`Arc`](std::sync::Arc) (a pool or a
+/// client usually is one already).
 ///
 /// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
 /// use nats_otel_runtime::State;
+///
 /// #[derive(Clone)]
-/// struct Db;
-/// async fn handle(State(db): State<Db>) {}
+/// struct Prices(Arc<HashMap<String, u64>>); // one map, shared: a clone is a count
+/// async fn handle(State(prices): State<Prices>) {}
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct State<T>(pub T);

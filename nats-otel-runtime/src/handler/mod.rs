@@ -39,10 +39,11 @@ pub use settlement::{Permanent, Retry, RetryAfter, Settlement};
 /// # }
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a nats-otel handler",
-    label = "not an async fn over extractors",
-    note = "a handler is an `async fn` whose arguments implement `FromMessage` and whose return type implements `IntoOutcome`",
-    note = "put `#[nats_subscribe(..)]` on the function for an error that points at the offending argument"
+    message = "`{Self}` is not a nats-otel handler of a service with state `{S}`",
+    label = "not an async fn over extractors of state `{S}`",
+    note = "a handler is an `async fn` whose arguments implement `FromMessage<{S}>` and whose return type implements `IntoOutcome`",
+    note = "a `State<T>` argument needs the service's state to be `T` (or to provide it: `FromRef`): call `.state(value)` before `.handler(..)`, with a `Clone` value (it is cloned for each message: put shared data in an `Arc`)",
+    note = "`#[nats_subscribe(..)]` or `#[jetstream_consumer(..)]` on the function makes other errors point at the offending argument"
 )]
 pub trait Handler<T, S>: sealed::Sealed<T, S> + Clone + Send + Sync + Sized + 'static {
     /// The future the user's function returns.
