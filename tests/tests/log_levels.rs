@@ -1,6 +1,8 @@
 //! Failures are logged at a level by whose fault they are: a client's (input an
 //! extractor rejects, a `ServiceError` 4xx) at WARN, the service's (5xx, a
 //! panic) at ERROR; once per message, as a root event of target `nats_otel`.
+//! Without a subscriber they still reach stderr, rate-limited; start lists the
+//! handlers at INFO.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -84,4 +86,44 @@ async fn client_faults_warn_and_service_faults_are_errors() {
     );
     assert_eq!(lines.levels_of("the ledger is down"), (vec![ERROR], vec![ERROR]), "a 503 is the service's");
     assert_eq!(lines.levels_of("the handler broke"), (vec![ERROR], vec![ERROR]), "a panic is the service's");
+}
+
+/// With no `tracing` subscriber, what a service drops is still said, on stderr,
+/// once per interval (the rest counted), and nothing else is written there.
+#[test]
+fn without_a_subscriber_rejections_still_reach_stderr_rate_limited() {
+    let server = NatsServer::start().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_unheard"))
+        .env("NATS_URL", server.url())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "a note and one line for four rejections: {stderr}");
+    assert!(lines[0].contains("no `tracing` subscriber is installed"), "{stderr}");
+    assert!(lines[1].starts_with("nats-otel: process orders.{id}: "), "{stderr}");
+    assert!(
+        lines[1].contains("\"seven\"") && lines[1].contains("`{id}`"),
+        "names the subject and capture: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn start_lists_the_handlers_at_info() {
+    let lines = Lines::default();
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+    let server = NatsServer::start().unwrap();
+    let client = server.connect().await.unwrap();
+    let running = spawn(Service::new(client).name("judges").version("1.0.0").handler(judge)).await;
+    running.stop().await.unwrap();
+    let lines = lines.0.lock().unwrap();
+    let info: Vec<&String> =
+        lines.iter().filter(|(level, _)| *level == tracing::Level::INFO).map(|(_, m)| m).collect();
+    assert!(info.iter().any(|m| m.contains("service `judges` 1.0.0 is discoverable")), "{info:?}");
+    assert!(
+        info.iter().any(|m| m.starts_with("serving handler `") && m.contains("judge` on subject `levels.*`")),
+        "{info:?}"
+    );
 }

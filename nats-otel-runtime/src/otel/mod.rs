@@ -19,6 +19,7 @@ pub mod trace_context;
 pub mod tracer;
 #[cfg(feature = "dev-console")]
 pub mod tree;
+pub(crate) mod unheard;
 
 /// The tracing target of every log line nats-otel writes.
 pub const TARGET: &str = "nats_otel";

@@ -457,6 +457,7 @@ pub(crate) fn record_error(cx: &Context, name: &str, fault: Fault, error_type: &
     } else {
         tracing::error!(target: TARGET, parent: None, { error.type = error_type }, "{name}: {message}");
     }
+    super::unheard::report(|| format!("{name}: {message} (error.type {error_type})"));
     let span = cx.span();
     if !span.is_recording() {
         return;
@@ -478,6 +479,10 @@ pub(crate) fn warn(cx: &Context, name: &str, message: &'static str, error: Optio
         Some(error) => tracing::warn!(target: TARGET, parent: None, %error, "{name}: {message}"),
         None => tracing::warn!(target: TARGET, parent: None, "{name}: {message}"),
     }
+    super::unheard::report(|| match error {
+        Some(error) => format!("{name}: {message}: {error}"),
+        None => format!("{name}: {message}"),
+    });
     let span = cx.span();
     if span.is_recording() {
         let attributes =

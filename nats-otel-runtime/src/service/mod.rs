@@ -480,6 +480,13 @@ impl<S: Send + Sync + 'static> Service<S> {
             let registry = Arc::new(discovery::Registry::new(identity, counted, document));
             let control = discovery::subscribe(&client, &registry).await?;
             server_round_trip(&client).await?;
+            if let Some(identity) = &registry.identity {
+                tracing::info!(target: TARGET, id = %registry.id,
+                    "service `{}` {} is discoverable (Services API)", identity.name, identity.version);
+            }
+            for endpoint in &subscribed {
+                tracing::info!(target: TARGET, "serving {}", endpoint.describe());
+            }
             Ok(Started {
                 client,
                 state: Arc::new(state),
