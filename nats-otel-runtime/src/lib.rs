@@ -96,6 +96,8 @@
 //! `docs/ARCHITECTURE.md`.
 
 #![warn(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): each feature-gated item is badged with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod asyncapi;
