@@ -50,3 +50,28 @@ async fn init_reads_service_name_sampler_propagators_and_exporter_from_the_envir
     assert!(again.to_string().contains("already installed"), "{again}");
     drop(telemetry);
 }
+
+/// `OTEL_TRACES_EXPORTER=console`: the library prints each trace as a tree on
+/// stderr (the quickstart's view), children indented under their parent, and
+/// says so at start.
+#[test]
+fn the_console_exporter_prints_traces_as_trees_on_stderr() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_console_trace"))
+        .env("OTEL_TRACES_EXPORTER", "console")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("traces=printed to stderr as trees"), "init says where traces go: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let root = lines.iter().position(|l| l.trim_start().starts_with("checkout [INTERNAL]")).expect(&stderr);
+    let child =
+        lines.iter().position(|l| l.trim_start().starts_with("send orders.eu [INTERNAL]")).expect(&stderr);
+    assert!(child > root, "{stderr}");
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    assert!(indent(lines[child]) > indent(lines[root]), "the child is indented under its parent: {stderr}");
+    assert!(stderr.contains("· paid"), "events are shown: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colours when stderr is not a terminal: {stderr}");
+}

@@ -113,6 +113,13 @@ impl TreeExporter {
         Self { pending: std::sync::Mutex::default(), color: false, to_stdout: true, streaming: true }
     }
 
+    /// In color (ANSI) or not.
+    #[must_use]
+    pub fn color(mut self, on: bool) -> Self {
+        self.color = on;
+        self
+    }
+
     /// Keeps every span and prints all traces once, at shutdown: whole traces that
     /// cross handlers of the same process in one tree, for short-lived programs.
     #[must_use]

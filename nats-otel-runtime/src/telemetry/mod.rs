@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `OTEL_SDK_DISABLED` | `true`: no provider is installed, so nothing is recorded and nats-otel skips span work; logs and context propagation go on |
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource (read by the SDK) |
-//! | `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER` | `otlp` (default) or `none`; any other value fails `init` |
+//! | `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER` | `otlp` (default) or `none`; for traces also `console`: each trace printed as a tree on stderr when its local root ends (the quickstart's view, for development); any other value fails `init` |
 //! | `OTEL_LOGS_EXPORTER` | not read: logs go to stderr through `tracing` (`RUST_LOG`) |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `…_TRACES_ENDPOINT`, `…_METRICS_ENDPOINT` | export that signal over OTLP; without an endpoint nothing of it is exported, but contexts still propagate (read by opentelemetry-otlp) |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `…_TRACES_PROTOCOL`, `…_METRICS_PROTOCOL` | per signal: `http/protobuf` (default), `http/json` or `grpc`; any other value fails `init` |
@@ -137,7 +137,7 @@ impl Telemetry {
         &self.meter_provider
     }
 
-    /// Whether an OTLP endpoint was configured.
+    /// Whether a signal goes somewhere: an OTLP endpoint, or the console.
     pub fn is_exporting(&self) -> bool {
         self.exporting
     }
@@ -191,6 +191,10 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
                 traces.with_batch_exporter(exporter.build().map_err(|e| exporter_error("traces", otlp, e))?)
             }
         };
+    }
+    if let Export::Console = &settings.traces {
+        let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        traces = traces.with_simple_exporter(crate::otel::tree::TreeExporter::stderr().color(colours));
     }
     let tracer_provider = traces.build();
 
@@ -281,6 +285,7 @@ impl fmt::Display for Destination<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Export::Off => f.write_str("not exported (no OTLP endpoint, or exporter `none`)"),
+            Export::Console => f.write_str("printed to stderr as trees (`console`)"),
             Export::Otlp(otlp) => {
                 write!(f, "{} over OTLP {}", otlp.endpoint, otlp.wire.name())?;
                 match &otlp.tls {

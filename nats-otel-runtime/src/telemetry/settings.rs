@@ -69,6 +69,8 @@ pub(super) enum Export {
     /// Nothing exported: `none`, or no endpoint.
     Off,
     Otlp(Otlp),
+    /// Traces printed as trees on stderr (`console`), for development.
+    Console,
 }
 
 impl Export {
@@ -119,9 +121,12 @@ impl<V: Fn(&str) -> Option<String>> Signal<'_, V> {
         match (self.var)(&exporter).as_deref() {
             None | Some("otlp") => {}
             Some("none") => return Ok(Export::Off),
+            Some("console") if self.name == "TRACES" => return Ok(Export::Console),
             Some(other) => {
+                let choices =
+                    if self.name == "TRACES" { "`otlp`, `console` or `none`" } else { "`otlp` or `none`" };
                 return Err(TelemetryError::config(format!(
-                    "{exporter}={other} is not supported; use `otlp` or `none`"
+                    "{exporter}={other} is not supported; use {choices}"
                 )));
             }
         }
@@ -219,7 +224,7 @@ mod tests {
 
     fn wires(settings: &Settings) -> (Option<Wire>, Option<Wire>) {
         let wire = |export: &Export| match export {
-            Export::Off => None,
+            Export::Off | Export::Console => None,
             Export::Otlp(otlp) => Some(otlp.wire),
         };
         (wire(&settings.traces), wire(&settings.metrics))
@@ -323,6 +328,10 @@ mod tests {
     fn what_is_not_supported_fails_naming_the_variable() {
         for (vars, says) in [
             (&[("OTEL_TRACES_EXPORTER", "zipkin")][..], "OTEL_TRACES_EXPORTER=zipkin"),
+            (
+                &[("OTEL_METRICS_EXPORTER", "console")][..],
+                "OTEL_METRICS_EXPORTER=console is not supported; use `otlp` or `none`",
+            ),
             (
                 &[
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"),
