@@ -24,7 +24,7 @@ async fn validate(Json(order): Json<Order>, State(out): State<Publisher>) -> Res
     }
     out.publish_json_to_stream("orders.validated", Default::default(), &order)
         .await
-        .map_err(|e| ServiceError::new(503, e.to_string()))?;
+        .map_err(|e| ServiceError::new(503, format!("{e:#}")))?;
     Ok(())
 }
 
@@ -33,7 +33,7 @@ async fn charge(Json(order): Json<Order>, State(out): State<Publisher>) -> Resul
     tracing::info!(order.id = order.id, cents = order.cents, "charging card");
     out.publish_json_to_stream("orders.charged", Default::default(), &order)
         .await
-        .map_err(|e| ServiceError::new(503, e.to_string()))?;
+        .map_err(|e| ServiceError::new(503, format!("{e:#}")))?;
     Ok(())
 }
 

@@ -84,7 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("quote for {}: {} cents", quote.sku, quote.cents);
         let missing =
             publisher.request_json::<_, Quote>("quotes.get", &QuoteRequest { sku: "Z9".into() }).await;
-        println!("quote for Z9: {}", missing.map(|_| "found".to_owned()).unwrap_or_else(|e| e.to_string()));
+        println!(
+            "quote for Z9: {}",
+            missing.map(|_| "found".to_owned()).unwrap_or_else(|e| format!("{e:#}"))
+        );
         Ok::<_, Box<dyn std::error::Error>>(())
     }
     .instrument(tracing::info_span!("checkout"))

@@ -1,5 +1,11 @@
 //! Run-time errors, shaped like async-nats' own: one generic [`Error<Kind>`] with a
-//! small `Copy` kind per operation, displayed as "kind: source".
+//! small `Copy` kind per operation.
+//!
+//! As the standard library's convention asks, an error displays itself
+//! ("kind (context)") and gives its cause through `source()`, so a report that
+//! walks the chain (anyhow's, eyre's) names each cause once. `{:#}` displays
+//! the whole chain on one line ("kind (context): cause: its cause"), as nats-otel's
+//! own log lines and spans do.
 
 use std::fmt;
 
@@ -38,14 +44,27 @@ impl<K: Copy> Error<K> {
     }
 }
 
+/// `kind (context)`; with `{:#}`, followed by every cause: `kind (context): cause: …`.
+///
+/// ```
+/// use nats_otel_runtime::{ServeError, ServeErrorKind};
+/// let e = ServeError::with_source(ServeErrorKind::Subscribe, "permissions violation").context("handler `a`");
+/// assert_eq!(e.to_string(), "failed to subscribe (handler `a`)");
+/// assert_eq!(format!("{e:#}"), "failed to subscribe (handler `a`): permissions violation");
+/// assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "permissions violation");
+/// ```
 impl<K: fmt::Display> fmt::Display for Error<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
         if let Some(context) = &self.context {
             write!(f, " ({context})")?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        if f.alternate() {
+            let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+            while let Some(error) = cause {
+                write!(f, ": {error}")?;
+                cause = error.source();
+            }
         }
         Ok(())
     }

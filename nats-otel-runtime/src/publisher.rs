@@ -547,7 +547,7 @@ impl Publisher {
                             let error = classify(e);
                             let attempt = i64::from(attempts);
                             let retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                            let message = error.to_string();
+                            let message = format!("{error:#}");
                             tracing::warn!(target: crate::otel::TARGET, parent: None, attempt, retry_in_ms,
                                 "send {subject}: publish retry: {message}");
                             span.add_event(
@@ -589,7 +589,7 @@ impl Publisher {
                 &format!("send {subject}"),
                 Fault::Service,
                 e.kind().error_type(),
-                &e.to_string(),
+                &format!("{e:#}"),
             ),
         }
         span.end();
@@ -672,7 +672,7 @@ impl Publisher {
                 &format!("send {subject}"),
                 Fault::Service,
                 publish_error_type(e.kind()),
-                &e.to_string(),
+                &format!("{e:#}"),
             );
         }
         cx.span().end();
@@ -761,7 +761,7 @@ impl Publisher {
         });
         if let (Err(e), Some(error_type)) = (&result, &error_type) {
             let fault = e.service_error().map_or(Fault::Service, |service| Fault::of_code(service.code()));
-            record_error(cx, &format!("request {subject}"), fault, error_type, &e.to_string());
+            record_error(cx, &format!("request {subject}"), fault, error_type, &format!("{e:#}"));
         }
         cx.span().end();
         self.metrics.sent(Outbound::Request, template, body_size, started.elapsed(), error_type.as_deref());

@@ -130,5 +130,5 @@ async fn an_invalid_allow_list_is_refused_at_start() {
         .start()
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("capture_headers"), "{err}");
+    assert!(format!("{err:#}").contains("capture_headers"), "{err:#}");
 }

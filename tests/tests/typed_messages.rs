@@ -294,7 +294,7 @@ async fn an_invalid_subject_prefix_is_refused_once_at_start() {
             .await
             .unwrap_err();
         assert_eq!(error.kind(), nats_otel_runtime::ServeErrorKind::InvalidSubject, "{bad:?}");
-        assert!(error.to_string().contains("invalid subject prefix"), "{error}");
+        assert!(format!("{error:#}").contains("invalid subject prefix"), "{error:#}");
         assert!(Publisher::new(h.client.clone()).with_subject_prefix(bad).is_err(), "{bad:?}");
     }
 }

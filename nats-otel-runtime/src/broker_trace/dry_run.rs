@@ -191,7 +191,7 @@ pub async fn dry_run(
     .await;
     let span = cx.span();
     if let Err(e) = &result {
-        span.set_status(opentelemetry::trace::Status::error(e.to_string()));
+        span.set_status(opentelemetry::trace::Status::error(format!("{e:#}")));
     }
     span.end();
     result

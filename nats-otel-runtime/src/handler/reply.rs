@@ -137,6 +137,12 @@ pub trait HandlerError: fmt::Display + Send + 'static {
     fn retry(&self) -> Retry {
         Retry::Backoff
     }
+
+    /// The description sent in `Nats-Service-Error` and recorded on the span:
+    /// `Display` by default; a boxed error adds its causes (`a: b: c`).
+    fn message(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl HandlerError for ServiceError {
@@ -152,6 +158,21 @@ impl HandlerError for ServiceError {
 impl HandlerError for Box<dyn std::error::Error + Send + Sync> {
     fn error_type(&self) -> Cow<'static, str> {
         Cow::Borrowed("_OTHER")
+    }
+
+    fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut cause = self.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            // Errors that already print their cause would repeat it.
+            if !message.ends_with(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            cause = error.source();
+        }
+        message
     }
 }
 
@@ -225,7 +246,7 @@ impl Failure {
             kind: FailureKind::Handler,
             code: error.code(),
             error_type: error.error_type(),
-            message: error.to_string(),
+            message: error.message(),
             retry: error.retry(),
         }
     }
@@ -384,6 +405,19 @@ pub(crate) fn headers_wire_len(headers: &HeaderMap) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_boxed_error_is_described_with_its_causes_once() {
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(crate::error::ServeError::with_source(
+                crate::error::ServeErrorKind::Subscribe,
+                "permissions violation",
+            ));
+        assert_eq!(HandlerError::message(&boxed), "failed to subscribe: permissions violation");
+        // An error that prints its cause itself is not repeated.
+        let io: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other("disk full"));
+        assert_eq!(HandlerError::message(&io), "disk full");
+    }
     use super::*;
 
     #[test]
