@@ -53,7 +53,8 @@ async fn init_reads_service_name_sampler_propagators_and_exporter_from_the_envir
 
 /// `OTEL_TRACES_EXPORTER=console`: the library prints each trace as a tree on
 /// stderr (the quickstart's view), children indented under their parent, and
-/// says so at start.
+/// says so at start. A span that ends shortly after the root joins the same
+/// tree, and the tree prints while the process runs, not only at shutdown.
 #[test]
 fn the_console_exporter_prints_traces_as_trees_on_stderr() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_console_trace"))
@@ -73,5 +74,11 @@ fn the_console_exporter_prints_traces_as_trees_on_stderr() {
     let indent = |line: &str| line.len() - line.trim_start().len();
     assert!(indent(lines[child]) > indent(lines[root]), "the child is indented under its parent: {stderr}");
     assert!(stderr.contains("· paid"), "events are shown: {stderr}");
+    let late =
+        lines.iter().position(|l| l.trim_start().starts_with("late report [INTERNAL]")).expect(&stderr);
+    assert!(indent(lines[late]) > indent(lines[root]), "the late span is in the root's tree: {stderr}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("trace ")).count(), 1, "one tree: {stderr}");
+    let settled = lines.iter().position(|l| *l == "-- settled --").expect(&stderr);
+    assert!(late < settled, "the tree printed once the trace settled, before shutdown: {stderr}");
     assert!(!stderr.contains('\u{1b}'), "no colours when stderr is not a terminal: {stderr}");
 }

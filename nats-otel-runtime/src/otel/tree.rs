@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 
 /// Attributes shown next to each span, when present.
@@ -85,8 +87,17 @@ fn write_span(
     }
 }
 
-/// A span exporter that prints each trace as a tree when its local root span
-/// ends: see your traces in the terminal while developing, without a collector.
+/// How long a trace stays quiet, after a local root of it has ended, before it
+/// prints: long enough for its late spans (a handler that finishes after the
+/// publisher's span, a broker's report) to join the same tree.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
+
+/// A span exporter that prints each trace as a tree once a local root span of it
+/// has ended and the trace has been quiet for a moment ([`settle`](Self::settle)):
+/// see your traces in the terminal while developing, without a collector.
+///
+/// Spans are gathered and printed on a thread of the exporter's own, so ending
+/// a span costs a channel send. Shutting the provider down prints what is left.
 ///
 /// ```
 /// use nats_otel_runtime::tree::TreeExporter;
@@ -96,59 +107,79 @@ fn write_span(
 /// ```
 #[derive(Debug)]
 pub struct TreeExporter {
-    pending: std::sync::Mutex<Vec<SpanData>>,
-    color: bool,
-    to_stdout: bool,
-    streaming: bool,
+    printer: Printer,
+    /// `None`: keep everything until shutdown.
+    settle: Option<Duration>,
+    assembler: OnceLock<Mutex<mpsc::Sender<Command>>>,
 }
 
 impl TreeExporter {
     /// Prints to standard error, in color.
     pub fn stderr() -> Self {
-        Self { pending: std::sync::Mutex::default(), color: true, to_stdout: false, streaming: true }
+        Self::new(Printer { color: true, to_stdout: false })
     }
 
     /// Prints to standard output, without color.
     pub fn stdout_plain() -> Self {
-        Self { pending: std::sync::Mutex::default(), color: false, to_stdout: true, streaming: true }
+        Self::new(Printer { color: false, to_stdout: true })
+    }
+
+    fn new(printer: Printer) -> Self {
+        Self { printer, settle: Some(DEFAULT_SETTLE), assembler: OnceLock::new() }
     }
 
     /// In color (ANSI) or not.
     #[must_use]
     pub fn color(mut self, on: bool) -> Self {
-        self.color = on;
+        self.printer.color = on;
         self
     }
 
-    /// Keeps every span and prints all traces once, at shutdown: whole traces that
-    /// cross handlers of the same process in one tree, for short-lived programs.
+    /// How long a trace must be quiet after a local root ends before it prints
+    /// (default [`DEFAULT_SETTLE`]).
+    #[must_use]
+    pub fn settle(mut self, quiet: Duration) -> Self {
+        self.settle = Some(quiet);
+        self
+    }
+
+    /// Keeps every span and prints all traces once, at shutdown: for short-lived
+    /// programs whose traces should print after their own output.
     #[must_use]
     pub fn at_shutdown(mut self) -> Self {
-        self.streaming = false;
+        self.settle = None;
         self
     }
 
-    /// Takes the finished spans of every trace whose local root has ended.
-    fn completed(&self, batch: Vec<SpanData>) -> Vec<SpanData> {
-        let Ok(mut pending) = self.pending.lock() else { return Vec::new() };
-        pending.extend(batch);
-        let ids: HashSet<SpanId> = pending.iter().map(|s| s.span_context.span_id()).collect();
-        // A local root: no parent, or a parent in another process.
-        let done: HashSet<_> = pending
-            .iter()
-            .filter(|s| {
-                s.parent_span_id == SpanId::INVALID
-                    || (s.parent_span_is_remote && !ids.contains(&s.parent_span_id))
-            })
-            .map(|s| s.span_context.trace_id())
-            .collect();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            pending.drain(..).partition(|s| done.contains(&s.span_context.trace_id()));
-        *pending = waiting;
-        ready
+    /// The channel to the assembling thread, started on first use.
+    fn assembler(&self) -> &Mutex<mpsc::Sender<Command>> {
+        self.assembler.get_or_init(|| {
+            let (sender, commands) = mpsc::channel();
+            let (printer, settle) = (self.printer, self.settle);
+            let spawned = std::thread::Builder::new()
+                .name("nats-otel-tree".into())
+                .spawn(move || assemble(&commands, printer, settle));
+            if let Err(error) = spawned {
+                eprintln!("nats-otel: the console trace exporter could not start its thread: {error}");
+            }
+            Mutex::new(sender)
+        })
     }
 
-    fn print(&self, spans: &[SpanData]) {
+    fn send(&self, command: Command) -> bool {
+        self.assembler().lock().map(|sender| sender.send(command).is_ok()).unwrap_or(false)
+    }
+}
+
+/// Where and how trees are written.
+#[derive(Debug, Clone, Copy)]
+struct Printer {
+    color: bool,
+    to_stdout: bool,
+}
+
+impl Printer {
+    fn print(self, spans: &[SpanData]) {
         if spans.is_empty() {
             return;
         }
@@ -161,26 +192,115 @@ impl TreeExporter {
     }
 }
 
+enum Command {
+    Spans(Vec<SpanData>),
+    /// Print everything now, then answer.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The assembling thread: gathers spans by trace and prints settled traces,
+/// waking only while some are waiting.
+fn assemble(commands: &mpsc::Receiver<Command>, printer: Printer, settle: Option<Duration>) {
+    let mut traces = Traces::default();
+    loop {
+        let command = match settle {
+            Some(quiet) if !traces.is_empty() => match commands.recv_timeout(quiet / 4) {
+                Ok(command) => Some(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            _ => match commands.recv() {
+                Ok(command) => Some(command),
+                Err(mpsc::RecvError) => break,
+            },
+        };
+        match command {
+            Some(Command::Spans(batch)) => traces.add(batch, Instant::now()),
+            Some(Command::Flush(done)) => {
+                printer.print(&traces.take_all());
+                let _ = done.send(());
+            }
+            None => {}
+        }
+        if let Some(quiet) = settle {
+            printer.print(&traces.take_settled(Instant::now(), quiet));
+        }
+    }
+    printer.print(&traces.take_all());
+}
+
+/// Finished spans waiting to print, by trace.
+#[derive(Default)]
+struct Traces {
+    waiting: HashMap<TraceId, Waiting>,
+}
+
+struct Waiting {
+    spans: Vec<SpanData>,
+    last: Instant,
+}
+
+impl Waiting {
+    /// Whether a local root has ended: a span without a parent, or whose
+    /// parent is in another process (remote and not among these spans).
+    fn has_local_root(&self) -> bool {
+        let ids: HashSet<SpanId> = self.spans.iter().map(|s| s.span_context.span_id()).collect();
+        self.spans.iter().any(|s| {
+            s.parent_span_id == SpanId::INVALID
+                || (s.parent_span_is_remote && !ids.contains(&s.parent_span_id))
+        })
+    }
+}
+
+impl Traces {
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    fn add(&mut self, batch: Vec<SpanData>, now: Instant) {
+        for span in batch {
+            let trace = self
+                .waiting
+                .entry(span.span_context.trace_id())
+                .or_insert_with(|| Waiting { spans: Vec::new(), last: now });
+            trace.spans.push(span);
+            trace.last = now;
+        }
+    }
+
+    /// The spans of every trace with an ended local root and nothing new for `quiet`.
+    fn take_settled(&mut self, now: Instant, quiet: Duration) -> Vec<SpanData> {
+        let settled: Vec<TraceId> = self
+            .waiting
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.last) >= quiet && t.has_local_root())
+            .map(|(id, _)| *id)
+            .collect();
+        settled.iter().filter_map(|id| self.waiting.remove(id)).flat_map(|t| t.spans).collect()
+    }
+
+    /// Everything, even traces whose root never ended.
+    fn take_all(&mut self) -> Vec<SpanData> {
+        self.waiting.drain().flat_map(|(_, t)| t.spans).collect()
+    }
+}
+
 impl opentelemetry_sdk::trace::SpanExporter for TreeExporter {
     async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
-        if !self.streaming {
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.extend(batch);
-            }
-            return Ok(());
+        if !self.send(Command::Spans(batch)) {
+            return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                "the console trace exporter's thread has stopped".into(),
+            ));
         }
-        let ready = self.completed(batch);
-        self.print(&ready);
         Ok(())
     }
 
-    fn shutdown_with_timeout(
-        &self,
-        _timeout: std::time::Duration,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
         // Print what is left, even traces whose root never ended.
-        let rest = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
-        self.print(&rest);
+        let (done, printed) = mpsc::sync_channel(1);
+        if self.send(Command::Flush(done)) && printed.recv_timeout(timeout).is_err() {
+            return Err(opentelemetry_sdk::error::OTelSdkError::Timeout(timeout));
+        }
         Ok(())
     }
 }
@@ -215,11 +335,48 @@ mod tests {
     }
 
     #[test]
-    fn the_exporter_waits_for_the_root() {
-        let spans = spans();
-        let exporter = TreeExporter::stdout_plain();
-        let (child, root): (Vec<_>, Vec<_>) = spans.into_iter().partition(|s| s.name == "process orders.*");
-        assert!(exporter.completed(child).is_empty(), "the root has not ended yet");
-        assert_eq!(exporter.completed(root).len(), 2, "the whole trace once the root ends");
+    fn a_trace_prints_once_a_local_root_has_ended_and_it_is_quiet() {
+        let quiet = Duration::from_millis(250);
+        let start = Instant::now();
+        let (child, root): (Vec<_>, Vec<_>) = spans().into_iter().partition(|s| s.name == "process orders.*");
+        let mut traces = Traces::default();
+        traces.add(child, start);
+        assert!(traces.take_settled(start + quiet * 2, quiet).is_empty(), "the root has not ended yet");
+        traces.add(root, start + quiet * 2);
+        assert!(traces.take_settled(start + quiet * 2, quiet).is_empty(), "late spans may still come");
+        assert_eq!(traces.take_settled(start + quiet * 3, quiet).len(), 2, "the whole trace, once quiet");
+        assert!(traces.is_empty());
+    }
+
+    #[test]
+    fn a_span_from_another_process_is_a_local_root() {
+        let (child, _root): (Vec<_>, Vec<_>) =
+            spans().into_iter().partition(|s| s.name == "process orders.*");
+        let mut remote = child;
+        remote[0].parent_span_is_remote = true;
+        let mut traces = Traces::default();
+        let start = Instant::now();
+        traces.add(remote, start);
+        assert_eq!(traces.take_settled(start + DEFAULT_SETTLE, DEFAULT_SETTLE).len(), 1);
+    }
+
+    #[test]
+    fn shutdown_waits_until_the_thread_has_printed() {
+        use opentelemetry_sdk::trace::SpanExporter as _;
+        let exporter = TreeExporter::stdout_plain().at_shutdown();
+        let (child, _root): (Vec<_>, Vec<_>) =
+            spans().into_iter().partition(|s| s.name == "process orders.*");
+        futures_executor(exporter.export(child)).unwrap();
+        exporter.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    /// Runs a future that never waits (the exporter's `export` only sends).
+    fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => unreachable!("export does not wait"),
+        }
     }
 }

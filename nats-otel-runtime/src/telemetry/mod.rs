@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `OTEL_SDK_DISABLED` | `true`: no provider is installed, so nothing is recorded and nats-otel skips span work; logs and context propagation go on |
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource (read by the SDK) |
-//! | `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER` | `otlp` (default) or `none`; for traces also `console`: each trace printed as a tree on stderr when its local root ends (the quickstart's view, for development); any other value fails `init` |
+//! | `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER` | `otlp` (default) or `none`; for traces also `console`: each trace printed as a tree on stderr once a local root of it has ended and no span of it has come for 250 ms, so late spans (broker reports, slower handlers) join the tree (the quickstart's view, for development); any other value fails `init` |
 //! | `OTEL_LOGS_EXPORTER` | not read: logs go to stderr through `tracing` (`RUST_LOG`) |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `…_TRACES_ENDPOINT`, `…_METRICS_ENDPOINT` | export that signal over OTLP; without an endpoint nothing of it is exported, but contexts still propagate (read by opentelemetry-otlp) |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `…_TRACES_PROTOCOL`, `…_METRICS_PROTOCOL` | per signal: `http/protobuf` (default), `http/json` or `grpc`; any other value fails `init` |
@@ -273,6 +273,12 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
             metrics = %Destination(&settings.metrics),
             "telemetry initialised"
         );
+        if settings.traces.is_off() {
+            tracing::info!(
+                target: crate::otel::TARGET,
+                "to see traces, set OTEL_TRACES_EXPORTER=console (trees on stderr) or OTEL_EXPORTER_OTLP_ENDPOINT"
+            );
+        }
     }
     let exporting = !settings.disabled && (!settings.traces.is_off() || !settings.metrics.is_off());
     Ok(Telemetry { tracer_provider, meter_provider, resource, exporting })
