@@ -7,11 +7,11 @@
 //! ```
 //!
 //! Each example defines its service in one function, used both to serve and
-//! here, with `Service::without_connection()`: the document describes exactly
+//! here, with `NatsService::without_connection()`: the document describes exactly
 //! what the example serves. A running named service also answers
 //! `$SRV.ASYNCAPI.<name>` with it (`nats req '$SRV.ASYNCAPI.quickstart' ''`).
 
-use nats_otel_runtime::Service;
+use nats_otel_runtime::NatsService;
 use nats_otel_runtime::asyncapi::AsyncApi;
 
 #[path = "quickstart.rs"]
@@ -24,8 +24,8 @@ mod orders;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let documents: Vec<(&str, AsyncApi)> = vec![
-        ("quickstart", quickstart::service(Service::without_connection()).asyncapi()?),
-        ("orders", orders::service(Service::without_connection()).asyncapi()?),
+        ("quickstart", quickstart::service(NatsService::without_connection()).asyncapi()?),
+        ("orders", orders::service(NatsService::without_connection()).asyncapi()?),
     ];
     match std::env::args().nth(1) {
         None => {

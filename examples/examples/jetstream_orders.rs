@@ -70,7 +70,7 @@ async fn dead_letters(headers: HeaderMap) {
 
 /// The service: the billing consumer and the dead-letter watcher. One function
 /// for serving and for the contract (see the `asyncapi` example).
-pub fn service(service: Service) -> Service {
+pub fn service(service: NatsService) -> NatsService {
     service.name("orders").version("0.1.0").handler(bill).handler(dead_letters)
 }
 
@@ -105,7 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
 
-    let service = service(Service::new(client.clone())).start().await?;
+    let service = service(NatsService::new(client.clone())).start().await?;
     let running = service.spawn();
 
     let publisher = Publisher::new(client.clone());

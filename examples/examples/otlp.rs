@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = nats_otel_runtime::telemetry::init()?;
     let server = examples::server()?;
     let client = async_nats::connect(&server.url).await?;
-    let service = Service::new(client.clone()).handler(greet).start().await?;
+    let service = NatsService::new(client.clone()).handler(greet).start().await?;
     let running = service.spawn();
 
     let publisher = Publisher::new(client);

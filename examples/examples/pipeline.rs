@@ -4,7 +4,7 @@
 //! whole journey of an order is one trace.
 //!
 //! ```sh
-//! cargo run -p examples --example pipeline
+//! OTEL_TRACES_EXPORTER=console cargo run -p examples --example pipeline
 //! ```
 
 use async_nats::jetstream::{self, stream};
@@ -63,7 +63,7 @@ impl nats_otel_runtime::FromRef<App> for tokio::sync::mpsc::Sender<u64> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let telemetry = examples::telemetry()?;
+    let telemetry = nats_otel_runtime::telemetry::init()?;
     let server = examples::server()?;
     let client = async_nats::connect(&server.url).await?;
     jetstream::new(client.clone())
@@ -78,8 +78,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let publisher = Publisher::new(client.clone());
     let (done, mut finished) = tokio::sync::mpsc::channel(8);
     let app = App { publisher: publisher.clone(), done };
-    let service =
-        Service::with_state(client, app).handler(validate).handler(charge).handler(notify).start().await?;
+    let service = NatsService::with_state(client, app)
+        .handler(validate)
+        .handler(charge)
+        .handler(notify)
+        .start()
+        .await?;
     let running = service.spawn();
 
     publisher

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut instances = Vec::new();
     for name in ["instance-a", "instance-b"] {
         let client = async_nats::connect(&server.url).await?;
-        instances.push(Service::new(client).state(name).handler(resize).start().await?.spawn());
+        instances.push(NatsService::new(client).state(name).handler(resize).start().await?.spawn());
     }
 
     let client = async_nats::connect(&server.url).await?;

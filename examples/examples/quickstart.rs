@@ -1,14 +1,15 @@
 //! Quickstart: a subscriber and a request-reply handler, a few traced publishes
-//! and requests, then the traces printed as a tree, with the servers each
+//! and requests, each trace printed as a tree (on stderr) with the servers each
 //! message crossed (broker tracing).
 //!
 //! ```sh
-//! cargo run -p examples --example quickstart
+//! OTEL_TRACES_EXPORTER=console cargo run -p examples --example quickstart
 //! ```
 //!
-//! Without `NATS_URL` it starts a throwaway nats-server (from `PATH`). With
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans go to that collector over OTLP instead
-//! of the terminal. Its AsyncAPI document: `cargo run -p examples --example asyncapi`.
+//! Without `NATS_URL` it starts a throwaway nats-server (from `PATH`). Telemetry
+//! is the library's `telemetry::init()`: `OTEL_TRACES_EXPORTER=console` prints
+//! the trees; with `OTEL_EXPORTER_OTLP_ENDPOINT` instead, spans go to that
+//! collector over OTLP. Its AsyncAPI document: `cargo run -p examples --example asyncapi`.
 
 use nats_otel_runtime::broker::BrokerTracing;
 use nats_otel_runtime::broker_trace::Collector;
@@ -50,14 +51,15 @@ async fn quote(Json(req): Json<QuoteRequest>) -> Result<Json<Quote>, ServiceErro
 
 /// The service: named (so `nats micro ls` finds it), with its handlers. One
 /// function for serving and for the contract (see the `asyncapi` example).
-pub fn service(service: Service) -> Service {
+pub fn service(service: NatsService) -> NatsService {
     service.name("quickstart").version("0.1.0").handler(ship).handler(quote)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // OTLP when a collector is configured, else the traces print here at the end.
-    let telemetry = examples::telemetry()?;
+    // The OTEL_* environment: trees on stderr with OTEL_TRACES_EXPORTER=console,
+    // OTLP with OTEL_EXPORTER_OTLP_ENDPOINT. Logs go to stderr (RUST_LOG).
+    let telemetry = nats_otel_runtime::telemetry::init()?;
     // $NATS_URL, or a throwaway local nats-server.
     let server = examples::server()?;
     println!("nats-otel quickstart: connected to {}", server.url);
@@ -68,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let broker = Collector::new(client.clone(), "quickstart.broker-traces").start().await?;
 
     // The service, live before we publish.
-    let service = service(Service::new(client.clone())).start().await?;
+    let service = service(NatsService::new(client.clone())).start().await?;
     let running = service.spawn();
 
     // A client side, in a span of its own, like an HTTP handler would be.
@@ -96,7 +98,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Graceful stop: in-flight handlers finish, replies are flushed.
     running.stop().await?;
     broker.stop().await;
-    println!();
-    drop(telemetry); // prints the trace tree (or flushes to the collector)
+    drop(telemetry); // prints the traces still waiting (or flushes to the collector)
     Ok(())
 }

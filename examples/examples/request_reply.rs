@@ -4,7 +4,7 @@
 //! chooses the `Nats-Service-Error-Code` the requester gets back as a typed error.
 //!
 //! ```sh
-//! cargo run -p examples --example request_reply
+//! OTEL_TRACES_EXPORTER=console cargo run -p examples --example request_reply
 //! ```
 
 use nats_otel_runtime::RequestErrorKind;
@@ -70,10 +70,10 @@ async fn transfer(bank: String, t: Transfer) -> Result<Receipt, TransferError> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let telemetry = examples::telemetry()?;
+    let telemetry = nats_otel_runtime::telemetry::init()?;
     let server = examples::server()?;
     let client = async_nats::connect(&server.url).await?;
-    let service = Service::new(client.clone()).handler(transfer).start().await?;
+    let service = NatsService::new(client.clone()).handler(transfer).start().await?;
     let running = service.spawn();
 
     let publisher = Publisher::new(client);

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! nats-server &                                   # or set NATS_URL
-//! cargo run -p examples --example services        # serves until Ctrl-C
+//! OTEL_TRACES_EXPORTER=console cargo run -p examples --example services        # serves until Ctrl-C
 //! nats micro ls; nats request quotes.get '{"sku":"apple"}'; nats micro stats pricing
 //! ```
 
@@ -31,10 +31,10 @@ async fn quote(Json(request): Json<QuoteRequest>) -> Result<Json<Quote>, Service
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _telemetry = examples::telemetry()?;
+    let _telemetry = nats_otel_runtime::telemetry::init()?;
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".to_owned());
     let client = async_nats::connect(&url).await?;
-    let started = Service::new(client)
+    let started = NatsService::new(client)
         .name("pricing")
         .version("1.2.0")
         .description("Quotes by SKU")

@@ -28,9 +28,9 @@ use proc_macro::TokenStream;
 /// Turns an `async fn` into a traced handler of a core NATS subscription.
 ///
 /// The function's arguments are extractors (`Json<T>`, `Bytes`, `String`, `Subject`,
-/// `HeaderMap`, `Message`, `State<T>`, `Context`, `Envelope<T>`, or your own
+/// `HeaderMap`, `Message`, `State<T>`, `TraceContext`, `Envelope<T>`, or your own
 /// `FromMessage`); it returns `()`, a reply (`Json<T>`, `Bytes`, `String`, …) or
-/// `Result<reply, E>` with `E: HandlerError`. Register it with `Service::handler`.
+/// `Result<reply, E>` with `E: HandlerError`. Register it with `NatsService::handler`.
 ///
 /// ```
 /// use nats_otel_runtime::prelude::*;
@@ -45,7 +45,7 @@ use proc_macro::TokenStream;
 /// }
 ///
 /// # async fn run(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
-/// Service::new(client).handler(bill).run_until(std::future::pending::<()>()).await
+/// NatsService::new(client).handler(bill).run_until(std::future::pending::<()>()).await
 /// # }
 /// # fn main() {}
 /// ```
@@ -106,7 +106,7 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// Its future is tagged with a hidden descriptor type (the subject and options),
-/// which is how `Service::handler(double)` finds them. Set
+/// which is how `NatsService::handler(double)` finds them. Set
 /// `NATS_OTEL_MACROS_DEBUG=1` while building to print the expansion.
 ///
 /// # Compile-time errors
@@ -375,11 +375,11 @@ pub fn derive_nats_payload(input: TokenStream) -> TokenStream {
 
 /// A service name checked at compile time: the literal, when it follows the
 /// NATS Services API's rules (ADR-32: letters, digits, `-` and `_`), else a
-/// compile error at it. `Service::name` checks any name again at start.
+/// compile error at it. `NatsService::name` checks any name again at start.
 ///
 /// ```
-/// # use nats_otel_runtime::{Service, service_name, service_version};
-/// let service = Service::without_connection().name(service_name!("pricing")).version(service_version!("1.2.0"));
+/// # use nats_otel_runtime::{NatsService, service_name, service_version};
+/// let service = NatsService::without_connection().name(service_name!("pricing")).version(service_version!("1.2.0"));
 /// ```
 ///
 /// ```compile_fail
@@ -393,7 +393,7 @@ pub fn service_name(input: TokenStream) -> TokenStream {
 
 /// A service version checked at compile time: the literal, when it is a
 /// Semantic Versioning 2.0 version (as ADR-32 requires), else a compile error
-/// at it. `Service::version` checks any version again at start.
+/// at it. `NatsService::version` checks any version again at start.
 ///
 /// ```compile_fail
 /// # use nats_otel_runtime::service_version;

@@ -9,7 +9,7 @@
 //! | its payload type (`Json<T>`, a typed message, `String`, `Bytes`) | the channel's message, with a JSON Schema (feature `schemars`, types deriving `JsonSchema`) under `components/schemas` |
 //! | its reply type (core handlers) | the operation's `reply`, on a channel without an address (NATS inboxes are per request) |
 //! | a JetStream consumer | `x-nats-otel-jetstream` on its operation: stream, durable, filters, deliver, `ack_wait`, `max_deliver`, backoff, `max_ack_pending`, dead letter |
-//! | [`Service::sends`](crate::Service::sends) | a `send` operation on the message's template |
+//! | [`NatsService::sends`](crate::NatsService::sends) | a `send` operation on the message's template |
 //!
 //! Every message lists the W3C trace-context headers the runtime reads and writes.
 
@@ -26,7 +26,7 @@ use crate::handler::shape::{HandlerShape, PayloadShape, Schemas};
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
 
 /// An AsyncAPI 3.0 document (JSON), from
-/// [`Service::asyncapi`](crate::Service::asyncapi).
+/// [`NatsService::asyncapi`](crate::NatsService::asyncapi).
 ///
 /// `Display` writes it as indented JSON.
 #[derive(Debug, Clone, PartialEq)]

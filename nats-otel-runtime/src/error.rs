@@ -86,7 +86,7 @@ impl<K: fmt::Debug + fmt::Display> std::error::Error for Error<K> {
     }
 }
 
-/// Why [`Service::run_until`](crate::Service::run_until) failed.
+/// Why [`NatsService::run_until`](crate::NatsService::run_until) failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServeErrorKind {
@@ -122,7 +122,7 @@ pub enum ServeErrorKind {
     /// The service's Services API name or version breaks ADR-32's rules, or
     /// a version, description or metadata was given without a name.
     InvalidIdentity,
-    /// The service was built with `Service::without_connection()`, for its
+    /// The service was built with `NatsService::without_connection()`, for its
     /// contract only, and cannot be started.
     NoConnection,
 }
@@ -153,7 +153,7 @@ impl fmt::Display for ServeErrorKind {
     }
 }
 
-/// Error returned by [`Service::run_until`](crate::Service::run_until).
+/// Error returned by [`NatsService::run_until`](crate::NatsService::run_until).
 pub type ServeError = Error<ServeErrorKind>;
 
 /// Why a traced publish or request failed.

@@ -2,7 +2,7 @@
 //!
 //! async-nats reports some failures only through the connection's event callback:
 //! a permissions violation on a subscription, slow consumers, reconnects. Wire
-//! [`ClientEvents`] into the connect options and hand it to the [`Service`](crate::Service),
+//! [`ClientEvents`] into the connect options and hand it to the [`NatsService`](crate::NatsService),
 //! and a subscription the server refuses ends `run_until` with an error naming the
 //! handler and subject instead of a silent, message-less subscription.
 //!
@@ -34,11 +34,11 @@ const MAX_DENIALS: usize = 1024;
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use nats_otel_runtime::{ClientEvents, Service};
+/// use nats_otel_runtime::{ClientEvents, NatsService};
 ///
 /// let events = ClientEvents::new();
 /// let client = events.attach(async_nats::ConnectOptions::new()).connect("nats://127.0.0.1:4222").await?;
-/// let service = Service::new(client).events(&events);
+/// let service = NatsService::new(client).events(&events);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let client = async_nats::connect("nats://127.0.0.1:4222").await?;
-//!     Service::new(client)
+//!     NatsService::new(client)
 //!         .handler(quote)
 //!         .run_until(async { tokio::signal::ctrl_c().await.ok(); })
 //!         .await?;
@@ -36,7 +36,7 @@
 //! - **Handlers** are async fns whose arguments are [extractors](extract) and whose
 //!   return is `()`, a reply, or `Result<reply, E: HandlerError>`. [`Handler`] is
 //!   implemented for every such fn, so the macros are optional.
-//! - **[`Service`]** subscribes every handler, runs each subscription with its
+//! - **[`NatsService`]** subscribes every handler, runs each subscription with its
 //!   concurrency limit, and drains gracefully on shutdown.
 //! - **Spans** follow OpenTelemetry messaging semantic conventions v1.44: a
 //!   `process {subject}` CONSUMER span per message, parented on the publisher's
@@ -132,7 +132,7 @@ pub use endpoint::{
     AckMode, DEFAULT_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer, SettleRecord, Subscription,
     TraceMode,
 };
-/// What the macros expand to: named in [`Service::handler`]'s bounds, not used directly.
+/// What the macros expand to: named in [`NatsService::handler`]'s bounds, not used directly.
 #[doc(hidden)]
 pub use endpoint::{DeclaredHandler, Descriptor, Endpoint};
 pub use error::{
@@ -148,7 +148,7 @@ pub use handler::{
     IntoOutcome, IntoReply, JetStreamInfo, Json, Outcome, Permanent, Rejection, Reply, Retry, RetryAfter,
     ServiceError, Settlement, State,
 };
-/// What the macros expand to: named in [`Service::handler`]'s bounds, not used directly.
+/// What the macros expand to: named in [`NatsService::handler`]'s bounds, not used directly.
 #[doc(hidden)]
 pub use handler::{Declaration, Declared, DeclaredArgs};
 #[cfg(feature = "macros")]
@@ -156,15 +156,17 @@ pub use handler::{Declaration, Declared, DeclaredArgs};
 pub use nats_otel_macros::{
     NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe, service_name, service_version,
 };
-pub use opentelemetry::Context;
+/// The OpenTelemetry context (`opentelemetry::Context`) under a name that lives
+/// next to `anyhow::Context`: as an extractor it is the handler's `process` span.
+pub use opentelemetry::Context as TraceContext;
 pub use publisher::Publisher;
-pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, Service, ServiceHandle, Started};
+pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NatsService, ServiceHandle, Started};
 
 /// Everything a handler module usually needs.
 pub mod prelude {
     pub use crate::{
-        Bytes, Context, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, Message, Permanent,
-        Publisher, RetryAfter, Service, ServiceError, State, Subject, TraceMode,
+        Bytes, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, Message, NatsService, Permanent,
+        Publisher, RetryAfter, ServiceError, State, Subject, TraceContext, TraceMode,
     };
     #[cfg(feature = "macros")]
     pub use crate::{NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe};
@@ -175,7 +177,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __fuzz {
     /// The parent context a JSON envelope payload carries, as `Envelope<T>` handlers read it.
-    pub fn envelope_parent(payload: &[u8]) -> Option<crate::Context> {
+    pub fn envelope_parent(payload: &[u8]) -> Option<crate::TraceContext> {
         crate::otel::propagation::envelope_parent(payload)
     }
 

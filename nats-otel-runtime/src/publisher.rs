@@ -315,7 +315,7 @@ impl Publisher {
 
     /// Puts `prefix` (`"prod"`, `"staging.eu"`) in front of every subject this
     /// publisher sends to, typed messages included; spans and metrics show the full
-    /// subject and template. Give the [`Service`](crate::Service::subject_prefix)
+    /// subject and template. Give the [`NatsService`](crate::NatsService::subject_prefix)
     /// the same prefix. Checked here, once.
     ///
     /// ```no_run

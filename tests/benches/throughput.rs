@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use nats_otel_runtime::broker::BrokerTracing;
 use nats_otel_runtime::propagation::HeaderExtractor;
 use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
-use nats_otel_runtime::{JetStreamConsumer, Json, Publisher, Service, State, Subscription};
+use nats_otel_runtime::{JetStreamConsumer, Json, NatsService, Publisher, State, Subscription};
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -452,7 +452,7 @@ where
 {
     let done = Arc::new(Done::default());
     done.reset(n);
-    let service = Service::new(client.clone())
+    let service = NatsService::new(client.clone())
         .state(done.clone())
         .consume(JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false), handler);
     let started = match dispatch {
@@ -567,7 +567,8 @@ async fn rpc_round(
             elapsed
         }
         Variant::Toolkit | Variant::ToolkitBare => {
-            let service = Service::new(client.clone()).subscribe_with(Subscription::new(RPC), rpc_handler);
+            let service =
+                NatsService::new(client.clone()).subscribe_with(Subscription::new(RPC), rpc_handler);
             let started = if variant == Variant::Toolkit {
                 tracing::dispatcher::with_default(&providers.dispatch, || service.start()).await
             } else {
@@ -893,7 +894,7 @@ async fn run() {
         reset_peak_rss();
         let done = Arc::new(Done::default());
         done.reset(backlog / 1000 * 1000);
-        let service = Service::new(consumer_client.clone())
+        let service = NatsService::new(consumer_client.clone())
             .state(done.clone())
             .consume(JetStreamConsumer::new("BACKLOG", "drain").create(false), js_handler);
         let started =

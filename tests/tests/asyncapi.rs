@@ -85,7 +85,7 @@ struct OrderShipped {
 async fn ping() {}
 
 /// The service, as a user writes it once for serving and for the contract.
-fn shop<S: Send + Sync + 'static>(service: Service<S>) -> Service<S> {
+fn shop<S: Send + Sync + 'static>(service: NatsService<S>) -> NatsService<S> {
     service
         .name("shop")
         .version("2.0.0")
@@ -100,7 +100,7 @@ fn shop<S: Send + Sync + 'static>(service: Service<S>) -> Service<S> {
 }
 
 fn document() -> Value {
-    shop(Service::without_connection()).asyncapi().unwrap().into_value()
+    shop(NatsService::without_connection()).asyncapi().unwrap().into_value()
 }
 
 #[test]
@@ -238,15 +238,15 @@ fn the_official_parser_accepts_the_document_and_refuses_a_broken_one() {
 
 #[test]
 fn a_contract_needs_a_name_and_a_connectionless_service_does_not_start() {
-    let unnamed = Service::without_connection().handler(bill).asyncapi().unwrap_err();
+    let unnamed = NatsService::without_connection().handler(bill).asyncapi().unwrap_err();
     assert_eq!(unnamed.kind(), ServeErrorKind::InvalidIdentity);
     assert!(unnamed.to_string().contains("add `.name(..)`"), "{unnamed}");
 
-    let bad_version = Service::without_connection().name("shop").version("two").asyncapi().unwrap_err();
+    let bad_version = NatsService::without_connection().name("shop").version("two").asyncapi().unwrap_err();
     assert_eq!(bad_version.kind(), ServeErrorKind::InvalidIdentity);
 
     // An endpoint the runtime would refuse at start is refused here too, named.
-    let bad_subject = Service::without_connection()
+    let bad_subject = NatsService::without_connection()
         .name("shop")
         .version("2.0.0")
         .subscribe("orders..placed", ping)
@@ -256,7 +256,7 @@ fn a_contract_needs_a_name_and_a_connectionless_service_does_not_start() {
     assert!(bad_subject.to_string().contains("ping"), "{bad_subject}");
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let refused = runtime.block_on(shop(Service::without_connection()).start()).unwrap_err();
+    let refused = runtime.block_on(shop(NatsService::without_connection()).start()).unwrap_err();
     assert_eq!(refused.kind(), ServeErrorKind::NoConnection);
     assert!(refused.to_string().contains("Service::new(client)"), "{refused}");
 }
@@ -272,7 +272,7 @@ async fn a_running_service_serves_its_document_and_points_at_it() {
         })
         .await
         .unwrap();
-    let running = spawn(shop(Service::new(h.client.clone()))).await;
+    let running = spawn(shop(NatsService::new(h.client.clone()))).await;
     let id = running.id().to_owned();
 
     for subject in

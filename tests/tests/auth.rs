@@ -17,7 +17,7 @@ async fn echo(body: Bytes) -> Bytes {
 
 /// A request through the traced publisher, answered by a service: one trace.
 async fn serves_and_traces(recorder: &SpanRecorder, client: async_nats::Client) {
-    let running = spawn(Service::new(client.clone()).handler(echo)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(echo)).await;
     let reply = Publisher::new(client).request("auth.echo", "hello").await.unwrap();
     assert_eq!(&reply.payload[..], b"hello");
     let spans =

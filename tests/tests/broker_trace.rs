@@ -70,7 +70,7 @@ async fn one_server_reports_ingress_store_and_delivery_under_the_send_span() {
     let h = start().await;
     orders_stream(&h.client, 1).await;
     let collecting = Collector::new(h.client.clone(), "traces.broker").start().await.unwrap();
-    let running = spawn(Service::new(h.client.clone()).handler(ship)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(ship)).await;
 
     let publisher = tracing_publisher(&h.client, "traces.broker");
     within("publish", publisher.publish("orders.eu", "{}")).await.unwrap();
@@ -115,7 +115,7 @@ async fn one_server_reports_ingress_store_and_delivery_under_the_send_span() {
 async fn broker_tracing_is_off_by_default_and_skips_unsampled_and_unchosen_publishes() {
     let h = start().await;
     let mut reports = h.client.subscribe("traces.>").await.unwrap();
-    let running = spawn(Service::new(h.client.clone()).handler(ship)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(ship)).await;
 
     let plain = Publisher::new(h.client.clone());
     let reply = within("plain", plain.request("orders.eu", "{}")).await.unwrap();
@@ -157,7 +157,7 @@ async fn a_cluster_path_becomes_one_span_per_server_nested_by_hop() {
     // message) can come late, so wait longer than the default.
     let collecting =
         Collector::new(n2.clone(), "traces.broker").hop_wait(Duration::from_secs(5)).start().await.unwrap();
-    let running = spawn(Service::new(n1.clone()).handler(ship)).await;
+    let running = spawn(NatsService::new(n1.clone()).handler(ship)).await;
     // Let the subscriptions' interest reach every route.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -221,7 +221,7 @@ async fn a_subject_mapping_shows_the_subject_before_and_after() {
     let server = NatsServer::with_config(r#"mappings { "legacy.orders": "orders.eu" }"#).unwrap();
     let client = server.connect().await.unwrap();
     let collecting = Collector::new(client.clone(), "traces.broker").start().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(ship)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(ship)).await;
 
     within("request", tracing_publisher(&client, "traces.broker").request("legacy.orders", "{}"))
         .await
@@ -279,7 +279,7 @@ async fn account_level_tracing_needs_only_a_sampled_traceparent() {
         .await
         .unwrap();
     let collecting = Collector::new(client.clone(), "traces.account").start().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(ship)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(ship)).await;
 
     // No broker tracing on the publisher: the account asks.
     let reply = within("request", Publisher::new(client.clone()).request("orders.eu", "{}")).await.unwrap();
@@ -297,7 +297,7 @@ async fn account_level_tracing_needs_only_a_sampled_traceparent() {
 async fn a_dry_run_says_where_a_message_would_go_without_delivering_it() {
     let h = start().await;
     orders_stream(&h.client, 1).await;
-    let running = spawn(Service::new(h.client.clone()).handler(ship)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(ship)).await;
 
     let route =
         dry_run(&h.client, "orders.eu", HeaderMap::new(), "{}".into(), DEFAULT_DRY_RUN_WAIT).await.unwrap();

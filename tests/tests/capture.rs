@@ -35,7 +35,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 #[tokio::test]
 async fn nothing_is_captured_by_default() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(plain)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(plain)).await;
     let sent = headers(&[("x-tenant", "acme"), ("authorization", "Bearer s3cret")]);
     h.client.publish_with_headers("capture.none", sent, "card=4111111111111111".into()).await.unwrap();
     let spans = h.recorder.wait_for(|s| count(s, "process capture.none") == 1).await;
@@ -51,7 +51,7 @@ async fn nothing_is_captured_by_default() {
 #[tokio::test]
 async fn allow_listed_headers_are_captured_case_insensitively_and_bodies_at_the_cap() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(captured)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(captured)).await;
     let sent = headers(&[("x-TENANT", "acme"), ("authorization", "Bearer s3cret")]);
     h.client.publish_with_headers("capture.some", sent, "hello, world".into()).await.unwrap();
     // The cap (8 bytes) falls inside the second `é` (bytes 5..7 and 7..9).
@@ -103,7 +103,7 @@ async fn jetstream_consumers_capture_with_the_builder() {
         .filter("capture.js.>")
         .capture_headers(["nats-msg-id"])
         .capture_body(4);
-    let running = spawn(Service::new(h.client.clone()).consume(consumer, ack)).await;
+    let running = spawn(NatsService::new(h.client.clone()).consume(consumer, ack)).await;
     let publisher = Publisher::new(h.client.clone());
     let options = nats_otel_runtime::publisher::StreamPublish::new().message_id("order-1");
     publisher.publish_to_stream_with("capture.js.eu", options, "payload").await.unwrap();
@@ -125,7 +125,7 @@ async fn jetstream_consumers_capture_with_the_builder() {
 #[tokio::test]
 async fn an_invalid_allow_list_is_refused_at_start() {
     let h = start().await;
-    let err = Service::new(h.client.clone())
+    let err = NatsService::new(h.client.clone())
         .subscribe_with(Subscription::new("capture.bad").capture_headers(["x tenant"]), ack)
         .start()
         .await

@@ -62,7 +62,7 @@ async fn the_stream_leader_killed_mid_stream_loses_nothing() {
     // takes their connections too.
     let seen = Seen::default();
     let consuming = spawn(
-        Service::new(connect_preferring(&cluster, &leader).await)
+        NatsService::new(connect_preferring(&cluster, &leader).await)
             .state(seen.clone())
             .handler(cluster_consumer),
     )
@@ -124,8 +124,10 @@ async fn queue_group_members_on_two_services_keep_answering_when_one_stops() {
     const N: u64 = 600;
     let _recorder = SpanRecorder::install();
     let cluster = NatsCluster::start(3).await.unwrap();
-    let a = spawn(Service::new(connect_preferring(&cluster, "n0").await).state("a").handler(worker)).await;
-    let b = spawn(Service::new(connect_preferring(&cluster, "n1").await).state("b").handler(worker)).await;
+    let a =
+        spawn(NatsService::new(connect_preferring(&cluster, "n0").await).state("a").handler(worker)).await;
+    let b =
+        spawn(NatsService::new(connect_preferring(&cluster, "n1").await).state("b").handler(worker)).await;
     let requester = async_nats::ConnectOptions::new()
         .retain_servers_order()
         .request_timeout(Some(Duration::from_secs(5)))
@@ -219,7 +221,7 @@ async fn after_a_failover_spans_and_metrics_name_the_new_server_and_client_id() 
     let client = connect_preferring(&cluster, "n0").await;
     let before = client.server_info();
     assert_eq!(before.port, cluster.nodes()[0].port());
-    let service = spawn(Service::new(client.clone()).handler(whoami)).await;
+    let service = spawn(NatsService::new(client.clone()).handler(whoami)).await;
     let publisher = Publisher::new(client.clone());
     let requester = async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(2)))

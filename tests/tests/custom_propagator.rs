@@ -55,7 +55,7 @@ async fn event(headers: HeaderMap) -> Json<HashMap<String, String>> {
 async fn a_custom_global_propagator_is_used_both_ways() {
     let h = start().await; // installs W3C…
     opentelemetry::global::set_text_map_propagator(CompanyPropagator { fields: ["x-trace".to_owned()] }); // …which the application replaces
-    let running = spawn(Service::new(h.client.clone()).handler(event)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(event)).await;
 
     let reply = Publisher::new(h.client.clone()).request("company.events", "").await.unwrap();
     let seen: HashMap<String, String> = serde_json::from_slice(&reply.payload).unwrap();

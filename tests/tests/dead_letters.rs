@@ -102,7 +102,7 @@ async fn messages_published_with_jetstream_control_headers_are_dead_lettered_wit
     let ledger = Ledger::watch(&h.client, "ORDERS", "strict").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let running = spawn(
-        Service::new(h.client.clone())
+        NatsService::new(h.client.clone())
             .state(calls.clone())
             .consume(refusing("strict", "dead.orders"), refuse),
     )
@@ -156,7 +156,7 @@ async fn two_consumers_giving_up_the_same_message_store_a_letter_each() {
     let shipping = Ledger::watch(&h.client, "ORDERS", "shipping").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let running = spawn(
-        Service::new(h.client.clone())
+        NatsService::new(h.client.clone())
             .state(calls.clone())
             .consume(refusing("billing", "dead.orders"), refuse)
             .consume(refusing("shipping", "dead.orders"), refuse),
@@ -180,7 +180,8 @@ async fn a_dead_letter_subject_inside_the_source_stream_stores_its_letter() {
     let consumer =
         JetStreamConsumer::new("ORDERS", "inside").filter("orders.in.*").dead_letter("orders.dead");
     let calls = Arc::new(AtomicUsize::new(0));
-    let running = spawn(Service::new(h.client.clone()).state(calls.clone()).consume(consumer, refuse)).await;
+    let running =
+        spawn(NatsService::new(h.client.clone()).state(calls.clone()).consume(consumer, refuse)).await;
     let options = StreamPublish::new().message_id("order-3");
     Publisher::new(h.client.clone())
         .publish_to_stream_with("orders.in.eu", options, r#"{"id":3}"#)
@@ -199,7 +200,9 @@ async fn without_a_stream_for_its_letter_a_message_waits_between_deliveries_and_
     let ledger = Ledger::watch(&h.client, "ORDERS", "early").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let running = spawn(
-        Service::new(h.client.clone()).state(calls.clone()).consume(refusing("early", "dead.orders"), refuse),
+        NatsService::new(h.client.clone())
+            .state(calls.clone())
+            .consume(refusing("early", "dead.orders"), refuse),
     )
     .await;
     h.client.publish("orders.eu", r#"{"id":4}"#.into()).await.unwrap();
@@ -236,7 +239,7 @@ async fn a_poison_message_near_max_payload_is_dead_lettered_without_its_payload(
     let ledger = Ledger::watch(&client, "ORDERS", "big").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let running = spawn(
-        Service::new(client.clone()).state(calls.clone()).consume(refusing("big", "dead.orders"), refuse),
+        NatsService::new(client.clone()).state(calls.clone()).consume(refusing("big", "dead.orders"), refuse),
     )
     .await;
     // Not JSON (poison), and as large as the server allows.
@@ -267,7 +270,9 @@ async fn a_letter_over_the_dead_letter_streams_message_size_is_stored_without_it
     let ledger = Ledger::watch(&h.client, "ORDERS", "small").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let running = spawn(
-        Service::new(h.client.clone()).state(calls.clone()).consume(refusing("small", "dead.orders"), refuse),
+        NatsService::new(h.client.clone())
+            .state(calls.clone())
+            .consume(refusing("small", "dead.orders"), refuse),
     )
     .await;
     h.client.publish("orders.eu", vec![b'{'; 4096].into()).await.unwrap();
@@ -299,9 +304,10 @@ async fn a_last_delivery_that_never_returns_is_dead_lettered_once_from_the_serve
     };
     // Two instances of the same service: one letter between them.
     let first =
-        spawn(Service::new(h.client.clone()).state(calls.clone()).consume(consumer(), never_settles)).await;
+        spawn(NatsService::new(h.client.clone()).state(calls.clone()).consume(consumer(), never_settles))
+            .await;
     let other = h.server.connect().await.unwrap();
-    let second = spawn(Service::new(other).state(calls.clone()).consume(consumer(), never_settles)).await;
+    let second = spawn(NatsService::new(other).state(calls.clone()).consume(consumer(), never_settles)).await;
     let mut headers = HeaderMap::new();
     headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     h.client.publish_with_headers("orders.eu", headers, "lost work".into()).await.unwrap();

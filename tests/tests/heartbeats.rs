@@ -61,7 +61,7 @@ async fn messages_waiting_for_a_busy_handler_are_kept_alive_and_processed_once()
     let runs = Runs::default();
     let consumer = JetStreamConsumer::new("WORK", "slow").ack_wait(Duration::from_secs(1)).concurrency(4);
     let running = spawn(
-        Service::new(h.client.clone())
+        NatsService::new(h.client.clone())
             .state((runs.clone(), Duration::from_millis(1500)))
             .consume(consumer, slow),
     )
@@ -80,7 +80,9 @@ async fn a_lowered_ack_wait_is_followed_by_instances_already_running() {
     let runs = Runs::default();
     let consumer = JetStreamConsumer::new("WORK", "rolling").ack_wait(Duration::from_secs(10)).concurrency(4);
     let running = spawn(
-        Service::new(h.client.clone()).state((runs.clone(), Duration::from_secs(4))).consume(consumer, slow),
+        NatsService::new(h.client.clone())
+            .state((runs.clone(), Duration::from_secs(4)))
+            .consume(consumer, slow),
     )
     .await;
     // Another deployment updates the consumer with a shorter ack_wait.

@@ -41,7 +41,7 @@ fn assert_names_the_cause(error: &nats_otel_runtime::ServeError, subject: &str) 
 async fn a_lone_cr_in_a_header_value_ends_the_service_with_connection_closed() {
     let h = start().await;
     let client = h.server.connect().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(echo)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(echo)).await;
     let mut raw = RawPublisher::connect(&h.server).await.unwrap();
     raw.publish("headers.bad", LONE_CR, b"x").await.unwrap();
     raw.flush().await.unwrap();
@@ -56,7 +56,7 @@ async fn a_lone_cr_in_a_header_value_ends_the_service_with_connection_closed() {
 async fn run_until_ends_with_connection_closed_for_every_handler_on_the_dead_client() {
     let h = start().await;
     let client = h.server.connect().await.unwrap();
-    let service = Service::new(client).handler(other).handler(echo);
+    let service = NatsService::new(client).handler(other).handler(echo);
     let run = tokio::spawn(service.run_until(std::future::pending::<()>()));
     // Once the service answers, its subscriptions are live.
     let reply = within("the service answers", async {
@@ -97,7 +97,7 @@ async fn a_consumer_whose_connection_task_dies_reports_connection_closed_not_con
         .await
         .unwrap();
     let client = h.server.connect().await.unwrap();
-    let running = spawn(Service::new(client).handler(stored)).await;
+    let running = spawn(NatsService::new(client).handler(stored)).await;
     let mut raw = RawPublisher::connect(&h.server).await.unwrap();
     raw.publish("hostile.stored.1", LONE_CR, b"x").await.unwrap();
     raw.flush().await.unwrap();
@@ -122,7 +122,7 @@ async fn after_blocks_that_drop_the_connection_the_service_reconnects_and_answer
     let events = ClientEvents::new();
     let client = events.attach(async_nats::ConnectOptions::new()).connect(h.server.url()).await.unwrap();
     let mut seen = events.subscribe();
-    let running = spawn(Service::new(client).events(&events).handler(echo)).await;
+    let running = spawn(NatsService::new(client).events(&events).handler(echo)).await;
     let mut raw = RawPublisher::connect(&h.server).await.unwrap();
     for (n, (case, block)) in RECONNECTING.iter().enumerate() {
         raw.publish("headers.bad", block, b"x").await.unwrap();

@@ -23,7 +23,7 @@ async fn echo(Json(ping): Json<Ping>) -> Json<Ping> {
 #[tokio::test]
 async fn garbage_oversized_and_repeated_trace_headers_give_root_spans_and_answers() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(echo)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(echo)).await;
     let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let huge = "x".repeat(60_000);
     let mut cases: Vec<HeaderMap> = Vec::new();
@@ -67,7 +67,7 @@ async fn garbage_oversized_and_repeated_trace_headers_give_root_spans_and_answer
 #[tokio::test]
 async fn a_payload_at_the_servers_max_is_rejected_cleanly_and_the_service_goes_on() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(echo)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(echo)).await;
     let max = h.client.server_info().max_payload;
     // Not JSON, as large as the server allows (minus the headers' room).
     let big = vec![b'['; max - 1024];
@@ -80,7 +80,7 @@ async fn a_payload_at_the_servers_max_is_rejected_cleanly_and_the_service_goes_o
 
 async fn serves_with(server: &NatsServer, options: async_nats::ConnectOptions) {
     let client = options.connect(server.url()).await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(echo)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(echo)).await;
     let reply = Publisher::new(client).request("hostile.auth", r#"{"n":3}"#).await.unwrap();
     assert_eq!(&reply.payload[..], br#"{"n":3}"#);
     running.stop().await.unwrap();
@@ -114,7 +114,7 @@ async fn keyed(_message: Keyed) {}
 #[tokio::test]
 async fn typed_messages_whose_fields_hold_braces_are_published_and_received() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(keyed)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(keyed)).await;
     let publisher = Publisher::new(h.client.clone());
     for key in ["{x}", "a}", "{"] {
         let message = Keyed { key: key.to_owned() };

@@ -60,7 +60,7 @@ async fn ok_acks_and_the_span_tree_is_publish_process_settle() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(bill)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(bill)).await;
 
     let publisher = Publisher::new(h.client.clone());
     for id in 1..=5 {
@@ -139,7 +139,7 @@ async fn err_naks_with_the_backoff_delay_then_the_retry_acks() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(fails_once)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(fails_once)).await;
     Publisher::new(h.client.clone()).publish_json("orders.eu.created", &Order { id: 7 }).await.unwrap();
 
     let spans = h.recorder.wait_for(|s| count(s, "ack ORDERS") == 1).await;
@@ -180,7 +180,7 @@ async fn permanent_errors_and_poison_messages_are_termed_never_redelivered() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(strict)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(strict)).await;
     h.client.publish("orders.eu.created", r#"{"id": 1}"#.into()).await.unwrap();
     h.client.publish("orders.eu.created", "not json".into()).await.unwrap();
     h.client.publish("orders.eu.created", vec![0xff, 0x00].into()).await.unwrap();
@@ -230,7 +230,7 @@ async fn the_last_delivery_failing_is_dead_lettered_with_its_context() {
         .await
         .unwrap();
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(always_fails)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(always_fails)).await;
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", "order-9");
     Publisher::new(h.client.clone())
@@ -290,7 +290,7 @@ async fn in_progress_heartbeats_keep_a_slow_handler_from_redelivery() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(slow)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(slow)).await;
     h.client.publish("orders.eu.created", r#"{"id":3}"#.into()).await.unwrap();
     h.recorder.wait_for(|s| count(s, "ack ORDERS") == 1).await;
     assert_eq!(log.calls_for(3).await.len(), 1, "handled once though it ran 3x ack_wait");
@@ -313,7 +313,7 @@ async fn never_more_than_concurrency_handlers_in_flight() {
     let h = start().await;
     orders_stream(&h.client).await;
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(bounded)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(bounded)).await;
     for id in 0..30 {
         h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
     }
@@ -329,12 +329,12 @@ async fn bind_only(_body: Bytes) {}
 async fn create_false_against_a_missing_consumer_is_a_clear_error() {
     let h = start().await;
     orders_stream(&h.client).await;
-    let err = Service::new(h.client.clone()).handler(bind_only).start().await.unwrap_err();
+    let err = NatsService::new(h.client.clone()).handler(bind_only).start().await.unwrap_err();
     assert_eq!(err.kind(), ServeErrorKind::ConsumerNotFound);
     let text = err.to_string();
     assert!(text.contains("bind_only") && text.contains("ORDERS") && text.contains("missing"), "{text}");
 
-    let err = Service::new(h.client.clone())
+    let err = NatsService::new(h.client.clone())
         .consume(nats_otel_runtime::JetStreamConsumer::new("NOPE", "x"), bind_only_plain)
         .start()
         .await
@@ -366,14 +366,14 @@ async fn a_graceful_stop_mid_stream_then_a_new_service_loses_nothing() {
     }
     let seen = Seen::default();
     let first =
-        spawn(Service::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(steady)).await;
+        spawn(NatsService::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(steady)).await;
     seen.wait_distinct(100).await;
     first.stop().await.unwrap();
     let after_stop = seen.ids.lock().await.len();
     assert!(after_stop < N as usize, "stopped mid-stream");
 
     let second =
-        spawn(Service::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(steady)).await;
+        spawn(NatsService::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(steady)).await;
     seen.wait_distinct(N as usize).await;
     second.stop().await.unwrap();
 
@@ -410,7 +410,8 @@ async fn a_server_restart_mid_stream_loses_nothing() {
     }
     let seen = Seen::default();
     let running =
-        spawn(Service::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(survivor)).await;
+        spawn(NatsService::new(h.server.connect().await.unwrap()).state(seen.clone()).handler(survivor))
+            .await;
     seen.wait_distinct(40).await;
 
     h.server.restart().unwrap();
@@ -435,7 +436,7 @@ async fn a_handler_taking_an_acker_settles_itself_and_settle_events_replace_span
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let seen = Seen::default();
-    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).handler(manual)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(seen.clone()).handler(manual)).await;
     for id in 0..4 {
         h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
     }
@@ -460,7 +461,7 @@ async fn a_consumer_deleted_while_running_ends_run_until_with_a_clear_error() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let seen = Seen::default();
-    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).handler(steady)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(seen.clone()).handler(steady)).await;
     stream.delete_consumer("steady").await.unwrap();
     let err = within("run_until ends", running.join()).await.unwrap_err();
     assert_eq!(err.kind(), ServeErrorKind::ConsumerDeleted, "{err}");
@@ -536,7 +537,8 @@ async fn dead_letters_reach_core_subscribers_on_the_core_route() {
     let stream = orders_stream(&h.client).await;
     let seen = Seen::default();
     let running =
-        spawn(Service::new(h.client.clone()).state(seen.clone()).handler(poisoned).handler(dead_core)).await;
+        spawn(NatsService::new(h.client.clone()).state(seen.clone()).handler(poisoned).handler(dead_core))
+            .await;
     h.client.publish("orders.eu.created", "poison".into()).await.unwrap();
     seen.wait_distinct(1).await;
     h.recorder.wait_for(|s| count(s, "term ORDERS") == 1).await;
@@ -559,7 +561,7 @@ async fn a_panic_is_nakked_with_the_backoff_delay_and_the_loop_goes_on() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let seen = Seen::default();
-    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).handler(panics_once)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(seen.clone()).handler(panics_once)).await;
     for id in 0..3 {
         h.client.publish("orders.eu.created", format!(r#"{{"id":{id}}}"#).into()).await.unwrap();
     }
@@ -601,7 +603,7 @@ async fn heartbeats_follow_the_ack_timeout_of_each_delivery() {
     let h = start().await;
     let stream = orders_stream(&h.client).await;
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(slow_retry)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(slow_retry)).await;
     h.client.publish("orders.eu.created", r#"{"id":5}"#.into()).await.unwrap();
     h.recorder.wait_for(|s| count(s, "ack ORDERS") == 1).await;
     let deliveries: Vec<i64> = log.calls_for(5).await.iter().map(|c| c.0).collect();
@@ -626,7 +628,7 @@ async fn delivery_sequences_and_pending_counts_are_the_servers() {
             .unwrap();
     }
     let log = Log::default();
-    let running = spawn(Service::new(h.client.clone()).state(log.clone()).handler(bill)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(log.clone()).handler(bill)).await;
     let spans = h.recorder.wait_for(|s| count(s, "ack orders.*.created") == 4).await;
 
     let mut deliveries: Vec<(i64, i64, i64, i64)> = named(&spans, "process orders.*.created")

@@ -50,7 +50,7 @@ impl<'a> MakeWriter<'a> for Lines {
 
 /// Serves one request and logs once outside any span; the `process` span.
 async fn serve_and_log(h: &Harness) -> opentelemetry_sdk::trace::SpanData {
-    let running = spawn(Service::new(h.client.clone()).handler(charge)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(charge)).await;
     let reply = Publisher::new(h.client.clone()).request("logs.orders", "abc").await.unwrap();
     assert_eq!(&reply.payload[..], b"abc");
     tracing::info!("outside any span");

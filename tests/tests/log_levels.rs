@@ -66,7 +66,7 @@ async fn client_faults_warn_and_service_faults_are_errors() {
     let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
     let server = NatsServer::start().unwrap();
     let client = server.connect().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(judge)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(judge)).await;
 
     let publisher = Publisher::new(client.clone());
     for (subject, body) in
@@ -116,7 +116,7 @@ async fn start_lists_the_handlers_at_info() {
     let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
     let server = NatsServer::start().unwrap();
     let client = server.connect().await.unwrap();
-    let running = spawn(Service::new(client).name("judges").version("1.0.0").handler(judge)).await;
+    let running = spawn(NatsService::new(client).name("judges").version("1.0.0").handler(judge)).await;
     running.stop().await.unwrap();
     let lines = lines.0.lock().unwrap();
     let info: Vec<&String> =

@@ -64,7 +64,7 @@ async fn metrics_follow_semconv_and_count_what_happened() {
         })
         .await
         .unwrap();
-    let running = spawn(Service::new(h.client.clone()).handler(work).handler(run_job)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(work).handler(run_job)).await;
     let publisher = Publisher::new(h.client.clone());
 
     // Core: three requests succeed, one fails.

@@ -43,7 +43,7 @@ fn environment(vars: &[(&str, &str)]) {
 async fn serve_one_request() {
     let server = NatsServer::start().unwrap();
     let client = server.connect().await.unwrap();
-    let running = Service::new(client.clone()).handler(echo).start().await.unwrap().spawn();
+    let running = NatsService::new(client.clone()).handler(echo).start().await.unwrap().spawn();
     let reply = Publisher::new(client).request("otlp.echo", "hello").await.unwrap();
     assert_eq!(&reply.payload[..], b"hello");
     running.stop().await.unwrap();

@@ -203,7 +203,7 @@ async fn run_case(messages: Vec<Hostile>) {
         .backoff([Duration::from_secs(1), Duration::from_secs(1)])
         .dead_letter("dead.orders")
         .concurrency(4);
-    let running = Service::new(client.clone()).consume(consumer, scripted).start().await.unwrap().spawn();
+    let running = NatsService::new(client.clone()).consume(consumer, scripted).start().await.unwrap().spawn();
 
     // Settled: nothing pending, and every message given up has its letter (the
     // letter of an exhausted delivery is written from the server's advisory,

@@ -58,7 +58,8 @@ async fn a_poison_header_block_in_a_stream_exhausts_only_itself() {
         .max_deliver(3)
         .dead_letter("dead.work")
         .name("careful");
-    let running = spawn(Service::new(h.client.clone()).state(seen.clone()).consume(consumer, record)).await;
+    let running =
+        spawn(NatsService::new(h.client.clone()).state(seen.clone()).consume(consumer, record)).await;
 
     seen.wait_distinct(30).await;
     let info = settled(&work, "careful", 60).await;

@@ -226,9 +226,10 @@ async fn a_server_restart_under_publish_and_consume_load_loses_nothing() {
         .await
         .unwrap();
     let seen = Seen::default();
-    let consuming =
-        spawn(Service::new(server.connect().await.unwrap()).state(seen.clone()).handler(restart_consumer))
-            .await;
+    let consuming = spawn(
+        NatsService::new(server.connect().await.unwrap()).state(seen.clone()).handler(restart_consumer),
+    )
+    .await;
 
     let publisher = Publisher::new(server.connect().await.unwrap())
         .retry(PublishRetry::new(40, Duration::from_millis(50)).max_backoff(Duration::from_secs(1)));
@@ -449,9 +450,10 @@ async fn a_graceful_stop_under_load_acks_every_in_flight_message_and_nothing_com
     js.publish("load.items", item(N)).await.unwrap().await.unwrap(); // all stored before this ack
 
     let gate = Gate::new();
-    let first =
-        spawn(Service::new(h.server.connect().await.unwrap()).state(gate.clone()).handler(gated_consumer))
-            .await;
+    let first = spawn(
+        NatsService::new(h.server.connect().await.unwrap()).state(gate.clone()).handler(gated_consumer),
+    )
+    .await;
     gate.wait_running(IN_FLIGHT).await;
 
     // Stop while 64 handlers run and more are pulled; then let them finish.
@@ -477,7 +479,9 @@ async fn a_graceful_stop_under_load_acks_every_in_flight_message_and_nothing_com
     // A new service gets the rest; nothing that was processed comes back.
     let second_gate = Gate { started: Arc::default(), finished: Arc::default(), ..gate.clone() };
     let second = spawn(
-        Service::new(h.server.connect().await.unwrap()).state(second_gate.clone()).handler(gated_consumer),
+        NatsService::new(h.server.connect().await.unwrap())
+            .state(second_gate.clone())
+            .handler(gated_consumer),
     )
     .await;
     settled(&stream, "load", 60).await;
@@ -509,7 +513,7 @@ async fn a_graceful_stop_under_load_answers_every_request_that_reached_a_handler
     let gate = Gate::new();
     let service_client = h.server.connect().await.unwrap();
     let running =
-        spawn(Service::new(service_client.clone()).state(gate.clone()).handler(gated_responder)).await;
+        spawn(NatsService::new(service_client.clone()).state(gate.clone()).handler(gated_responder)).await;
     let requester = async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(5)))
         .connect(h.server.url())
@@ -554,7 +558,7 @@ async fn a_graceful_stop_under_load_answers_every_request_that_reached_a_handler
     // the UNSUB arrives for a forgotten subscription and is dropped by the client
     // (the requester times out). Check that every time-out is such a message:
     // received by the service's connection (`in_messages`, which also counts the
-    // readiness probe of `Service::start`), never handed to the service.
+    // readiness probe of `NatsService::start`), never handed to the service.
     let received = service_client.statistics().in_messages.load(Ordering::Relaxed);
     let dropped_by_client = received - 1 - started.len() as u64;
     assert!(timed_out.iter().all(|id| !started.contains(id)), "a handled request timed out: {timed_out:?}");

@@ -59,7 +59,7 @@ async fn ping() {}
 #[tokio::test]
 async fn ok_is_replied_with_a_client_span_around_the_request() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(quote)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(quote)).await;
     let publisher = Publisher::new(h.client.clone());
 
     let quote: Quote =
@@ -82,7 +82,7 @@ async fn ok_is_replied_with_a_client_span_around_the_request() {
 #[tokio::test]
 async fn err_replies_with_service_error_headers_and_marks_the_span() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(quote)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(quote)).await;
 
     // Raw request: the headers are what nats.go micro and async-nats' service API send.
     let reply = h.client.request("quotes.get", r#"{"sku":"Z9"}"#.into()).await.unwrap();
@@ -119,7 +119,7 @@ async fn err_replies_with_service_error_headers_and_marks_the_span() {
 #[tokio::test]
 async fn undecodable_payload_is_rejected_with_400_and_the_service_keeps_going() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(quote)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(quote)).await;
 
     for bad in ["", "not json", r#"{"sku": 5}"#, "\u{0}\u{1}"] {
         let reply = h.client.request("quotes.get", bad.into()).await.unwrap();
@@ -148,7 +148,7 @@ async fn undecodable_payload_is_rejected_with_400_and_the_service_keeps_going() 
 #[tokio::test]
 async fn a_panic_is_caught_answered_and_recorded() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(quote)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(quote)).await;
 
     let reply = h.client.request("quotes.get", r#"{"sku":"boom"}"#.into()).await.unwrap();
     let headers = reply.headers.expect("error headers");
@@ -177,7 +177,7 @@ async fn a_panic_is_caught_answered_and_recorded() {
 #[tokio::test]
 async fn string_and_unit_replies_and_subject_extractor() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(echo).handler(ping)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(echo).handler(ping)).await;
 
     let reply = h.client.request("echo.text", "héllo".into()).await.unwrap();
     assert_eq!(&reply.payload[..], "echo.text: héllo".as_bytes());

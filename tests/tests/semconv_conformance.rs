@@ -132,7 +132,7 @@ async fn every_span_kind_follows_the_messaging_conventions() {
         .await
         .unwrap();
     let running =
-        spawn(Service::new(h.client.clone()).handler(on_core).handler(on_ask).handler(on_stored)).await;
+        spawn(NatsService::new(h.client.clone()).handler(on_core).handler(on_ask).handler(on_stored)).await;
 
     let publisher = Publisher::new(h.client.clone());
     publisher.publish("conf.core.a", "x").await.unwrap();

@@ -16,7 +16,7 @@ async fn messaging_dup_emits_old_and_new_names() {
     // SAFETY of set_var: this binary's only test, before any thread reads the environment.
     unsafe { std::env::set_var("OTEL_SEMCONV_STABILITY_OPT_IN", "http,messaging/dup") };
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(dup_check)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(dup_check)).await;
     Publisher::new(h.client.clone()).publish("dup.check", "").await.unwrap();
     let spans = h.recorder.wait_for(|s| count(s, "process dup.check") == 1).await;
 

@@ -32,13 +32,13 @@ async fn a_queue_group_across_two_services_handles_each_message_once() {
     let h = start().await;
     let ids = Arc::new(Mutex::new(HashMap::new()));
     let a = spawn(
-        Service::new(h.server.connect().await.unwrap())
+        NatsService::new(h.server.connect().await.unwrap())
             .state(Seen { instance: "a", ids: ids.clone() })
             .handler(work),
     )
     .await;
     let b = spawn(
-        Service::new(h.server.connect().await.unwrap())
+        NatsService::new(h.server.connect().await.unwrap())
             .state(Seen { instance: "b", ids: ids.clone() })
             .handler(work),
     )
@@ -94,7 +94,7 @@ async fn shutdown_under_load_finishes_in_flight_requests_and_respects_concurrenc
         done: Arc::default(),
     };
     let service_client = h.server.connect().await.unwrap();
-    let running = spawn(Service::new(service_client).state(gate.clone()).handler(slow)).await;
+    let running = spawn(NatsService::new(service_client).state(gate.clone()).handler(slow)).await;
 
     // 40 requests in flight; the handler lets none finish yet.
     const N: u64 = 40;
@@ -143,7 +143,7 @@ async fn an_invalid_subject_at_run_time_names_the_handler_and_subject() {
         if let Some(queue) = queue {
             subscription = subscription.queue(queue);
         }
-        let err = Service::new(h.client.clone())
+        let err = NatsService::new(h.client.clone())
             .subscribe_with(subscription, plain)
             .run_until(std::future::pending::<()>())
             .await
@@ -160,7 +160,7 @@ async fn an_undecorated_async_fn_can_be_subscribed_without_macros() {
     async fn double(Json(n): Json<i64>) -> Json<i64> {
         Json(n * 2)
     }
-    let running = spawn(Service::new(h.client.clone()).subscribe("math.double", double)).await;
+    let running = spawn(NatsService::new(h.client.clone()).subscribe("math.double", double)).await;
     let reply = h.client.request("math.double", "21".into()).await.unwrap();
     assert_eq!(&reply.payload[..], b"42");
     let spans = h.recorder.wait_for(|s| count(s, "process math.double") == 1).await;
@@ -172,7 +172,7 @@ async fn an_undecorated_async_fn_can_be_subscribed_without_macros() {
 async fn a_closed_client_ends_run_until_with_an_error() {
     let h = start().await;
     let client = h.server.connect().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(work_or_fail)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(work_or_fail)).await;
     client.drain().await.unwrap();
     let err = within("service ends", running.join()).await.unwrap_err();
     // The client's connection task has ended (as when it dies: hostile_headers.rs).
@@ -210,7 +210,7 @@ async fn a_permissions_violation_on_subscribe_names_the_handler_and_subject() {
 
     let err = within(
         "run_until fails",
-        Service::new(client)
+        NatsService::new(client)
             .events(&events)
             .handler(allowed)
             .handler(forbidden)
@@ -235,7 +235,7 @@ async fn the_shutdown_timeout_bounds_the_wait_for_in_flight_handlers() {
     let h = start().await;
     let handler_running = Arc::new(tokio::sync::Notify::new());
     let running = spawn(
-        Service::new(h.client.clone())
+        NatsService::new(h.client.clone())
             .state(handler_running.clone())
             .handler(stuck)
             .shutdown_timeout(Duration::from_millis(200)),
@@ -257,7 +257,7 @@ async fn header_names(headers: HeaderMap) -> Json<Vec<String>> {
 #[tokio::test]
 async fn the_publisher_keeps_caller_headers_and_adds_the_trace_context() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(header_names)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(header_names)).await;
     let mut headers = HeaderMap::new();
     headers.insert("X-Tenant", "acme");
     let reply =

@@ -44,7 +44,7 @@ async fn pricing(h: &Harness) -> ServiceHandle {
         .await
         .unwrap();
     spawn(
-        Service::new(h.client.clone())
+        NatsService::new(h.client.clone())
             .name("pricing")
             .version("1.2.0-rc.1")
             .description("Prices and quotes")
@@ -154,8 +154,9 @@ async fn a_named_service_answers_ping_info_and_stats_on_every_subject_form() {
 async fn control_requests_are_not_traced_and_every_instance_answers_a_discovery() {
     let h = start().await;
     let first = pricing(&h).await;
-    let second = spawn(Service::new(h.client.clone()).name("pricing").version("1.2.0").handler(quote)).await;
-    let other = spawn(Service::new(h.client.clone()).name("billing").version("0.1.0")).await;
+    let second =
+        spawn(NatsService::new(h.client.clone()).name("pricing").version("1.2.0").handler(quote)).await;
+    let other = spawn(NatsService::new(h.client.clone()).name("billing").version("0.1.0")).await;
 
     // One discovery, every instance: collect the answers to a single ping.
     let inbox = h.client.new_inbox();
@@ -213,7 +214,7 @@ async fn hostile_control_requests_change_nothing() {
 #[tokio::test]
 async fn an_unnamed_service_is_not_discoverable() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(quote)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(quote)).await;
     let ping = h.client.request("$SRV.PING", Bytes::new()).await;
     assert!(ping.is_err(), "no responders: {ping:?}");
     assert!(!running.id().is_empty(), "an id all the same, for the handle's stats");
@@ -224,11 +225,11 @@ async fn an_unnamed_service_is_not_discoverable() {
 async fn identities_breaking_adr_32_fail_start_saying_how_to_fix_them() {
     let h = start().await;
     let cases = [
-        (Service::new(h.client.clone()).name("pricing.eu").version("1.0.0"), "`.` is not allowed"),
-        (Service::new(h.client.clone()).name("pricing").version("1.2"), "not a semantic version"),
-        (Service::new(h.client.clone()).name("pricing"), "has no version"),
-        (Service::new(h.client.clone()).version("1.0.0"), "without a name"),
-        (Service::new(h.client.clone()).name("").version("1.0.0"), "must not be empty"),
+        (NatsService::new(h.client.clone()).name("pricing.eu").version("1.0.0"), "`.` is not allowed"),
+        (NatsService::new(h.client.clone()).name("pricing").version("1.2"), "not a semantic version"),
+        (NatsService::new(h.client.clone()).name("pricing"), "has no version"),
+        (NatsService::new(h.client.clone()).version("1.0.0"), "without a name"),
+        (NatsService::new(h.client.clone()).name("").version("1.0.0"), "must not be empty"),
     ];
     for (service, says) in cases {
         let error = service.handler(quote).start().await.unwrap_err();

@@ -20,7 +20,11 @@ async fn quote(body: Bytes) -> Bytes {
 async fn nats_py_discovers_parses_and_counts_a_nats_otel_service() {
     let h = start().await;
     let running = spawn(
-        Service::new(h.client.clone()).name("pricing").version("1.2.0").description("Prices").handler(quote),
+        NatsService::new(h.client.clone())
+            .name("pricing")
+            .version("1.2.0")
+            .description("Prices")
+            .handler(quote),
     )
     .await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/micro_interop.py");

@@ -82,7 +82,7 @@ async fn dropped_messages_are_counted_warned_about_and_the_service_survives() {
         .await
         .unwrap();
     let firehose = Firehose { gate: Arc::new(Semaphore::new(0)), handled: Arc::default() };
-    let running = spawn(Service::new(client).events(&events).state(firehose.clone()).handler(slow)).await;
+    let running = spawn(NatsService::new(client).events(&events).state(firehose.clone()).handler(slow)).await;
 
     for i in 0..200 {
         publisher.publish("firehose", format!("{i}").into()).await.unwrap();

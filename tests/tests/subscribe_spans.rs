@@ -32,7 +32,7 @@ async fn on_legacy(envelope: Envelope<Legacy>, publisher: State<Publisher>) {
 #[tokio::test]
 async fn publish_then_process_is_one_trace_with_semconv_attributes() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_order)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_order)).await;
 
     let publisher = Publisher::new(h.client.clone());
     publisher.publish_json("orders.eu", &serde_json::json!({"id": 42})).await.unwrap();
@@ -98,7 +98,7 @@ async fn publish_then_process_is_one_trace_with_semconv_attributes() {
 #[tokio::test]
 async fn link_mode_starts_a_new_trace_linked_to_the_publisher() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_audit)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_audit)).await;
     Publisher::new(h.client.clone()).publish("audit.events", "x").await.unwrap();
 
     let spans = h.recorder.wait_for(|s| count(s, "process audit.events") == 1).await;
@@ -117,7 +117,7 @@ async fn link_mode_starts_a_new_trace_linked_to_the_publisher() {
 #[tokio::test]
 async fn missing_or_invalid_traceparent_gives_a_root_span() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_order)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_order)).await;
 
     // Raw publishes, outside any span: no headers, then garbage headers.
     h.client.publish("orders.none", "{\"id\":1}".into()).await.unwrap();
@@ -146,7 +146,7 @@ async fn missing_or_invalid_traceparent_gives_a_root_span() {
 async fn envelope_carries_trace_context_in_the_payload() {
     let h = start().await;
     let publisher = Publisher::new(h.client.clone());
-    let running = spawn(Service::new(h.client.clone()).state(publisher.clone()).handler(on_legacy)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(publisher.clone()).handler(on_legacy)).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_id = "00f067aa0ba902b7";
@@ -204,7 +204,7 @@ async fn without_a_provider_the_current_context_is_still_propagated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_from_worker_threads_reach_the_global_provider() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_order)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_order)).await;
 
     let client = h.client.clone();
     tokio::spawn(async move {

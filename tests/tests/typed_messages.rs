@@ -59,7 +59,7 @@ async fn on_order(order: OrderCreated, subject: Subject) -> String {
 #[tokio::test]
 async fn a_typed_publish_reaches_a_typed_handler_with_template_named_spans() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_order)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_order)).await;
     let publisher = Publisher::new(h.client.clone());
 
     let order = OrderCreated { region: Region::Us, shop: "nyc".into(), id: 42 };
@@ -114,7 +114,7 @@ async fn a_consumer_by_message_type_filters_on_its_pattern() {
         .await
         .unwrap();
     let (seen, mut ids) = tokio::sync::mpsc::channel(8);
-    let running = spawn(Service::new(h.client.clone()).state(seen).handler(bill)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(seen).handler(bill)).await;
     let publisher = Publisher::new(h.client.clone());
     publisher.publish_message(&OrderCreated { region: Region::Eu, shop: "b".into(), id: 1 }).await.unwrap();
     h.client.publish("orders.eu.b.cancelled", "{}".into()).await.unwrap(); // not the pattern
@@ -146,7 +146,7 @@ async fn on_shipment(depot: String, Json(id): Json<u64>, region: Region) -> Stri
 #[tokio::test]
 async fn captures_are_parsed_into_handler_arguments() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_shipment)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_shipment)).await;
 
     let reply = h.client.request("shipments.eu.hub-7.ready", "5".into()).await.unwrap();
     assert_eq!(&reply.payload[..], b"5 Eu hub-7");
@@ -184,7 +184,7 @@ async fn berlin_orders(order: OrderCreated, region: Region) -> String {
 #[tokio::test]
 async fn a_subject_within_the_message_pattern_narrows_a_typed_handler() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(berlin_orders)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(berlin_orders)).await;
     let berlin = OrderCreated { region: Region::Us, shop: "berlin".into(), id: 3 };
     let reply = h.client.request(berlin.subject().unwrap(), berlin.encode().unwrap()).await.unwrap();
     assert_eq!(&reply.payload[..], b"3 us");
@@ -223,7 +223,7 @@ async fn a_consumer_filter_capture_that_does_not_parse_is_termed() {
     .await
     .unwrap();
     let (seen, mut shipped) = tokio::sync::mpsc::channel(8);
-    let running = spawn(Service::new(h.client.clone()).state(seen).handler(ship)).await;
+    let running = spawn(NatsService::new(h.client.clone()).state(seen).handler(ship)).await;
     js.publish("shipments.mars.ready", "1".into()).await.unwrap().await.unwrap();
     js.publish("shipments.eu.ready", "2".into()).await.unwrap().await.unwrap();
     assert_eq!(within("the valid shipment", shipped.recv()).await, Some((Region::Eu, 2)));
@@ -245,7 +245,7 @@ async fn a_consumer_filter_capture_that_does_not_parse_is_termed() {
 async fn a_subject_prefix_moves_every_subject_and_keeps_captures_right() {
     let h = start().await;
     let running = spawn(
-        Service::new(h.client.clone()).subject_prefix("prod.eu").handler(on_shipment).handler(on_order),
+        NatsService::new(h.client.clone()).subject_prefix("prod.eu").handler(on_shipment).handler(on_order),
     )
     .await;
     let publisher = Publisher::new(h.client.clone()).with_subject_prefix("prod.eu.").unwrap();
@@ -287,7 +287,7 @@ async fn a_subject_prefix_moves_every_subject_and_keeps_captures_right() {
 async fn an_invalid_subject_prefix_is_refused_once_at_start() {
     let h = start().await;
     for bad in ["", "prod.*", "prod..eu", "two words", "prod.>"] {
-        let error = Service::new(h.client.clone())
+        let error = NatsService::new(h.client.clone())
             .subject_prefix(bad)
             .handler(on_shipment)
             .start()
@@ -338,7 +338,7 @@ async fn price(request: QuoteRequest) -> Result<Quote, UnknownSku> {
 #[tokio::test]
 async fn a_typed_request_gets_its_declared_reply_type() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(price)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(price)).await;
     let publisher = Publisher::new(h.client.clone());
 
     let quote: Quote =
@@ -418,7 +418,7 @@ async fn on_thumbnail(image: Thumbnail) -> Thumbnail {
 #[tokio::test]
 async fn handlers_decode_with_the_message_codec() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_samples).handler(on_thumbnail)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_samples).handler(on_thumbnail)).await;
     let reply = h.client.request("metrics.db-2.samples", "db-2:1,2,3".into()).await.unwrap();
     assert_eq!(&reply.payload[..], b"db-2 6");
     let reply = h.client.request("images.thumbnails", Bytes::from_static(b"\x00\xff")).await.unwrap();
@@ -486,7 +486,7 @@ async fn a_subject_prefix_moves_consumer_filters_and_keeps_their_captures_right(
     .unwrap();
     let (seen, mut shipped) = tokio::sync::mpsc::channel(8);
     let running =
-        spawn(Service::new(h.client.clone()).subject_prefix("prod").state(seen).handler(ship)).await;
+        spawn(NatsService::new(h.client.clone()).subject_prefix("prod").state(seen).handler(ship)).await;
     let consumer =
         js.get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>("by-region", "SHIPMENTS");
     let info = consumer.await.unwrap().cached_info().clone();

@@ -53,7 +53,7 @@ async fn exploding_reply(text: String) -> Json<Option<Exploding>> {
 #[tokio::test]
 async fn a_json_reply_whose_serialize_panics_is_answered_with_500_and_the_service_goes_on() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(exploding_reply)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(exploding_reply)).await;
 
     let reply = request(&h.client, "guards.serialize", "boom").await;
     let (code, description) = service_error(&reply);
@@ -131,7 +131,7 @@ async fn exploding_error(text: String) -> Result<&'static str, Bomb> {
 async fn handler_errors_whose_display_code_retry_or_error_type_panic_are_answered_with_500_and_the_service_goes_on()
  {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(exploding_error)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(exploding_error)).await;
 
     let methods = ["display", "code", "retry", "error_type"];
     for method in methods {
@@ -201,7 +201,7 @@ async fn a_reply_over_the_servers_max_payload_is_answered_with_a_500_service_err
     let server = NatsServer::with_config("max_payload: 4096").unwrap();
     let client = server.connect().await.unwrap();
     assert_eq!(client.server_info().max_payload, 4096);
-    let running = spawn(Service::new(client.clone()).handler(big)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(big)).await;
 
     // The payload alone, and headers pushing a small payload over.
     for (subject, what) in [("guards.big.reply", "reply"), ("guards.big.headers", "reply")] {
@@ -247,7 +247,7 @@ async fn an_enormous_error_description_is_cut_in_the_header_and_the_error_reply_
     let recorder = SpanRecorder::install();
     let server = NatsServer::with_config("max_payload: 4096").unwrap();
     let client = server.connect().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(big)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(big)).await;
 
     for size in [100_000, 4096, 1025] {
         let reply = request(&client, "guards.big.error", size.to_string()).await;
@@ -281,7 +281,7 @@ async fn on_envelope(envelope: Envelope<Legacy>) -> Json<u32> {
 #[tokio::test]
 async fn envelopes_with_malformed_trace_fields_are_handled_normally_with_a_root_span() {
     let h = start().await;
-    let running = spawn(Service::new(h.client.clone()).handler(on_envelope)).await;
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_envelope)).await;
     let valid = r#""00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01""#;
     let huge = format!(r#""{}""#, "x".repeat(60_000));
     let deep = format!("{}{}", "[".repeat(2_000), "]".repeat(2_000));
@@ -356,7 +356,7 @@ async fn a_consumer_whose_error_panics_when_displayed_naks_and_the_redelivery_is
         .unwrap();
     let deliveries = Deliveries::default();
     let running =
-        spawn(Service::new(h.client.clone()).state(deliveries.clone()).handler(explodes_once)).await;
+        spawn(NatsService::new(h.client.clone()).state(deliveries.clone()).handler(explodes_once)).await;
     for id in 0..3 {
         // Stored before the consumer's state is read.
         js.publish("guards.jobs.run", format!(r#"{{"id":{id}}}"#).into()).await.unwrap().await.unwrap();
@@ -430,7 +430,7 @@ async fn a_span_processor_that_panics_costs_the_message_its_span_not_the_service
     opentelemetry::global::set_tracer_provider(provider);
     let server = NatsServer::start().unwrap();
     let client = server.connect().await.unwrap();
-    let running = spawn(Service::new(client.clone()).handler(observed)).await;
+    let running = spawn(NatsService::new(client.clone()).handler(observed)).await;
 
     for subject in
         ["guards.telemetry.start", "guards.telemetry.end", "guards.telemetry.end", "guards.telemetry.ok"]
@@ -455,7 +455,7 @@ async fn a_span_processor_that_panics_costs_the_message_its_span_not_the_service
         .unwrap();
     let consumer = nats_otel_runtime::JetStreamConsumer::new("GUARDS", "observed")
         .ack(nats_otel_runtime::AckMode::Confirmed);
-    let running = spawn(Service::new(client.clone()).consume(consumer, observed_js)).await;
+    let running = spawn(NatsService::new(client.clone()).consume(consumer, observed_js)).await;
     for subject in
         ["guards.telemetry.start", "guards.telemetry.end", "guards.telemetry.end", "guards.telemetry.ok"]
     {

@@ -53,7 +53,7 @@ pub const DEFAULT_BATCH: usize = 200;
 /// A durable JetStream pull consumer and how its messages are handled.
 ///
 /// `#[jetstream_consumer]` builds one from its (compile-time checked) arguments;
-/// without the macro, pass one to [`Service::consume`](crate::Service::consume).
+/// without the macro, pass one to [`NatsService::consume`](crate::NatsService::consume).
 ///
 /// ```
 /// use std::time::Duration;

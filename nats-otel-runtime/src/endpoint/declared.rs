@@ -1,5 +1,5 @@
 //! What the macros declare about a handler: its endpoint, found from the
-//! function alone by [`Service::handler`](crate::Service::handler).
+//! function alone by [`NatsService::handler`](crate::NatsService::handler).
 
 use crate::handler::DeclaredArgs;
 use crate::handler::shape::{HandlerShape, Schemas};
@@ -21,8 +21,8 @@ pub trait Descriptor: 'static {
 /// and argument tuple `Args`.
 #[diagnostic::on_unimplemented(
     message = "this handler was not declared with `#[nats_subscribe]` or `#[jetstream_consumer]`",
-    label = "`Service::handler` needs a declared handler",
-    note = "use `Service::subscribe(\"subject\", handler)` to register an undecorated async fn"
+    label = "`NatsService::handler` needs a declared handler",
+    note = "use `NatsService::subscribe(\"subject\", handler)` to register an undecorated async fn"
 )]
 pub trait DeclaredHandler {
     /// The handler's description.

@@ -1,6 +1,6 @@
 //! An app-wide subject prefix (`prod.`, `staging.eu.`), so one binary runs in
 //! several environments while every subject in the code stays compile-time
-//! checked. Set on the [`Service`](crate::Service::subject_prefix) and the
+//! checked. Set on the [`NatsService`](crate::NatsService::subject_prefix) and the
 //! [`Publisher`](crate::Publisher::with_subject_prefix), validated once.
 
 use std::fmt;

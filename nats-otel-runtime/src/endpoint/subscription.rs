@@ -19,7 +19,7 @@ pub enum TraceMode {
 /// A subscription: subject, optional queue group and options.
 ///
 /// `#[nats_subscribe]` builds one from its arguments; without the macro, pass one to
-/// [`Service::subscribe_with`](crate::Service::subscribe_with).
+/// [`NatsService::subscribe_with`](crate::NatsService::subscribe_with).
 ///
 /// ```
 /// use nats_otel_runtime::{Subscription, TraceMode};

@@ -13,7 +13,7 @@
 //! | [`HeaderMap`] | the headers (empty when none) | never |
 //! | [`Message`] | the raw async-nats message | never |
 //! | [`State<T>`] | shared application state | never |
-//! | [`Context`] | the OpenTelemetry context of the `process` span: `cx.span()` to add attributes or events, or pass it to outbound calls | never |
+//! | [`TraceContext`](crate::TraceContext) | the OpenTelemetry context of the `process` span: `cx.span()` to add attributes or events, or pass it to outbound calls | never |
 //! | [`Envelope<T>`] | `data` of a `{"traceparent", "tracestate", "data"}` JSON envelope | the payload is not such an envelope |
 
 use std::borrow::Cow;
@@ -36,7 +36,7 @@ use super::incoming::Incoming;
 /// Without it, a plain async fn taking the type is not a handler either:
 ///
 /// ```compile_fail
-/// use nats_otel_runtime::{FromMessage, Incoming, Rejection, Service};
+/// use nats_otel_runtime::{FromMessage, Incoming, Rejection, NatsService};
 ///
 /// struct Tenant;
 ///
@@ -48,8 +48,8 @@ use super::incoming::Incoming;
 ///
 /// async fn on_order(_tenant: Tenant) {}
 ///
-/// fn register(client: async_nats::Client) -> Service {
-///     Service::new(client).subscribe("orders.*", on_order)
+/// fn register(client: async_nats::Client) -> NatsService {
+///     NatsService::new(client).subscribe("orders.*", on_order)
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -57,7 +57,7 @@ use super::incoming::Incoming;
     label = "this argument cannot be taken from a NATS message",
     note = "handler arguments must implement `nats_otel_runtime::FromMessage` and `nats_otel_runtime::Extractor`",
     note = "an argument named like a `{{capture}}` of the handler's subject is parsed from that token instead",
-    note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `Context`, `Envelope<T>`, and for JetStream `JetStreamInfo` and `Acker`"
+    note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `TraceContext`, `Envelope<T>`, and for JetStream `JetStreamInfo` and `Acker`"
 )]
 pub trait Extractor {}
 
@@ -85,8 +85,8 @@ pub trait Extractor {}
 ///
 /// async fn on_order(Tenant(tenant): Tenant) {}
 ///
-/// fn register(client: async_nats::Client) -> nats_otel_runtime::Service {
-///     nats_otel_runtime::Service::new(client).subscribe("orders.*", on_order)
+/// fn register(client: async_nats::Client) -> nats_otel_runtime::NatsService {
+///     nats_otel_runtime::NatsService::new(client).subscribe("orders.*", on_order)
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -234,7 +234,7 @@ impl<S> FromMessage<S> for Context {
     }
 }
 
-/// Shared application state, set with [`Service::state`](crate::Service::state).
+/// Shared application state, set with [`NatsService::state`](crate::NatsService::state).
 ///
 /// `T` is the service's state or a part of it that implements [`FromRef`].
 /// Each message gets its own clone, so keep the state cheap to clone: data

@@ -30,12 +30,12 @@ pub use settlement::{Permanent, Retry, RetryAfter, Settlement};
 /// arguments implement [`FromMessage<S>`], so the runtime needs no macro:
 ///
 /// ```
-/// use nats_otel_runtime::{Json, Service};
+/// use nats_otel_runtime::{Json, NatsService};
 /// # #[derive(serde::Deserialize)] struct Order { id: u64 }
 /// async fn on_order(Json(order): Json<Order>) {}
 ///
 /// # async fn demo(client: async_nats::Client) {
-/// let service = Service::new(client).subscribe("orders.*", on_order);
+/// let service = NatsService::new(client).subscribe("orders.*", on_order);
 /// # }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -165,7 +165,7 @@ pub trait Declaration<S, Args>: 'static {
 /// It is an [`IntoFuture`](std::future::IntoFuture), so `handler(args).await`
 /// gives exactly what the user's `async fn` returns: the function stays callable
 /// as written (in unit tests, say). The tag is how
-/// [`Service::handler`](crate::Service::handler) finds the subject, the options
+/// [`NatsService::handler`](crate::NatsService::handler) finds the subject, the options
 /// and the argument extraction from the function alone.
 pub struct Declared<F, D> {
     inner: F,

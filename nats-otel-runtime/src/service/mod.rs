@@ -37,7 +37,7 @@ use crate::otel::{TARGET, semconv};
 use crate::serving::core::CoreEndpoint;
 use crate::serving::{BoxFuture, Ready, Run, Serve};
 
-/// How long [`Service::run_until`] waits for in-flight handlers by default.
+/// How long [`NatsService::run_until`] waits for in-flight handlers by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs handlers on a NATS connection.
@@ -52,18 +52,18 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
-/// Service::new(client)
+/// NatsService::new(client)
 ///     .handler(greet)
 ///     .run_until(async { tokio::signal::ctrl_c().await.ok(); })
 ///     .await?;
 /// # Ok(()) }
 /// ```
-pub struct Service<S = ()> {
-    /// `None` for a service built for its contract only ([`Service::without_connection`]).
+pub struct NatsService<S = ()> {
+    /// `None` for a service built for its contract only ([`NatsService::without_connection`]).
     client: Option<Client>,
     state: S,
     endpoints: Vec<Registered<S>>,
-    /// The typed messages the service says it sends ([`Service::sends`]).
+    /// The typed messages the service says it sends ([`NatsService::sends`]).
     sends: Vec<Sends>,
     shutdown_timeout: Duration,
     events: Option<broadcast::Receiver<async_nats::Event>>,
@@ -117,16 +117,16 @@ impl IdentityParts {
     }
 }
 
-impl<S> std::fmt::Debug for Service<S> {
+impl<S> std::fmt::Debug for NatsService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
+        f.debug_struct("NatsService")
             .field("endpoints", &self.endpoints.iter().map(|e| e.serve.describe()).collect::<Vec<_>>())
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl Service<()> {
+impl NatsService<()> {
     /// A service without state.
     pub fn new(client: Client) -> Self {
         Self::with_state(client, ())
@@ -138,14 +138,14 @@ impl Service<()> {
     /// fails with [`ServeErrorKind::NoConnection`].
     ///
     /// ```
-    /// use nats_otel_runtime::Service;
+    /// use nats_otel_runtime::NatsService;
     /// async fn quote() -> &'static str { "42" }
     ///
-    /// fn pricing(service: Service) -> Service {
+    /// fn pricing(service: NatsService) -> NatsService {
     ///     service.name("pricing").version("1.2.0").subscribe("quotes.get", quote)
     /// }
     ///
-    /// let document = pricing(Service::without_connection()).asyncapi().unwrap();
+    /// let document = pricing(NatsService::without_connection()).asyncapi().unwrap();
     /// assert_eq!(document.as_value()["info"]["title"], "pricing");
     /// ```
     pub fn without_connection() -> Self {
@@ -154,8 +154,8 @@ impl Service<()> {
 
     /// Sets the state that [`State<T>`](crate::State) extractors read. Handlers added
     /// before keep working: they did not ask for state.
-    pub fn state<S: Send + Sync + 'static>(self, state: S) -> Service<S> {
-        Service {
+    pub fn state<S: Send + Sync + 'static>(self, state: S) -> NatsService<S> {
+        NatsService {
             client: self.client,
             state,
             endpoints: self
@@ -172,7 +172,7 @@ impl Service<()> {
     }
 }
 
-impl<S: Send + Sync + 'static> Service<S> {
+impl<S: Send + Sync + 'static> NatsService<S> {
     /// A service whose handlers can extract `State` from `state`.
     pub fn with_state(client: Client, state: S) -> Self {
         Self::build(Some(client), state)
@@ -202,9 +202,9 @@ impl<S: Send + Sync + 'static> Service<S> {
     ///
     /// ```no_run
     /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
-    /// use nats_otel_runtime::Service;
+    /// use nats_otel_runtime::NatsService;
     /// async fn quote() -> &'static str { "42" }
-    /// let running = Service::new(client)
+    /// let running = NatsService::new(client)
     ///     .name("pricing")
     ///     .version("1.2.0")
     ///     .description("Prices and quotes")
@@ -342,7 +342,7 @@ impl<S: Send + Sync + 'static> Service<S> {
     /// #[nats(subject = "orders.{region}.shipped")]
     /// struct OrderShipped { region: String, id: u64 }
     ///
-    /// let service = Service::without_connection().name("shipping").version("1.0.0").sends::<OrderShipped>();
+    /// let service = NatsService::without_connection().name("shipping").version("1.0.0").sends::<OrderShipped>();
     /// let document = service.asyncapi().unwrap();
     /// let operation = &document.as_value()["operations"]["send_OrderShipped"];
     /// assert_eq!(operation["action"], "send");
@@ -393,11 +393,11 @@ impl<S: Send + Sync + 'static> Service<S> {
     ///
     /// ```no_run
     /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
-    /// use nats_otel_runtime::Service;
+    /// use nats_otel_runtime::NatsService;
     /// async fn on_order() {}
     /// let env = std::env::var("APP_ENV").unwrap_or_else(|_| "dev".into());
     /// // subscribes to `dev.orders.*` (or `prod.orders.*`, …)
-    /// let running = Service::new(client).subject_prefix(env).subscribe("orders.*", on_order).start().await?;
+    /// let running = NatsService::new(client).subject_prefix(env).subscribe("orders.*", on_order).start().await?;
     /// # Ok(()) }
     /// ```
     #[must_use]
@@ -439,7 +439,7 @@ impl<S: Send + Sync + 'static> Service<S> {
         let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
         async move {
             let prefix = self.checked_prefix()?;
-            let Service {
+            let NatsService {
                 client,
                 state,
                 mut endpoints,
@@ -451,7 +451,7 @@ impl<S: Send + Sync + 'static> Service<S> {
             } = self;
             let Some(client) = client else {
                 return Err(ServeError::new(ServeErrorKind::NoConnection).context(
-                    "built with `Service::without_connection()` for its contract: use `Service::new(client)` to serve"
+                    "built with `NatsService::without_connection()` for its contract: use `NatsService::new(client)` to serve"
                         .to_owned(),
                 ));
             };
@@ -501,7 +501,7 @@ impl<S: Send + Sync + 'static> Service<S> {
     }
 }
 
-/// A service whose subscriptions are live; see [`Service::start`].
+/// A service whose subscriptions are live; see [`NatsService::start`].
 pub struct Started<S> {
     client: Client,
     state: Arc<S>,
@@ -528,9 +528,9 @@ impl<S: Send + Sync + 'static> Started<S> {
     ///
     /// ```no_run
     /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::ServeError> {
-    /// use nats_otel_runtime::Service;
+    /// use nats_otel_runtime::NatsService;
     /// async fn ping() {}
-    /// let running = Service::new(client).subscribe("ping", ping).start().await?.spawn();
+    /// let running = NatsService::new(client).subscribe("ping", ping).start().await?.spawn();
     /// // … the subscriptions are live …
     /// running.stop().await?; // in-flight handlers finish, replies are flushed
     /// # Ok(()) }
@@ -550,7 +550,7 @@ impl<S: Send + Sync + 'static> Started<S> {
     }
 
     /// Serves messages until `signal` completes, then shuts down gracefully (see
-    /// [`Service::run_until`]).
+    /// [`NatsService::run_until`]).
     pub async fn run_until<F: Future + Send>(self, signal: F) -> Result<(), ServeError> {
         let Started { client, state, subscribed, shutdown_timeout, dispatch, events, registry, control } =
             self;
@@ -775,7 +775,7 @@ fn loop_result(ended: Result<Result<(), ServeError>, tokio::task::JoinError>) ->
     ended.map_err(|e| ServeError::with_source(ServeErrorKind::SubscriptionClosed, e))?
 }
 
-/// A stateless endpoint added before [`Service::state`].
+/// A stateless endpoint added before [`NatsService::state`].
 struct Stateless<E>(E);
 
 impl<S: Send + Sync + 'static> Serve<S> for Stateless<Box<dyn Serve<()>>> {

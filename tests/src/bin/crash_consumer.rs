@@ -53,6 +53,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut buffer = [0u8; 64];
         while matches!(stdin.read(&mut buffer).await, Ok(n) if n > 0) {}
     };
-    Service::new(client).handler(record).run_until(stdin_closed).await?;
+    NatsService::new(client).handler(record).run_until(stdin_closed).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ async fn order(id: u32) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = async_nats::connect(std::env::var("NATS_URL")?).await?;
-    let running = Service::new(client.clone()).handler(order).start().await?.spawn();
+    let running = NatsService::new(client.clone()).handler(order).start().await?.spawn();
     for id in ["seven", "eight", "nine", "ten"] {
         client.publish(format!("orders.{id}"), "".into()).await?;
     }

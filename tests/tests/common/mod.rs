@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
-use nats_otel_runtime::{Service, ServiceHandle};
+use nats_otel_runtime::{NatsService, ServiceHandle};
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::InMemoryMetricExporter;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
@@ -28,7 +28,7 @@ pub async fn start() -> Harness {
 }
 
 /// Starts `service` in the background; returns once its subscriptions are live.
-pub async fn spawn<S: Send + Sync + 'static>(service: Service<S>) -> ServiceHandle {
+pub async fn spawn<S: Send + Sync + 'static>(service: NatsService<S>) -> ServiceHandle {
     service.start().await.expect("service subscribes").spawn()
 }
 

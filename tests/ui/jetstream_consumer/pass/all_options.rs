@@ -32,6 +32,6 @@ async fn audit(_body: Bytes) {}
 fn main() {
     let client: Option<async_nats::Client> = None;
     if let Some(client) = client {
-        let _service = Service::new(client).handler(bill).handler(audit);
+        let _service = NatsService::new(client).handler(bill).handler(audit);
     }
 }

@@ -55,6 +55,6 @@ fn main() {
     let _ = ask;
     let client: Option<async_nats::Client> = None;
     if let Some(client) = client {
-        let _ = Service::new(client).handler(quote).handler(quote_a1).handler(store);
+        let _ = NatsService::new(client).handler(quote).handler(quote_a1).handler(store);
     }
 }

@@ -23,6 +23,6 @@ async fn eu_shops(shop: String, _order: OrderCreated) {
 fn main() {
     let client: Option<async_nats::Client> = None;
     if let Some(client) = client {
-        let _ = Service::new(client).handler(europe).handler(berlin).handler(eu_shops);
+        let _ = NatsService::new(client).handler(europe).handler(berlin).handler(eu_shops);
     }
 }

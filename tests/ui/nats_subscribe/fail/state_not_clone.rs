@@ -5,9 +5,9 @@ struct Db;
 #[nats_subscribe("orders.*")]
 async fn needs_db(State(_db): State<Db>) {}
 
-fn service(client: async_nats::Client) -> Service<Db> {
+fn service(client: async_nats::Client) -> NatsService<Db> {
     // A state that is not `Clone` cannot be handed to each message.
-    Service::new(client).state(Db).handler(needs_db)
+    NatsService::new(client).state(Db).handler(needs_db)
 }
 
 fn main() {}

@@ -6,9 +6,9 @@ struct Db;
 #[nats_subscribe("orders.*")]
 async fn needs_db(State(_db): State<Db>) {}
 
-fn service(client: async_nats::Client) -> Service {
+fn service(client: async_nats::Client) -> NatsService {
     // No `.state(Db)`: the error names the state type, `()`, and the fix.
-    Service::new(client).handler(needs_db)
+    NatsService::new(client).handler(needs_db)
 }
 
 fn main() {}

@@ -5,6 +5,6 @@ async fn plain(_body: Bytes) {}
 fn main() {
     let client: Option<async_nats::Client> = None;
     if let Some(client) = client {
-        let _ = Service::new(client).handler(plain);
+        let _ = NatsService::new(client).handler(plain);
     }
 }

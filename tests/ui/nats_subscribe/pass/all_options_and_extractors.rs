@@ -1,5 +1,5 @@
 use nats_otel_runtime::prelude::*;
-use nats_otel_runtime::{Context, HeaderMap, Message, Subject};
+use nats_otel_runtime::{HeaderMap, Message, Subject, TraceContext};
 
 #[derive(Clone)]
 struct Db;
@@ -20,7 +20,7 @@ async fn every_extractor(
     _subject: Subject,
     _headers: HeaderMap,
     _message: Message,
-    _cx: Context,
+    _cx: TraceContext,
     _raw: Bytes,
     Json(order): Json<Order>,
 ) -> Result<Json<Receipt>, ServiceError> {
@@ -46,6 +46,6 @@ pub async fn no_args() {}
 fn main() {
     let client: Option<async_nats::Client> = None;
     if let Some(client) = client {
-        let _service = Service::new(client).state(Db).handler(every_extractor).handler(text).handler(legacy).handler(no_args);
+        let _service = NatsService::new(client).state(Db).handler(every_extractor).handler(text).handler(legacy).handler(no_args);
     }
 }

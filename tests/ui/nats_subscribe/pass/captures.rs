@@ -28,6 +28,6 @@ async fn main() {
     billed("eu".into()).await;
     let client: Option<async_nats::Client> = None;
     if let Some(client) = client {
-        let _ = Service::new(client).handler(created).handler(billed);
+        let _ = NatsService::new(client).handler(created).handler(billed);
     }
 }

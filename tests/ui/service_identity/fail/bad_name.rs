@@ -1,5 +1,5 @@
-use nats_otel_runtime::{Service, service_name, service_version};
+use nats_otel_runtime::{NatsService, service_name, service_version};
 
 fn main() {
-    let _ = Service::without_connection().name(service_name!("pricing.eu")).version(service_version!("1.2.0"));
+    let _ = NatsService::without_connection().name(service_name!("pricing.eu")).version(service_version!("1.2.0"));
 }

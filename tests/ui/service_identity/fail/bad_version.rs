@@ -1,5 +1,5 @@
-use nats_otel_runtime::{Service, service_name, service_version};
+use nats_otel_runtime::{NatsService, service_name, service_version};
 
 fn main() {
-    let _ = Service::without_connection().name(service_name!("pricing")).version(service_version!("v1.2"));
+    let _ = NatsService::without_connection().name(service_name!("pricing")).version(service_version!("v1.2"));
 }

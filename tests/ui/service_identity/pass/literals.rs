@@ -1,7 +1,7 @@
-use nats_otel_runtime::{Service, service_name, service_version};
+use nats_otel_runtime::{NatsService, service_name, service_version};
 
 fn main() {
-    let service = Service::without_connection()
+    let service = NatsService::without_connection()
         .name(service_name!("pricing-eu_2"))
         .version(service_version!("1.2.0-rc.1+build.5"));
     assert!(service.asyncapi().is_ok());
