@@ -89,7 +89,9 @@ async fn client_faults_warn_and_service_faults_are_errors() {
 }
 
 /// With no `tracing` subscriber, what a service drops is still said, on stderr,
-/// once per interval (the rest counted), and nothing else is written there.
+/// once per interval (the rest counted); with no tracer provider either, that
+/// spans go nowhere is said once, with the version mismatch that usually
+/// causes it. Nothing else is written there.
 #[test]
 fn without_a_subscriber_rejections_still_reach_stderr_rate_limited() {
     let server = NatsServer::start().unwrap();
@@ -101,11 +103,16 @@ fn without_a_subscriber_rejections_still_reach_stderr_rate_limited() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "a note and one line for four rejections: {stderr}");
-    assert!(lines[0].contains("no `tracing` subscriber is installed"), "{stderr}");
-    assert!(lines[1].starts_with("nats-otel: process orders.{id}: "), "{stderr}");
+    assert_eq!(lines.len(), 3, "the provider hint, a note and one line for four rejections: {stderr}");
     assert!(
-        lines[1].contains("\"seven\"") && lines[1].contains("`{id}`"),
+        lines[0].contains("no OpenTelemetry tracer provider is installed for opentelemetry 0.33"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("cargo tree -d -i opentelemetry"), "says how to find a mismatch: {stderr}");
+    assert!(lines[1].contains("no `tracing` subscriber is installed"), "{stderr}");
+    assert!(lines[2].starts_with("nats-otel: process orders.{id}: "), "{stderr}");
+    assert!(
+        lines[2].contains("\"seven\"") && lines[2].contains("`{id}`"),
         "names the subject and capture: {stderr}"
     );
 }

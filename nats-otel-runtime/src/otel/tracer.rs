@@ -18,6 +18,34 @@ use opentelemetry::{Context, InstrumentationScope};
 /// The instrumentation scope of nats-otel's spans (and its meter's name).
 pub const SCOPE_NAME: &str = "nats-otel";
 
+/// The `opentelemetry` release nats-otel is built on: a provider installed
+/// through another release is a different global, invisible here.
+pub(crate) const OPENTELEMETRY_VERSION: &str = "0.33";
+
+/// Set when OpenTelemetry is off on purpose (`OTEL_SDK_DISABLED`): no hint then.
+pub(crate) static DISABLED_ON_PURPOSE: AtomicBool = AtomicBool::new(false);
+
+/// Says once per process that spans go nowhere, and the likeliest reason when
+/// the application did install a provider: another `opentelemetry` release.
+fn no_provider_hint() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if DISABLED_ON_PURPOSE.load(Ordering::Relaxed) || SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let hint = format!(
+        "no OpenTelemetry tracer provider is installed for opentelemetry {OPENTELEMETRY_VERSION}, the release \
+         nats-otel uses, so it records no spans (trace contexts still propagate). Install one with \
+         `telemetry::init()` or `opentelemetry::global::set_tracer_provider` before starting services and \
+         publishers. If you did, your opentelemetry crates are another release: \
+         `cargo tree -d -i opentelemetry` shows two, and yours must be {OPENTELEMETRY_VERSION}"
+    );
+    if crate::otel::unheard::unheard() {
+        eprintln!("nats-otel: {hint}");
+    } else {
+        tracing::info!(target: crate::otel::TARGET, "{hint}");
+    }
+}
+
 /// A tracer that notices the API's no-op tracer, so that with no provider
 /// installed nats-otel skips span work (extraction, attributes) altogether.
 pub(crate) struct Tracer {
@@ -52,6 +80,7 @@ impl Tracer {
         let span = self.tracer.build_with_context(builder, parent);
         if is_noop(&span, parent) {
             self.off.store(true, Ordering::Relaxed);
+            no_provider_hint();
         }
         parent.with_span(span)
     }
@@ -110,5 +139,14 @@ mod tests {
             tracer.start(SpanBuilder::from_name("x"), &parent);
             assert!(!tracer.is_off());
         }
+    }
+
+    /// The hint names the release this crate is built on: the workspace's.
+    #[test]
+    fn the_named_opentelemetry_release_is_the_one_built() {
+        let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+            .unwrap_or_default();
+        let declared = format!("opentelemetry = \"{OPENTELEMETRY_VERSION}\"");
+        assert!(manifest.contains(&declared), "the workspace declares {declared}");
     }
 }

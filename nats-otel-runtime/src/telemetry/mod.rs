@@ -265,6 +265,7 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
         .try_init()
         .map_err(|e| TelemetryError::with_source("a tracing subscriber is already installed", e))?;
     if settings.disabled {
+        crate::otel::tracer::DISABLED_ON_PURPOSE.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(target: crate::otel::TARGET, "OTEL_SDK_DISABLED=true: no spans or metrics are recorded");
     } else {
         tracing::info!(
