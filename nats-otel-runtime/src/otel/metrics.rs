@@ -628,16 +628,60 @@ impl SendMetrics {
             operation.duration.record(elapsed.as_secs_f64());
             return;
         }
-        let mut attributes = operation.attributes.clone();
+        let attributes = operation.with(template, error_type);
+        let i = &self.instruments;
+        i.sent.add(1, &attributes);
+        i.sent_bytes.add(body_size as u64, &attributes);
+        i.operation_duration.record(elapsed.as_secs_f64(), &attributes);
+    }
+
+    /// A batch publish took `elapsed`: each message is counted (with its
+    /// template, and its `error.type` when it failed), the operation's duration
+    /// recorded once (with `error_type` when any message failed).
+    pub(crate) fn sent_batch(
+        &self,
+        messages: &[SentMessage<'_>],
+        elapsed: Duration,
+        error_type: Option<&str>,
+    ) {
+        let bound = self.bound.get(|server| SendInstruments::bind(&self.instruments, server));
+        let operation = &bound.send;
+        let i = &self.instruments;
+        for message in messages {
+            if message.template.is_none() && message.error_type.is_none() {
+                operation.sent.add(1);
+                operation.sent_bytes.add(message.body_size as u64);
+            } else {
+                let attributes = operation.with(message.template, message.error_type);
+                i.sent.add(1, &attributes);
+                i.sent_bytes.add(message.body_size as u64, &attributes);
+            }
+        }
+        match error_type {
+            None => operation.duration.record(elapsed.as_secs_f64()),
+            Some(_) => i.operation_duration.record(elapsed.as_secs_f64(), &operation.with(None, error_type)),
+        }
+    }
+}
+
+/// One message of a batch publish, as its metrics record it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentMessage<'a> {
+    pub(crate) body_size: usize,
+    pub(crate) template: Option<&'a str>,
+    pub(crate) error_type: Option<&'static str>,
+}
+
+impl OperationInstruments {
+    /// The operation's attributes with a template and an `error.type`.
+    fn with(&self, template: Option<&str>, error_type: Option<&str>) -> Vec<KeyValue> {
+        let mut attributes = self.attributes.clone();
         if let Some(template) = template {
             attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
         }
         if let Some(error_type) = error_type {
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
         }
-        let i = &self.instruments;
-        i.sent.add(1, &attributes);
-        i.sent_bytes.add(body_size as u64, &attributes);
-        i.operation_duration.record(elapsed.as_secs_f64(), &attributes);
+        attributes
     }
 }

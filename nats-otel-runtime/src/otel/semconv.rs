@@ -5,9 +5,10 @@
 //! step with the ecosystem; only NATS extras and deprecated names are spelled here.
 
 pub use opentelemetry_semantic_conventions::attribute::{
-    ERROR_TYPE, MESSAGING_CLIENT_ID, MESSAGING_CONSUMER_GROUP_NAME, MESSAGING_DESTINATION_NAME,
-    MESSAGING_DESTINATION_TEMPLATE, MESSAGING_MESSAGE_BODY_SIZE, MESSAGING_OPERATION_NAME,
-    MESSAGING_OPERATION_TYPE, MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT,
+    ERROR_TYPE, MESSAGING_BATCH_MESSAGE_COUNT, MESSAGING_CLIENT_ID, MESSAGING_CONSUMER_GROUP_NAME,
+    MESSAGING_DESTINATION_NAME, MESSAGING_DESTINATION_TEMPLATE, MESSAGING_MESSAGE_BODY_SIZE,
+    MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_NAME, MESSAGING_OPERATION_TYPE, MESSAGING_SYSTEM,
+    SERVER_ADDRESS, SERVER_PORT,
 };
 
 /// `messaging.system` value for NATS (not yet in the well-known list of semconv v1.44).
@@ -15,6 +16,15 @@ pub const SYSTEM_NATS: &str = "nats";
 
 /// The reply subject of a request (seed spec).
 pub const MESSAGING_NATS_REPLY_TO: &str = "messaging.nats.reply_to";
+
+/// How many messages of a batch publish were sent (and, on JetStream, stored) (seed spec).
+pub const BATCH_SUCCESS_COUNT: &str = "batch.success_count";
+
+/// How many messages of a batch publish failed (seed spec).
+pub const BATCH_FAILURE_COUNT: &str = "batch.failure_count";
+
+/// A message's position in its batch, on a `Batch item failed` event.
+pub const MESSAGING_NATS_BATCH_INDEX: &str = "messaging.nats.batch.index";
 
 /// Deprecated names emitted as well with `OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup`.
 pub mod deprecated {

@@ -341,12 +341,15 @@ fn only_template(consumer: &JetStreamConsumer) -> Option<&str> {
     }
 }
 
-/// Builds `send {subject}` PRODUCER and `request {subject}` CLIENT spans.
+/// Builds `send {subject}` PRODUCER and `request {subject}` CLIENT spans, and
+/// for batches a `create {subject}` PRODUCER span per message and one `send`
+/// CLIENT span linking them.
 #[derive(Debug)]
 pub(crate) struct SendSpans {
     tracer: Tracer,
     send: Vec<Constant>,
     request: Vec<Constant>,
+    create: Vec<Constant>,
     peer: Peer,
 }
 
@@ -376,7 +379,85 @@ pub(crate) enum Outbound {
 impl SendSpans {
     pub(crate) fn new(peer: Peer) -> Self {
         let constants = |operation| operation_constants(operation, "send", Some("publish"));
-        Self { tracer: Tracer::resolve(), send: constants("send"), request: constants("request"), peer }
+        Self {
+            tracer: Tracer::resolve(),
+            send: constants("send"),
+            request: constants("request"),
+            create: operation_constants("create", "create", None),
+            peer,
+        }
+    }
+
+    /// The context a batch's spans are children of: the current one.
+    pub(crate) fn batch_parent(&self) -> Context {
+        current_context()
+    }
+
+    /// The `create {destination}` PRODUCER span of one message of a batch, a
+    /// child of `parent`, ended at once: its context goes into that message and
+    /// the batch's `send` span links to it. With tracing off, `parent` itself,
+    /// to propagate.
+    pub(crate) fn create(
+        &self,
+        parent: &Context,
+        subject: &str,
+        template: Option<&str>,
+        body_size: usize,
+        message_id: Option<&str>,
+    ) -> Context {
+        if self.tracer.is_off() {
+            return parent.clone();
+        }
+        let mut attributes =
+            endpoint_attributes(&self.create, &self.peer, semconv::emit_deprecated_names(), 4);
+        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
+        if let Some(template) = template {
+            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
+        }
+        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, body_size as i64));
+        if let Some(id) = message_id {
+            attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
+        }
+        let name = format!("create {}", template.unwrap_or(subject));
+        let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Producer).with_attributes(attributes);
+        let cx = self.tracer.start(builder, parent);
+        cx.span().end();
+        cx
+    }
+
+    /// The batch's `send` CLIENT span named `name`, a child of `parent`, linked
+    /// to each message's `create` span. `destination` (subject, template) is
+    /// given when every message goes to the same one.
+    pub(crate) fn start_batch(
+        &self,
+        parent: &Context,
+        name: String,
+        destination: Option<(&str, Option<&str>)>,
+        count: usize,
+        created: &[Context],
+    ) -> Context {
+        if self.tracer.is_off() {
+            return Context::new();
+        }
+        let mut attributes = endpoint_attributes(&self.send, &self.peer, semconv::emit_deprecated_names(), 3);
+        attributes.push(KeyValue::new(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count as i64));
+        if let Some((subject, template)) = destination {
+            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
+            if let Some(template) = template {
+                attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
+            }
+        }
+        let links = created
+            .iter()
+            .map(|cx| cx.span().span_context().clone())
+            .filter(opentelemetry::trace::SpanContext::is_valid)
+            .map(opentelemetry::trace::Link::with_context)
+            .collect();
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .with_links(links);
+        self.tracer.start(builder, parent)
     }
 
     /// Opens the span of one publish or request, a child of the current span.

@@ -1,5 +1,9 @@
 //! A traced publisher around `async_nats::Client`.
 
+mod batch;
+
+pub use batch::Outgoing;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,6 +251,22 @@ impl StreamPublish {
     }
 }
 
+/// What a failed JetStream publish means to the caller; `expecting` when it
+/// named an expected stream.
+fn classify(e: async_nats::jetstream::context::PublishError, expecting: bool) -> StreamPublishError {
+    use async_nats::jetstream::context::PublishErrorKind as Js;
+    let kind = match e.kind() {
+        Js::StreamNotFound => StreamPublishErrorKind::StreamNotFound,
+        Js::TimedOut => StreamPublishErrorKind::TimedOut,
+        Js::MaxPayloadExceeded => StreamPublishErrorKind::MaxPayloadExceeded,
+        _ if expecting && e.to_string().contains("expected stream") => {
+            StreamPublishErrorKind::WrongExpectedStream
+        }
+        _ => StreamPublishErrorKind::Other,
+    };
+    StreamPublishError::with_source(kind, e)
+}
+
 /// A stable id for `subject` and `payload`: the first 128 bits of their SHA-256,
 /// in hex. The stream drops a message whose id it has seen in its duplicate
 /// window, so ids of different contents must not collide: 64-bit hashes meet by
@@ -486,7 +506,6 @@ impl Publisher {
         options: StreamPublish,
         payload: Bytes,
     ) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
-        use async_nats::jetstream::context::PublishErrorKind as Js;
         let body_size = payload.len();
         let started = std::time::Instant::now();
         let send = self.spans.start(Outbound::Send, subject, template, body_size);
@@ -517,18 +536,7 @@ impl Publisher {
             }
             crate::otel::propagation::inject_context(send.propagated(), &mut headers);
             self.mark_for_broker(send.propagated(), &mut headers);
-            let classify = |e: async_nats::jetstream::context::PublishError| {
-                let kind = match e.kind() {
-                    Js::StreamNotFound => StreamPublishErrorKind::StreamNotFound,
-                    Js::TimedOut => StreamPublishErrorKind::TimedOut,
-                    Js::MaxPayloadExceeded => StreamPublishErrorKind::MaxPayloadExceeded,
-                    _ if expected_stream.is_some() && e.to_string().contains("expected stream") => {
-                        StreamPublishErrorKind::WrongExpectedStream
-                    }
-                    _ => StreamPublishErrorKind::Other,
-                };
-                StreamPublishError::with_source(kind, e)
-            };
+            let classify = |e| classify(e, expected_stream.is_some());
             let publish = async {
                 loop {
                     attempts += 1;
