@@ -106,6 +106,10 @@ pub enum ServeErrorKind {
     Flush,
     /// The JetStream stream does not exist (or JetStream is not enabled).
     StreamNotFound,
+    /// A declared stream ([`NatsService::stream`](crate::NatsService::stream))
+    /// could not be created or updated with its configuration, or a consumer's
+    /// filter lies outside its declared stream's subjects.
+    Stream,
     /// The consumer could not be created or updated with this configuration.
     Consumer,
     /// `create = false` and the consumer does not exist.
@@ -127,6 +131,28 @@ pub enum ServeErrorKind {
     NoConnection,
 }
 
+impl ServeErrorKind {
+    /// Its `error.type` on a set-up span.
+    pub(crate) fn error_type(self) -> &'static str {
+        match self {
+            Self::InvalidSubject => "invalid_subject",
+            Self::Subscribe => "subscribe",
+            Self::PermissionDenied => "permission_denied",
+            Self::SubscriptionClosed => "subscription_closed",
+            Self::ShutdownTimeout => "shutdown_timeout",
+            Self::Flush => "flush",
+            Self::StreamNotFound => "stream_not_found",
+            Self::Stream => "stream",
+            Self::Consumer => "consumer",
+            Self::ConsumerNotFound => "consumer_not_found",
+            Self::ConsumerDeleted => "consumer_deleted",
+            Self::ConnectionClosed => "connection_closed",
+            Self::InvalidIdentity => "invalid_identity",
+            Self::NoConnection => "no_connection",
+        }
+    }
+}
+
 impl fmt::Display for ServeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -137,6 +163,7 @@ impl fmt::Display for ServeErrorKind {
             Self::ShutdownTimeout => "in-flight handlers did not finish before the shutdown timeout",
             Self::Flush => "failed to flush replies",
             Self::StreamNotFound => "stream not found",
+            Self::Stream => "failed to create or update the stream",
             Self::Consumer => "failed to create or update the consumer",
             Self::ConsumerNotFound => {
                 "consumer not found (`create = false` binds only to an existing consumer)"

@@ -79,20 +79,7 @@ async fn bind(
     spec.validate().map_err(|reason| {
         ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
     })?;
-    let js = jetstream::new(client.clone());
-    let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
-        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
-    })?;
-    if spec.create {
-        stream
-            .create_consumer(spec.config())
-            .await
-            .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))
-    } else {
-        stream.get_consumer(spec.durable.as_ref()).await.map_err(|e| {
-            ServeError::with_source(ServeErrorKind::ConsumerNotFound, e).context(context.to_owned())
-        })
-    }
+    super::setup::consumer(client, spec, context).await
 }
 
 /// Everything handling one of a consumer's messages needs: the JetStream

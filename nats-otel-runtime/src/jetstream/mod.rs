@@ -11,6 +11,7 @@ mod keep_alive;
 mod pulling;
 pub mod settle;
 mod settler;
+pub(crate) mod setup;
 
 pub use crate::endpoint::{
     AckMode, DEFAULT_BATCH, DEFAULT_JETSTREAM_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer,

@@ -65,6 +65,8 @@ pub struct NatsService<S = ()> {
     endpoints: Vec<Registered<S>>,
     /// The typed messages the service says it sends ([`NatsService::sends`]).
     sends: Vec<Sends>,
+    /// The streams it creates or updates at start ([`NatsService::stream`]).
+    streams: Vec<async_nats::jetstream::stream::Config>,
     shutdown_timeout: Duration,
     events: Option<broadcast::Receiver<async_nats::Event>>,
     prefix: Option<Cow<'static, str>>,
@@ -164,6 +166,7 @@ impl NatsService<()> {
                 .map(|e| Registered { serve: Box::new(Stateless(e.serve)), shape: e.shape })
                 .collect(),
             sends: self.sends,
+            streams: self.streams,
             shutdown_timeout: self.shutdown_timeout,
             events: self.events,
             prefix: self.prefix,
@@ -184,6 +187,7 @@ impl<S: Send + Sync + 'static> NatsService<S> {
             state,
             endpoints: Vec::new(),
             sends: Vec::new(),
+            streams: Vec::new(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             events: None,
             prefix: None,
@@ -329,6 +333,35 @@ impl<S: Send + Sync + 'static> NatsService<S> {
         self
     }
 
+    /// Declares a stream the service needs: [`start`](Self::start) creates it,
+    /// or updates it to this configuration, before any consumer binds, in a
+    /// `jetstream.create_stream` span that says whether it was `created`,
+    /// `updated` or `unchanged` (`messaging.nats.jetstream.setup`). Each
+    /// consumer on a declared stream must filter within its subjects, or start
+    /// fails naming the filter and the subjects. The subject prefix does not
+    /// apply to a declared stream's subjects: give them in full.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use async_nats::jetstream::stream;
+    /// use nats_otel_runtime::prelude::*;
+    ///
+    /// #[jetstream_consumer(stream = "ORDERS", durable = "billing", filter = "orders.*.placed")]
+    /// async fn bill(body: String) -> Result<(), ServiceError> { Ok(()) }
+    ///
+    /// NatsService::new(client)
+    ///     .stream(stream::Config { name: "ORDERS".into(), subjects: vec!["orders.>".into()], ..Default::default() })
+    ///     .handler(bill)
+    ///     .run_until(std::future::pending::<()>())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn stream(mut self, config: async_nats::jetstream::stream::Config) -> Self {
+        self.streams.push(config);
+        self
+    }
+
     /// Declares that the service sends messages of type `M` (published with the
     /// [`Publisher`](crate::Publisher) elsewhere in the application), for its
     /// contract: a `send` operation on `M`'s subject template in
@@ -444,6 +477,7 @@ impl<S: Send + Sync + 'static> NatsService<S> {
                 state,
                 mut endpoints,
                 sends,
+                streams,
                 shutdown_timeout,
                 events,
                 prefix: _,
@@ -469,6 +503,10 @@ impl<S: Send + Sync + 'static> NatsService<S> {
                 for endpoint in &mut endpoints {
                     endpoint.serve.apply_prefix(prefix);
                 }
+            }
+            check_declared_streams(&streams, &endpoints)?;
+            for stream in &streams {
+                crate::jetstream::setup::ensure_stream(&client, stream).await?;
             }
             let mut subscribed = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
@@ -499,6 +537,28 @@ impl<S: Send + Sync + 'static> NatsService<S> {
             })
         }
     }
+}
+
+/// Every consumer on a declared stream filters within the stream's subjects:
+/// the same rule (`covers`) the macros apply to typed subjects.
+fn check_declared_streams<S>(
+    streams: &[async_nats::jetstream::stream::Config],
+    endpoints: &[Registered<S>],
+) -> Result<(), ServeError> {
+    for endpoint in endpoints {
+        let Endpoint::Consume(consumer) = endpoint.serve.endpoint() else { continue };
+        let Some(stream) = streams.iter().find(|s| s.name == consumer.stream.as_ref()) else { continue };
+        for filter in &consumer.filters {
+            if !stream.subjects.iter().any(|subject| nats_otel_rules::covers(subject, filter)) {
+                return Err(ServeError::new(ServeErrorKind::Stream).context(format!(
+                    "consumer `{}` filters `{filter}`, outside stream `{}`'s subjects {:?}: \
+                     change the filter or add a subject to the stream",
+                    consumer.durable, stream.name, stream.subjects
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A service whose subscriptions are live; see [`NatsService::start`].
