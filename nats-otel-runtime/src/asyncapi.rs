@@ -319,6 +319,14 @@ fn jetstream_extension(consumer: &JetStreamConsumer) -> Value {
         "deliver": deliver,
         "ack": ack,
     });
+    if consumer.is_ordered() {
+        // Each instance's own ephemeral consumer: no durable name, no acks.
+        extension["ordered"] = json!(true);
+        if let Some(fields) = extension.as_object_mut() {
+            fields.remove("durable");
+        }
+        extension["ack"] = json!("none");
+    }
     if let Some(ack_wait) = consumer.ack_wait {
         extension["ack_wait"] = json!(duration(ack_wait));
     }

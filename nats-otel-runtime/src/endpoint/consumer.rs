@@ -88,6 +88,9 @@ pub struct JetStreamConsumer {
     /// Tokens of the service's subject prefix at the front of each filter.
     pub(crate) prefix_tokens: usize,
     pub(crate) capture: CaptureConfig,
+    /// An ordered consumer ([`JetStreamConsumer::ordered`]): `durable` is then
+    /// the prefix of its ephemeral consumers' names.
+    pub(crate) ordered: bool,
 }
 
 impl JetStreamConsumer {
@@ -114,7 +117,38 @@ impl JetStreamConsumer {
             name: None,
             prefix_tokens: 0,
             capture: CaptureConfig::default(),
+            ordered: false,
         }
+    }
+
+    /// An ordered consumer on `stream`, for replay: every message of the stream
+    /// (or of its filters, from where [`deliver`](Self::deliver) says), one at a
+    /// time and in stream order, to this service instance alone.
+    ///
+    /// It has no durable name, no acks and no redelivery: each instance makes an
+    /// ephemeral consumer of its own (named `ordered_{id}`), and when that
+    /// consumer is lost (deleted, a missed heartbeat, a sequence gap) it is
+    /// recreated from the last stream sequence seen, so the handler sees each
+    /// message once, without gaps. A recreation is recorded as a
+    /// `jetstream.create_consumer` span (`messaging.nats.jetstream.setup` =
+    /// `recreated`) with the sequence it resumed at. A handler failure is
+    /// recorded on its span; the message is not delivered again.
+    ///
+    /// ```
+    /// use nats_otel_runtime::JetStreamConsumer;
+    /// let replay = JetStreamConsumer::ordered("ORDERS").filter("orders.>");
+    /// assert!(replay.is_ordered());
+    /// ```
+    pub fn ordered(stream: impl Into<Cow<'static, str>>) -> Self {
+        let mut consumer = Self::new(stream, format!("ordered_{}", nuid::next()));
+        consumer.ordered = true;
+        consumer.concurrency = Some(1);
+        consumer
+    }
+
+    /// Whether this is an [`ordered`](Self::ordered) consumer.
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
     }
 
     /// Puts the service's subject prefix in front of the filters, the template and
@@ -332,6 +366,9 @@ impl JetStreamConsumer {
         };
         validate_name(&self.stream).map_err(|e| format!("stream `{}`: {e}", self.stream))?;
         validate_name(&self.durable).map_err(|e| format!("durable `{}`: {e}", self.durable))?;
+        if self.ordered {
+            self.validate_ordered()?;
+        }
         for filter in &self.filters {
             Subject::parse(filter, Usage::Subscribe).map_err(|e| format!("filter: {e}"))?;
         }
@@ -356,15 +393,55 @@ impl JetStreamConsumer {
         self.capture.validate()
     }
 
+    /// An ordered consumer has no acks and no redelivery: the options about
+    /// them, and more than one handler at once, do not apply.
+    fn validate_ordered(&self) -> Result<(), String> {
+        let given = [
+            ("ack_wait", self.ack_wait.is_some()),
+            ("max_deliver", self.max_deliver.is_some()),
+            ("backoff", !self.backoff.is_empty()),
+            ("max_ack_pending", self.max_ack_pending.is_some()),
+            ("ack", self.ack != AckMode::Fire),
+            ("create", !self.create),
+            ("dead_letter", self.dead_letter.is_some()),
+            ("concurrency", self.concurrency != Some(1)),
+        ];
+        match given.iter().find(|(_, given)| *given) {
+            Some((option, _)) => Err(format!(
+                "`{option}` does not apply to an ordered consumer (no acks, no redelivery, one message at a time)"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The configuration of an ordered consumer named `name`.
+    pub(crate) fn ordered_config(&self, name: String) -> pull::OrderedConfig {
+        let mut config = pull::OrderedConfig {
+            name: Some(name),
+            deliver_policy: self.deliver_policy(),
+            ..Default::default()
+        };
+        match self.filters.as_slice() {
+            [] => {}
+            [only] => config.filter_subject = only.to_string(),
+            many => config.filter_subjects = many.iter().map(|f| f.to_string()).collect(),
+        }
+        config
+    }
+
+    fn deliver_policy(&self) -> DeliverPolicy {
+        match self.deliver {
+            Deliver::All => DeliverPolicy::All,
+            Deliver::New => DeliverPolicy::New,
+            Deliver::Last => DeliverPolicy::Last,
+            Deliver::LastPerSubject => DeliverPolicy::LastPerSubject,
+        }
+    }
+
     pub(crate) fn config(&self) -> pull::Config {
         let mut config = pull::Config {
             durable_name: Some(self.durable.to_string()),
-            deliver_policy: match self.deliver {
-                Deliver::All => DeliverPolicy::All,
-                Deliver::New => DeliverPolicy::New,
-                Deliver::Last => DeliverPolicy::Last,
-                Deliver::LastPerSubject => DeliverPolicy::LastPerSubject,
-            },
+            deliver_policy: self.deliver_policy(),
             max_deliver: self.max_deliver.unwrap_or(-1),
             backoff: self.backoff.clone(),
             ..Default::default()

@@ -398,15 +398,27 @@ where
     fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
         let client = client.clone();
         Box::pin(async move {
-            let prepared = prepare(&client, &self.consumer, &self.context()).await?;
-            Ok(Box::new(ConsumerReady { endpoint: *self, prepared }) as Box<dyn Ready<S>>)
+            let feed = if self.consumer.is_ordered() {
+                Feed::Ordered(super::ordered::prepare(&client, &self.consumer, &self.context()).await?)
+            } else {
+                Feed::Pull(prepare(&client, &self.consumer, &self.context()).await?)
+            };
+            Ok(Box::new(ConsumerReady { endpoint: *self, feed }) as Box<dyn Ready<S>>)
         })
     }
 }
 
 struct ConsumerReady<H, T> {
     endpoint: ConsumerEndpoint<H, T>,
-    prepared: Prepared,
+    feed: Feed,
+}
+
+/// Where a ready consumer's messages come from.
+enum Feed {
+    /// A durable pull consumer, settled from each handler's result.
+    Pull(Prepared),
+    /// An ordered consumer, for replay.
+    Ordered(super::ordered::Prepared),
 }
 
 impl<H, T, S> Ready<S> for ConsumerReady<H, T>
@@ -450,7 +462,14 @@ where
 
     fn serve(self: Box<Self>, run: Run<S>) -> BoxFuture<Result<(), ServeError>> {
         let context = self.endpoint.context();
-        let ConsumerReady { endpoint, prepared } = *self;
-        Box::pin(serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+        let ConsumerReady { endpoint, feed } = *self;
+        match feed {
+            Feed::Pull(prepared) => {
+                Box::pin(serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+            }
+            Feed::Ordered(prepared) => {
+                Box::pin(super::ordered::serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 mod consumer;
 pub mod dead_letter;
 mod keep_alive;
+mod ordered;
 mod pulling;
 pub mod settle;
 mod settler;

@@ -26,6 +26,8 @@ pub(crate) enum Outcome {
     Unchanged,
     /// Bound by name, not managed by the service.
     Bound,
+    /// An ordered consumer made again after it was lost.
+    Recreated,
 }
 
 impl Outcome {
@@ -35,6 +37,7 @@ impl Outcome {
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
             Self::Bound => "bound",
+            Self::Recreated => "recreated",
         }
     }
 
@@ -61,6 +64,9 @@ mod attribute {
     pub(super) const ACK_WAIT_MS: &str = "messaging.nats.jetstream.consumer.ack_wait_ms";
     pub(super) const MAX_DELIVER: &str = "messaging.nats.jetstream.consumer.max_deliver";
     pub(super) const MAX_ACK_PENDING: &str = "messaging.nats.jetstream.consumer.max_ack_pending";
+    pub(super) const ORDERED: &str = "messaging.nats.jetstream.consumer.ordered";
+    pub(super) const PREVIOUS: &str = "messaging.nats.jetstream.consumer.previous";
+    pub(super) const RESUMED_AFTER: &str = "messaging.nats.jetstream.consumer.resumed_after_sequence";
 }
 
 fn strings(values: &[String]) -> Value {
@@ -193,4 +199,56 @@ fn summary(config: &consumer::Config) -> Vec<KeyValue> {
         KeyValue::new(attribute::MAX_DELIVER, config.max_deliver),
         KeyValue::new(attribute::MAX_ACK_PENDING, config.max_ack_pending),
     ]
+}
+
+/// Makes an instance's ordered consumer and starts its messages.
+pub(crate) async fn ordered_consumer(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<consumer::pull::Ordered, ServeError> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
+        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
+    })?;
+    let identity = vec![
+        KeyValue::new(attribute::STREAM, spec.stream.to_string()),
+        KeyValue::new(attribute::CONSUMER, spec.durable.to_string()),
+        KeyValue::new(attribute::ORDERED, true),
+    ];
+    let config = spec.ordered_config(spec.durable.to_string());
+    traced("jetstream.create_consumer", identity, async {
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))?;
+        let summary = summary(&consumer.cached_info().config);
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| ServeError::with_source(ServeErrorKind::Consumer, e).context(context.to_owned()))?;
+        Ok((messages, Outcome::Created, summary))
+    })
+    .await
+}
+
+/// Records that async-nats recreated an ordered consumer (it was deleted, a
+/// heartbeat was missed, or a sequence gap was seen): seen when the first
+/// message of the new consumer arrives, which continues after `last`.
+pub(crate) fn record_recreated(stream: &str, previous: &str, consumer: &str, last: u64) {
+    tracing::info!(target: TARGET, "ordered consumer `{previous}` on stream `{stream}` recreated as `{consumer}`, resuming after sequence {last}");
+    let tracer = Tracer::resolve();
+    let attributes = vec![
+        KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+        KeyValue::new(attribute::STREAM, stream.to_owned()),
+        KeyValue::new(attribute::CONSUMER, consumer.to_owned()),
+        KeyValue::new(attribute::ORDERED, true),
+        KeyValue::new(attribute::PREVIOUS, previous.to_owned()),
+        KeyValue::new(attribute::RESUMED_AFTER, i64::try_from(last).unwrap_or(i64::MAX)),
+        KeyValue::new(attribute::SETUP, Outcome::Recreated.as_str()),
+    ];
+    let builder = opentelemetry::trace::SpanBuilder::from_name("jetstream.create_consumer")
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes);
+    tracer.start(builder, &opentelemetry::Context::new()).span().end();
 }

@@ -241,7 +241,9 @@ impl ProcessSpans {
         let (pattern, template) =
             crate::endpoint::destination_names(consumer.pattern(), only_template(consumer));
         let durable = intern(consumer.durable_name());
-        let mut constants = process_constants(template.as_deref(), Some(durable));
+        // An ordered consumer is the instance's own: no group shares it.
+        let group = (!consumer.is_ordered()).then_some(durable);
+        let mut constants = process_constants(template.as_deref(), group);
         constants.extend([
             Constant(key::SUBSCRIPTION_NAME, durable),
             Constant::interned(key::STREAM, consumer.stream_name()),

@@ -1,0 +1,197 @@
+//! An ordered consumer as an endpoint: replay, one message at a time in stream
+//! order, from an ephemeral consumer that async-nats recreates from the last
+//! sequence seen whenever it is lost. Nothing is acked or delivered again.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::{self, Message};
+use futures_util::StreamExt;
+
+use crate::endpoint::JetStreamConsumer;
+use crate::error::{ServeError, ServeErrorKind};
+use crate::handler::{Handler, Incoming, JetStreamInfo, Outcome};
+use crate::otel::TARGET;
+use crate::otel::metrics::{EndpointIdentity, EndpointMetrics};
+use crate::otel::peer::Peer;
+use crate::otel::spans::{self, Delivery, ProcessSpans};
+use crate::serving::invoke::{invoke, last_resort, telemetry_or_default};
+use crate::serving::{Next, Run, Source, Step};
+
+/// An ordered consumer made at start, its messages flowing.
+pub(crate) struct Prepared {
+    messages: pull::Ordered,
+}
+
+/// Makes the instance's ephemeral consumer, in a traced set-up span.
+pub(crate) async fn prepare(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<Prepared, ServeError> {
+    spec.validate().map_err(|reason| {
+        ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
+    })?;
+    let messages = super::setup::ordered_consumer(client, spec, context).await?;
+    Ok(Prepared { messages })
+}
+
+/// Where an ordered consumer's work comes from: its messages, one at a time.
+struct Replaying {
+    /// `None` once stopped.
+    messages: Option<pull::Ordered>,
+    /// The name of the consumer the last message came from: a new one means
+    /// async-nats recreated it.
+    consumer: String,
+    /// The stream sequence of the last message.
+    last: u64,
+    stream: String,
+    client: async_nats::Client,
+    context: String,
+}
+
+impl Source for Replaying {
+    type Work = Message;
+
+    async fn next(&mut self, busy: usize) -> Next<Message> {
+        // In order: the next message only once the last one is handled.
+        if busy > 0 {
+            return std::future::pending().await;
+        }
+        let Some(messages) = self.messages.as_mut() else { return Next::Ended(Ok(())) };
+        loop {
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    if let Ok(info) = message.info() {
+                        if info.consumer != self.consumer {
+                            super::setup::record_recreated(
+                                &self.stream,
+                                &self.consumer,
+                                info.consumer,
+                                self.last,
+                            );
+                            self.consumer = info.consumer.to_owned();
+                        }
+                        self.last = info.stream_sequence;
+                    }
+                    return Next::Work(message);
+                }
+                Some(Err(e)) => {
+                    // Recreation is async-nats' (it retries until the consumer
+                    // is back); anything else is said, and the stream goes on.
+                    tracing::warn!(target: TARGET, error = %e, "{}: ordered consumer", self.context);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => {
+                    return Next::Ended(Err(
+                        ServeError::new(ServeErrorKind::SubscriptionClosed).context(self.context.clone())
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.messages = None;
+    }
+
+    /// Deletes the instance's consumer: the server would drop it only after
+    /// its inactivity threshold.
+    async fn close(self) {
+        let js = jetstream::new(self.client.clone());
+        if let Err(e) = js.delete_consumer_from_stream(&self.consumer, &self.stream).await {
+            tracing::debug!(target: TARGET, error = %e, "{}: ordered consumer not deleted", self.context);
+        }
+    }
+}
+
+/// What handling one replayed message means: its span, the handler, no settlement.
+struct Replay<H, T, S> {
+    handler: H,
+    state: Arc<S>,
+    spans: ProcessSpans,
+    metrics: Arc<EndpointMetrics>,
+    names: (Arc<str>, Arc<str>),
+    subject_offset: usize,
+    args: PhantomData<fn() -> T>,
+}
+
+impl<H, T, S> Step for Replay<H, T, S>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    type Work = Message;
+
+    fn handle(&self, message: Message) -> impl Future<Output = ()> + Send + '_ {
+        let started = std::time::Instant::now();
+        let info = JetStreamInfo::from_message(&message, &self.names);
+        self.metrics.received(message.payload.len());
+        let (message, _acker) = message.split();
+        let delivery = Delivery::new(&message, info.as_ref(), !self.spans.is_off());
+        let cx =
+            telemetry_or_default(|| self.spans.start(&message, Some(&delivery), H::TRACE_CONTEXT_IN_BODY));
+        drop(delivery);
+        let mut incoming = Incoming::new(message, cx);
+        incoming.subject_offset = self.subject_offset;
+        incoming.jetstream = info;
+        last_resort(async move {
+            let outcome = invoke(&self.handler, &incoming, &self.state).await;
+            let failure = match &outcome {
+                Outcome::Failure(failure) => {
+                    spans::record_failure(&incoming.cx, self.spans.name(), failure);
+                    Some(failure)
+                }
+                Outcome::Success(_) => None,
+            };
+            self.metrics.processed(started.elapsed(), failure);
+        })
+    }
+}
+
+/// Replays until stopped.
+pub(crate) async fn serve<H, T, S>(
+    spec: JetStreamConsumer,
+    handler: H,
+    prepared: Prepared,
+    run: Run<S>,
+    context: String,
+) -> Result<(), ServeError>
+where
+    H: Handler<T, S>,
+    S: Send + Sync + 'static,
+{
+    let peer = Peer::of(&run.client);
+    let metrics = Arc::new(EndpointMetrics::new(
+        run.instruments.clone(),
+        peer.clone(),
+        EndpointIdentity {
+            destination: spec.pattern(),
+            group: None,
+            subscription: Some(spec.durable_name()),
+        },
+        true,
+        run.stats.clone(),
+    ));
+    let step = Replay {
+        handler,
+        state: run.state,
+        spans: ProcessSpans::jetstream(&spec, peer),
+        metrics,
+        names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
+        subject_offset: spec.prefix_tokens,
+        args: PhantomData,
+    };
+    let source = Replaying {
+        messages: Some(prepared.messages),
+        consumer: spec.durable_name().to_owned(),
+        last: 0,
+        stream: spec.stream_name().to_owned(),
+        client: run.client.clone(),
+        context,
+    };
+    crate::serving::serve(&step, source, run.stopped).await
+}
