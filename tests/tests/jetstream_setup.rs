@@ -54,6 +54,10 @@ async fn start_creates_then_keeps_then_updates_what_the_service_declares() {
     assert_eq!(setups(&spans, "jetstream.create_consumer"), ["created", "unchanged", "unchanged"]);
     let created = named(&spans, "jetstream.create_stream")[0];
     assert_eq!(created.span_kind, SpanKind::Client);
+    // Each start's set-up is one trace, under `start {service}`.
+    let start = named(&spans, "start service")[0];
+    assert_eq!(created.parent_span_id, start.span_context.span_id());
+    assert_eq!(named(&spans, "jetstream.create_consumer")[0].parent_span_id, start.span_context.span_id());
     assert_eq!(attr_str(created, "messaging.nats.jetstream.stream").as_deref(), Some("ORDERS"));
     assert_eq!(attr_str(created, "messaging.nats.jetstream.stream.storage").as_deref(), Some("memory"));
     let consumer = named(&spans, "jetstream.create_consumer")[0];

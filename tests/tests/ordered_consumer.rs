@@ -163,3 +163,24 @@ async fn an_ordered_consumer_refuses_options_about_acks() {
     let chain = format!("{error:#}");
     assert!(chain.contains("`max_deliver` does not apply to an ordered consumer"), "{chain}");
 }
+
+#[jetstream_consumer(stream = "EVENTS", ordered = true, filter = "events.{kind}", deliver = "all")]
+async fn replay_kinds(State(seen): State<Seen>, kind: String, info: JetStreamInfo) {
+    seen.0.lock().unwrap().push((info.stream_sequence, kind));
+}
+
+/// The macro's `ordered = true` serves the same replay, captures included.
+#[tokio::test]
+async fn the_macro_declares_an_ordered_consumer() {
+    let h = start().await;
+    events_stream(&h.client).await;
+    publish(&h.client, 1..=30).await;
+    let seen = Seen::default();
+    let running = spawn(NatsService::with_state(h.client.clone(), seen.clone()).handler(replay_kinds)).await;
+    seen.reach(30).await;
+    assert_eq!(seen.sequences(), (1..=30).collect::<Vec<_>>());
+    assert_eq!(seen.0.lock().unwrap()[0].1, "1", "events.1 captured as `kind`");
+    let spans = h.recorder.wait_for(|s| count(s, "process events.{kind}") == 30).await;
+    assert_eq!(count(&spans, "process events.{kind}"), 30);
+    running.stop().await.unwrap();
+}

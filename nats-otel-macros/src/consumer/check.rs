@@ -59,7 +59,41 @@ impl Consumer {
             );
             self.report(rule, diagnostics);
         }
+        if self.ordered.is_some() {
+            self.check_ordered(diagnostics);
+        }
         self.options.check(diagnostics);
+    }
+
+    /// An ordered consumer has no durable name, no acks and no redelivery, and
+    /// handles one message at a time: the options about them are errors, each
+    /// at the option.
+    fn check_ordered(&self, diagnostics: &mut Diagnostics) {
+        let given = [
+            ("durable", self.durable.as_ref().map(LitStr::span)),
+            ("ack_wait", self.ack_wait.map(|d| d.span)),
+            ("max_deliver", self.max_deliver.map(|n| n.span)),
+            ("backoff", self.backoff.as_ref().map(|b| b.span)),
+            ("max_ack_pending", self.max_ack_pending.map(|n| n.span)),
+            ("concurrency", self.concurrency.map(|n| n.span)),
+            ("ack", self.ack.map(|a| a.span)),
+            ("create", self.create.map(|c| c.span)),
+            ("dead_letter", self.dead_letter.as_ref().map(LitStr::span)),
+            ("dead_letter_route", self.dead_letter_route.map(|r| r.span)),
+            ("settle", self.settle.map(|s| s.span)),
+        ];
+        for (option, span) in given {
+            if let Some(span) = span {
+                diagnostics.error_with_help(
+                    span,
+                    format!("`{option}` does not apply to an ordered consumer"),
+                    format!(
+                        "an ordered consumer is each instance's own, with no acks and no redelivery, \
+                         one message at a time: remove `{option}` (or `ordered = true`, for a durable consumer)"
+                    ),
+                );
+            }
+        }
     }
 
     /// Reports a rule-book error at the option it blames.

@@ -7,11 +7,17 @@ use syn::Ident;
 use crate::consumer::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord};
 
 impl Consumer {
-    /// `Endpoint::Consume(JetStreamConsumer::new(stream, durable)…)`, one
+    /// `Endpoint::Consume(JetStreamConsumer::new(stream, durable)…)` (or
+    /// `::ordered(stream)`), one
     /// builder call per option given (defaults are the runtime's).
     pub(crate) fn endpoint(&self, name: &Ident) -> Option<TokenStream> {
-        let (stream, durable) = (self.stream.as_ref()?, self.durable.as_ref()?);
+        let stream = self.stream.as_ref()?;
         let private = self.options.private();
+        let consumer = match (self.ordered, &self.durable) {
+            (Some(_), _) => quote!(#private::JetStreamConsumer::ordered(#stream)),
+            (None, Some(durable)) => quote!(#private::JetStreamConsumer::new(#stream, #durable)),
+            (None, None) => return None,
+        };
         let filters = self.filters.iter().map(|f| {
             let pattern = &f.pattern;
             quote!(.filter(#pattern))
@@ -64,7 +70,10 @@ impl Consumer {
             .ack
             .filter(|a| a.value == AckMode::Confirmed)
             .map(|_| quote!(.ack(#private::AckMode::Confirmed)));
-        let create = self.create.map(|c| quote!(.create(#c)));
+        let create = self.create.map(|c| {
+            let c = c.value;
+            quote!(.create(#c))
+        });
         let dead_letter = self.dead_letter.as_ref().map(|d| quote!(.dead_letter(#d)));
         let dead_letter_route = self
             .dead_letter_route
@@ -77,7 +86,7 @@ impl Consumer {
         let shared = self.options.builder_calls();
         Some(quote! {
             #private::Endpoint::Consume(
-                #private::JetStreamConsumer::new(#stream, #durable)
+                #consumer
                     #(#filters)* #message_filter #template #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
                     #batch #ack #create #dead_letter #dead_letter_route #settle #shared
                     .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))

@@ -1,4 +1,5 @@
-//! `#[jetstream_consumer]`: a durable JetStream pull consumer handler, as
+//! `#[jetstream_consumer]`: a durable JetStream pull consumer handler (or an
+//! ordered one, for replay), as
 //! parse ([`parse`]) → model ([`model`]) → check ([`check`]) → expand
 //! ([`expand`]).
 
@@ -28,6 +29,7 @@ impl HandlerAttribute for Consumer {
     const OPTIONS: &'static [&'static str] = &[
         "stream",
         "durable",
+        "ordered",
         "filter",
         "message",
         "deliver",

@@ -17,6 +17,9 @@ pub(crate) struct Consumer {
     pub(crate) stream: Option<LitStr>,
     /// `durable = "billing"`, required.
     pub(crate) durable: Option<LitStr>,
+    /// `ordered = true`, where it was written: an ordered consumer (no durable,
+    /// no acks, one message at a time).
+    pub(crate) ordered: Option<Span>,
     /// `filter = "…"` or `["…", "…"]`.
     pub(crate) filters: Vec<HandlerSubject>,
     pub(crate) deliver: Option<Spanned<Deliver>>,
@@ -29,7 +32,7 @@ pub(crate) struct Consumer {
     pub(crate) concurrency: Option<Spanned<usize>>,
     pub(crate) batch: Option<Spanned<usize>>,
     pub(crate) ack: Option<Spanned<AckMode>>,
-    pub(crate) create: Option<bool>,
+    pub(crate) create: Option<Spanned<bool>>,
     /// `dead_letter = "subject"`.
     pub(crate) dead_letter: Option<LitStr>,
     pub(crate) dead_letter_route: Option<Spanned<DeadLetterRoute>>,

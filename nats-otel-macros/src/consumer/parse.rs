@@ -1,5 +1,6 @@
 //! Parse: `#[jetstream_consumer(...)]` arguments into the [`Consumer`] model.
 
+use syn::spanned::Spanned as _;
 use syn::{ItemFn, LitStr};
 
 use crate::args::Args;
@@ -7,6 +8,7 @@ use crate::consumer::model::{Backoff, Consumer};
 use crate::diagnostics::Diagnostics;
 use crate::handler::options::HandlerOptions;
 use crate::handler::subject::HandlerSubject;
+use crate::spanned::Spanned;
 
 impl Consumer {
     pub(crate) fn parse(mut args: Args, item: &ItemFn, diagnostics: &mut Diagnostics) -> Self {
@@ -18,7 +20,14 @@ impl Consumer {
             );
         }
         let stream = required_string(&mut args, "stream", "ORDERS", item, diagnostics);
-        let durable = required_string(&mut args, "durable", "billing", item, diagnostics);
+        let ordered = args
+            .take("ordered", diagnostics)
+            .and_then(|arg| arg.boolean(diagnostics).filter(|on| *on).map(|_| arg.key.span()));
+        let durable = match ordered {
+            // An ordered consumer has none: `check` reports one given.
+            Some(_) => args.take("durable", diagnostics).and_then(|arg| arg.string(diagnostics)),
+            None => required_string(&mut args, "durable", "billing", item, diagnostics),
+        };
         let filters = args.take("filter", diagnostics).and_then(|arg| arg.strings(diagnostics));
         let filters =
             filters.iter().flatten().filter_map(|lit| HandlerSubject::parse(lit, diagnostics)).collect();
@@ -35,7 +44,9 @@ impl Consumer {
         let concurrency = args.take("concurrency", diagnostics).and_then(|arg| arg.integer(diagnostics));
         let batch = args.take("batch", diagnostics).and_then(|arg| arg.integer(diagnostics));
         let ack = args.take("ack", diagnostics).and_then(|arg| arg.choice(diagnostics));
-        let create = args.take("create", diagnostics).and_then(|arg| arg.boolean(diagnostics));
+        let create = args
+            .take("create", diagnostics)
+            .and_then(|arg| arg.boolean(diagnostics).map(|on| Spanned::new(on, arg.value.span())));
         let dead_letter = args.take("dead_letter", diagnostics).and_then(|arg| arg.string(diagnostics));
         let dead_letter_route =
             args.take("dead_letter_route", diagnostics).and_then(|arg| arg.choice(diagnostics));
@@ -45,6 +56,7 @@ impl Consumer {
         Consumer {
             stream,
             durable,
+            ordered,
             filters,
             deliver,
             ack_wait,

@@ -79,7 +79,7 @@ fn parses_every_option_into_typed_values() {
     assert_eq!(consumer.concurrency.map(|n| n.value), Some(16));
     assert_eq!(consumer.batch.map(|n| n.value), Some(32));
     assert_eq!(consumer.ack.map(|a| a.value), Some(AckMode::Confirmed));
-    assert_eq!(consumer.create, Some(false));
+    assert_eq!(consumer.create.map(|c| c.value), Some(false));
     assert_eq!(consumer.dead_letter.as_ref().map(LitStr::value).as_deref(), Some("orders.dead"));
     assert_eq!(consumer.dead_letter_route.map(|r| r.value), Some(DeadLetterRoute::Core));
     assert_eq!(consumer.settle.map(|s| s.value), Some(SettleRecord::Event));
@@ -264,4 +264,59 @@ fn expands_to_the_runtime_builder_chain() {
         )
     };
     assert_eq!(endpoint, Some(expected.to_string()));
+}
+
+#[test]
+fn an_ordered_consumer_needs_no_durable_and_expands_to_the_ordered_builder() {
+    let (consumer, errors) = parse(quote!(stream = "S", ordered = true, filter = "a.>", deliver = "new"));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(check(quote!(stream = "S", ordered = true, filter = "a.>")).is_empty());
+    let endpoint = consumer.endpoint(&handler().sig.ident).map(|t| t.to_string());
+    let private = quote!(::nats_otel_runtime::__private);
+    let expected = quote! {
+        #private::Endpoint::Consume(
+            #private::JetStreamConsumer::ordered("S")
+                .filter("a.>") .deliver(#private::Deliver::New)
+                .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(bill)))
+        )
+    };
+    assert_eq!(endpoint, Some(expected.to_string()));
+    let (durable, _) = parse(quote!(stream = "S", ordered = false));
+    assert!(durable.endpoint(&handler().sig.ident).is_none(), "`ordered = false` still needs a durable");
+}
+
+#[test]
+fn options_about_acks_are_errors_on_an_ordered_consumer() {
+    let errors = check(quote!(
+        stream = "S",
+        ordered = true,
+        durable = "D",
+        ack_wait = "1s",
+        max_deliver = 3,
+        backoff = ["1s"],
+        max_ack_pending = 4,
+        concurrency = 2,
+        ack = "confirmed",
+        create = false,
+        dead_letter = "dead",
+        dead_letter_route = "core",
+        settle = "event"
+    ));
+    let options = [
+        "durable",
+        "ack_wait",
+        "max_deliver",
+        "backoff",
+        "max_ack_pending",
+        "concurrency",
+        "ack",
+        "create",
+        "dead_letter",
+        "dead_letter_route",
+        "settle",
+    ];
+    for option in options {
+        let expected = format!("`{option}` does not apply to an ordered consumer");
+        assert!(errors.contains(&expected), "{expected} in {errors:?}");
+    }
 }

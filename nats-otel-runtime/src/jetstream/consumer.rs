@@ -399,9 +399,11 @@ where
         let client = client.clone();
         Box::pin(async move {
             let feed = if self.consumer.is_ordered() {
-                Feed::Ordered(super::ordered::prepare(&client, &self.consumer, &self.context()).await?)
+                Feed::Ordered(Box::new(
+                    super::ordered::prepare(&client, &self.consumer, &self.context()).await?,
+                ))
             } else {
-                Feed::Pull(prepare(&client, &self.consumer, &self.context()).await?)
+                Feed::Pull(Box::new(prepare(&client, &self.consumer, &self.context()).await?))
             };
             Ok(Box::new(ConsumerReady { endpoint: *self, feed }) as Box<dyn Ready<S>>)
         })
@@ -415,10 +417,11 @@ struct ConsumerReady<H, T> {
 
 /// Where a ready consumer's messages come from.
 enum Feed {
-    /// A durable pull consumer, settled from each handler's result.
-    Pull(Prepared),
+    /// A durable pull consumer, settled from each handler's result (boxed:
+    /// made once per start, and far larger than the other).
+    Pull(Box<Prepared>),
     /// An ordered consumer, for replay.
-    Ordered(super::ordered::Prepared),
+    Ordered(Box<super::ordered::Prepared>),
 }
 
 impl<H, T, S> Ready<S> for ConsumerReady<H, T>
@@ -465,10 +468,10 @@ where
         let ConsumerReady { endpoint, feed } = *self;
         match feed {
             Feed::Pull(prepared) => {
-                Box::pin(serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+                Box::pin(serve(endpoint.consumer, endpoint.handler, *prepared, run, context))
             }
             Feed::Ordered(prepared) => {
-                Box::pin(super::ordered::serve(endpoint.consumer, endpoint.handler, prepared, run, context))
+                Box::pin(super::ordered::serve(endpoint.consumer, endpoint.handler, *prepared, run, context))
             }
         }
     }

@@ -16,7 +16,7 @@ pub(crate) mod setup;
 
 pub use crate::endpoint::{
     AckMode, DEFAULT_BATCH, DEFAULT_JETSTREAM_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer,
-    SettleRecord,
+    KvHistory, SettleRecord,
 };
 pub use crate::handler::{Acker, JetStreamInfo};
 pub(crate) use consumer::ConsumerEndpoint;

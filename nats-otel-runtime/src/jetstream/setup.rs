@@ -87,7 +87,7 @@ async fn traced<T>(
         .with_attributes(attributes);
     let cx = tracer.start(builder, &opentelemetry::Context::current());
     let span = cx.span();
-    let result = work.await;
+    let result = opentelemetry::trace::FutureExt::with_context(work, cx.clone()).await;
     let result = match result {
         Ok((value, outcome, more)) => {
             span.set_attribute(KeyValue::new(attribute::SETUP, outcome.as_str()));
@@ -251,4 +251,25 @@ pub(crate) fn record_recreated(stream: &str, previous: &str, consumer: &str, las
         .with_kind(SpanKind::Client)
         .with_attributes(attributes);
     tracer.start(builder, &opentelemetry::Context::new()).span().end();
+}
+
+/// Runs a service's set-up in a `start {service}` INTERNAL span, so its
+/// streams' and consumers' spans make one trace.
+pub(crate) async fn in_start_span<T>(
+    service: &str,
+    work: impl Future<Output = Result<T, ServeError>>,
+) -> Result<T, ServeError> {
+    use opentelemetry::trace::FutureExt as _;
+    let tracer = Tracer::resolve();
+    let builder = opentelemetry::trace::SpanBuilder::from_name(format!("start {service}"))
+        .with_kind(SpanKind::Internal)
+        .with_attributes([KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS)]);
+    let cx = tracer.start(builder, &opentelemetry::Context::current());
+    let result = work.with_context(cx.clone()).await;
+    if let Err(e) = &result {
+        cx.span().set_status(Status::error(format!("{e:#}")));
+        cx.span().set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.kind().error_type()));
+    }
+    cx.span().end();
+    result
 }

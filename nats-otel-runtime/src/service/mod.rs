@@ -505,13 +505,25 @@ impl<S: Send + Sync + 'static> NatsService<S> {
                 }
             }
             check_declared_streams(&streams, &endpoints)?;
-            for stream in &streams {
-                crate::jetstream::setup::ensure_stream(&client, stream).await?;
-            }
-            let mut subscribed = Vec::with_capacity(endpoints.len());
-            for endpoint in endpoints {
-                subscribed.push(endpoint.serve.prepare(&client).await?);
-            }
+            let jetstream = !streams.is_empty()
+                || endpoints.iter().any(|e| matches!(e.serve.endpoint(), Endpoint::Consume(_)));
+            let service_name = identity.as_ref().map_or("service", |identity| identity.name.as_str());
+            let set_up = async {
+                for stream in &streams {
+                    crate::jetstream::setup::ensure_stream(&client, stream).await?;
+                }
+                let mut subscribed = Vec::with_capacity(endpoints.len());
+                for endpoint in endpoints {
+                    subscribed.push(endpoint.serve.prepare(&client).await?);
+                }
+                Ok(subscribed)
+            };
+            // JetStream set-up in one trace: `start {name}` over its steps.
+            let subscribed = if jetstream {
+                crate::jetstream::setup::in_start_span(service_name, set_up).await?
+            } else {
+                set_up.await?
+            };
             let counted: Vec<(EndpointInfo, Arc<EndpointStats>)> =
                 subscribed.iter().map(|endpoint| (endpoint.info(), Arc::default())).collect();
             let document = document.map(|document| Bytes::from(document.to_json()));
