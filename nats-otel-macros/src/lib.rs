@@ -19,6 +19,7 @@ mod diagnostics;
 mod duration;
 mod handler;
 mod identity;
+mod kv;
 mod message;
 mod spanned;
 mod subscribe;
@@ -210,7 +211,8 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | option | default | meaning |
 /// |---|---|---|
 /// | `stream = "…"` | required | the stream |
-/// | `durable = "…"` | required | the durable consumer's name |
+/// | `durable = "…"` | required, unless `ordered` | the durable consumer's name |
+/// | `ordered = true` | `false` | an ordered consumer, for replay: each instance's own ephemeral consumer, every message once in stream order, one at a time, no acks or redelivery, recreated from the last sequence seen when lost (`JetStreamConsumer::ordered`); `deliver`, `filter`, `trace` and the capture options apply, the others are errors |
 /// | `filter = "…"` or `["…", "…"]` | none | filter subjects; one filter may have `{name}` captures, passed to the argument `name` |
 /// | `message = Type` | none | a `NatsMessage` type: filter on its pattern (a `filter` must lie within it) and decode into it |
 /// | `deliver = "all" \| "new" \| "last" \| "last_per_subject"` | `"all"` | where a new consumer starts |
@@ -258,9 +260,80 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// async fn handler() {} // error: `concurrency = 20` exceeds `max_ack_pending = 10`
 /// # fn main() {}
 /// ```
+///
+/// An ordered consumer for replay, and what does not apply to it:
+///
+/// ```
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", ordered = true, deliver = "all")]
+/// async fn rebuild_projection(info: JetStreamInfo, body: Bytes) {
+///     tracing::info!(sequence = info.stream_sequence, bytes = body.len(), "replayed");
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", ordered = true, max_deliver = 3)]
+/// async fn handler() {} // error: `max_deliver` does not apply to an ordered consumer
+/// # fn main() {}
+/// ```
 #[proc_macro_attribute]
 pub fn jetstream_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
     expand("jetstream_consumer", consumer::expand(args.into(), item.into()))
+}
+
+/// Turns an `async fn` into the handler of a key-value bucket's changes: each
+/// put, delete and purge of the keys `key` matches reaches it once, in order,
+/// as a [`KvEntry`](../nats_otel_runtime/struct.KvEntry.html) whose value is
+/// decoded by its type parameter (`Json<T>`, `String`, `Bytes`, …), in a
+/// `process $KV.{bucket}.{key}` span with the key, operation and revision.
+///
+/// A watch is an ordered consumer on the bucket's stream (`KV_{bucket}`): each
+/// service instance gets every change, and a lost consumer is recreated from
+/// the last revision seen.
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[derive(Deserialize)]
+/// struct Flag { on: bool }
+///
+/// #[kv_watch(bucket = "flags", key = "checkout.*", history = "latest")]
+/// async fn on_flag(entry: KvEntry<Json<Flag>>) {
+///     let on = entry.value.map(|Json(flag)| flag.on);
+///     tracing::info!(key = %entry.key, revision = entry.revision, ?on, "flag changed");
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # Options
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `bucket = "…"` | required | the bucket: letters, digits, `-` and `_` |
+/// | `key = "…"` | `">"` | the keys watched, with `*` and `>` wildcards; no captures |
+/// | `history = "latest" \| "all" \| "updates_only"` | `"latest"` | start with each key's current entry, with every revision kept, or with changes only |
+/// | `trace`, `capture_headers`, `capture_body` | | as for `#[jetstream_consumer]` |
+///
+/// # Compile-time errors
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[kv_watch(bucket = "app.config")] // error: `.` is not allowed in a bucket name
+/// async fn handler(entry: KvEntry<Bytes>) {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[kv_watch(bucket = "config", key = "tenants.{id}")] // error: a watched key has no captures
+/// async fn handler(entry: KvEntry<Bytes>) {}
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn kv_watch(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand("kv_watch", kv::expand(args.into(), item.into()))
 }
 
 /// Gives a message type its subject template, checked at compile time.

@@ -140,6 +140,7 @@ pub use error::{
     RequestErrorKind, ServeError, ServeErrorKind, StreamPublishError, StreamPublishErrorKind,
 };
 pub use events::{ClientEvents, PermissionViolation};
+pub use handler::kv::{KvEntry, KvOperation};
 pub use handler::message::{NatsMessage, NatsPayload, NoReply, SubjectToken, SubjectValueError};
 pub use handler::reply::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 pub use handler::subject_tokens::FromToken;
@@ -154,7 +155,7 @@ pub use handler::{Declaration, Declared, DeclaredArgs};
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use nats_otel_macros::{
-    NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe, service_name, service_version,
+    NatsMessage, NatsPayload, jetstream_consumer, kv_watch, nats_subscribe, service_name, service_version,
 };
 /// The OpenTelemetry context (`opentelemetry::Context`) under a name that lives
 /// next to `anyhow::Context`: as an extractor it is the handler's `process` span.
@@ -165,11 +166,11 @@ pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NatsService, ServiceHandle, Started}
 /// Everything a handler module usually needs.
 pub mod prelude {
     pub use crate::{
-        Bytes, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, Message, NatsService, Permanent,
-        Publisher, RetryAfter, ServiceError, State, Subject, TraceContext, TraceMode,
+        Bytes, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, KvEntry, KvOperation, Message,
+        NatsService, Permanent, Publisher, RetryAfter, ServiceError, State, Subject, TraceContext, TraceMode,
     };
     #[cfg(feature = "macros")]
-    pub use crate::{NatsMessage, NatsPayload, jetstream_consumer, nats_subscribe};
+    pub use crate::{NatsMessage, NatsPayload, jetstream_consumer, kv_watch, nats_subscribe};
     pub use serde::{Deserialize, Serialize};
 }
 
@@ -197,7 +198,7 @@ pub mod __fuzz {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        AckMode, DeadLetterRoute, Deliver, Descriptor, Endpoint, JetStreamConsumer, SettleRecord,
+        AckMode, DeadLetterRoute, Deliver, Descriptor, Endpoint, JetStreamConsumer, KvHistory, SettleRecord,
         Subscription, TraceMode,
     };
     pub use crate::handler::subject_tokens::capture;

@@ -35,6 +35,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use nats_otel_runtime::broker::BrokerTracing;
 use nats_otel_runtime::propagation::HeaderExtractor;
+use nats_otel_runtime::publisher::Outgoing;
 use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
 use nats_otel_runtime::{JetStreamConsumer, Json, NatsService, Publisher, State, Subscription};
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
@@ -608,6 +609,20 @@ async fn publish_raw(client: &async_nats::Client, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// `n` messages in batches of 100 (`publish_batch`): a `create` span each, one
+/// `send` span a batch.
+async fn publish_batches(publisher: &Publisher, n: usize) -> Duration {
+    let payload = order_payload(1);
+    let started = Instant::now();
+    for _ in 0..n / 100 {
+        let batch = (0..100).map(|_| Outgoing::new("bench.pub", payload.clone()));
+        let results = publisher.publish_batch(batch).await;
+        assert!(results.iter().all(Result::is_ok));
+    }
+    publisher.client().flush().await.unwrap();
+    started.elapsed()
+}
+
 async fn publish_traced(publisher: &Publisher, n: usize) -> Duration {
     let payload = order_payload(1);
     let started = Instant::now();
@@ -807,7 +822,7 @@ async fn run() {
     }
 
     if run_scenario("C") {
-        let mut results = Results::new(4);
+        let mut results = Results::new(5);
         let publisher_client = server.connect().await.unwrap();
         providers.install_globals();
         let publisher = tracing::dispatcher::with_default(&providers.dispatch, || {
@@ -823,8 +838,8 @@ async fn run() {
         for round in 0..rounds {
             // Rows of the table, (row, variant): (1) raw, then nats-otel as
             // variant (3) as in A and B, with broker tracing off, at 100 % and
-            // at 1 %. The order rotates between rounds.
-            let rows = [(0, 0), (1, 2), (2, 2), (3, 2)];
+            // at 1 %, and in batches of 100. The order rotates between rounds.
+            let rows = [(0, 0), (1, 2), (2, 2), (3, 2), (4, 2)];
             let mut order = rows.to_vec();
             order.rotate_left(round % rows.len());
             for i in order.into_iter().filter(|&(_, v)| selected(v)).map(|(row, _)| row) {
@@ -835,7 +850,8 @@ async fn run() {
                     0 => publish_raw(&publisher_client, n).await,
                     1 => traced(&publisher).await,
                     2 => traced(&broker_all).await,
-                    _ => traced(&broker_some).await,
+                    3 => traced(&broker_some).await,
+                    _ => publish_batches(&publisher, n).with_subscriber(providers.dispatch.clone()).await,
                 };
                 results.rss[i] = results.rss[i].max(peak_rss_mib());
                 results.rates[i].push(n as f64 / elapsed.as_secs_f64());
@@ -852,6 +868,7 @@ async fn run() {
                 "(3) Publisher::publish, telemetry on",
                 "(3) + broker tracing, 100 %",
                 "(3) + broker tracing, 1 %",
+                "(3) Publisher::publish_batch, 100 a batch",
             ],
         );
     }

@@ -15,6 +15,9 @@ fn jetstream_consumer() {
     let cases = trybuild::TestCases::new();
     cases.pass("ui/jetstream_consumer/pass/*.rs");
     cases.compile_fail("ui/jetstream_consumer/fail/*.rs");
+    // `#[kv_watch]`, a consumer of a bucket's stream: shares this build.
+    cases.pass("ui/kv_watch/pass/*.rs");
+    cases.compile_fail("ui/kv_watch/fail/*.rs");
 }
 
 #[test]

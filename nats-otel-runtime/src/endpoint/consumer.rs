@@ -146,6 +146,28 @@ impl JetStreamConsumer {
         consumer
     }
 
+    /// A watch of the key-value bucket `bucket`, on the keys `key` matches
+    /// (`tenants.>`, `flags.*`, `>`): an [`ordered`](Self::ordered) consumer on
+    /// the bucket's stream, whose handler reads each change as a
+    /// [`KvEntry`](crate::KvEntry). `history` says where it starts.
+    ///
+    /// ```
+    /// use nats_otel_runtime::JetStreamConsumer;
+    /// use nats_otel_runtime::jetstream::KvHistory;
+    /// let watch = JetStreamConsumer::kv_watch("config", "tenants.>", KvHistory::Latest);
+    /// assert_eq!(watch.stream_name(), "KV_config");
+    /// assert_eq!(watch.pattern(), "$KV.config.tenants.>");
+    /// ```
+    pub fn kv_watch(bucket: &str, key: &str, history: KvHistory) -> Self {
+        let mut watch = Self::ordered(format!("KV_{bucket}")).filter(format!("$KV.{bucket}.{key}"));
+        watch.deliver = match history {
+            KvHistory::Latest => Deliver::LastPerSubject,
+            KvHistory::All => Deliver::All,
+            KvHistory::UpdatesOnly => Deliver::New,
+        };
+        watch
+    }
+
     /// Whether this is an [`ordered`](Self::ordered) consumer.
     pub fn is_ordered(&self) -> bool {
         self.ordered
@@ -459,6 +481,18 @@ impl JetStreamConsumer {
         }
         config
     }
+}
+
+/// Where a key-value watch ([`JetStreamConsumer::kv_watch`], `#[kv_watch]`) starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvHistory {
+    /// Each key's current entry, then every change (default).
+    #[default]
+    Latest,
+    /// Every revision the bucket keeps, then every change.
+    All,
+    /// Only changes made after the watch starts.
+    UpdatesOnly,
 }
 
 /// How dead letters are published.

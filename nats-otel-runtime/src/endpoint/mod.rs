@@ -12,7 +12,7 @@ mod subscription;
 
 pub use consumer::{
     AckMode, DEFAULT_BATCH, DEFAULT_JETSTREAM_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer,
-    SettleRecord,
+    KvHistory, SettleRecord,
 };
 pub use declared::{DeclaredHandler, Descriptor};
 pub use subscription::{DEFAULT_CONCURRENCY, Subscription, TraceMode};

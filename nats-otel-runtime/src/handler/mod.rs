@@ -8,6 +8,7 @@
 pub mod extract;
 mod incoming;
 pub(crate) mod jetstream;
+pub(crate) mod kv;
 pub mod message;
 pub(crate) mod reply;
 pub(crate) mod settlement;

@@ -15,6 +15,9 @@ const KEY_ATTRIBUTES: &[&str] = &[
     "messaging.consumer.group.name",
     "messaging.nats.reply_to",
     "messaging.message.body.size",
+    "messaging.batch.message_count",
+    "messaging.nats.jetstream.setup",
+    "messaging.nats.kv.operation",
     "error.type",
 ];
 
