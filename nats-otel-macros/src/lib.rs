@@ -22,6 +22,7 @@ mod identity;
 mod kv;
 mod message;
 mod spanned;
+mod stream;
 mod subscribe;
 
 use proc_macro::TokenStream;
@@ -408,6 +409,58 @@ pub fn kv_watch(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(NatsMessage, attributes(nats))]
 pub fn derive_nats_message(input: TokenStream) -> TokenStream {
     expand("NatsMessage", message::derive(input.into(), message::Kind::Message))
+}
+
+/// Declares a JetStream stream in code: its name and subjects become constants
+/// (`NatsStream::NAME`, `SUBJECTS`) and its configuration `NatsStream::config()`.
+/// A `#[jetstream_consumer(stream = Type, ..)]` naming the type has each filter
+/// checked against the subjects at compile time, and start-up creates or
+/// updates the stream (traced) before the consumer binds.
+///
+/// ```
+/// use nats_otel_runtime::prelude::*;
+///
+/// #[derive(NatsStream)]
+/// #[nats_stream(name = "ORDERS", subjects = ["orders.>"], storage = "memory", max_age = "168h", replicas = 1)]
+/// struct Orders;
+///
+/// #[jetstream_consumer(stream = Orders, durable = "billing", filter = "orders.*.placed")]
+/// async fn bill(body: String) -> Result<(), ServiceError> { Ok(()) }
+/// # fn main() {}
+/// ```
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `name = "…"` | required | the stream's name |
+/// | `subjects = ["…"]` | required | the subjects it captures |
+/// | `storage = "file" \| "memory"` | `"file"` | where messages are kept |
+/// | `retention = "limits" \| "interest" \| "work_queue"` | `"limits"` | when messages go |
+/// | `replicas = N` | 1 | copies in a cluster (1 to 5) |
+/// | `max_age = "168h"`, `duplicate_window = "2m"` | server's | age limit, id de-duplication window |
+/// | `max_messages = N`, `max_bytes = N` | unlimited | size limits |
+/// | `crate = "path"` | `::nats_otel_runtime` | where the runtime is |
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(NatsStream)]
+/// #[nats_stream(name = "ORDERS", subjects = ["orders.>"])]
+/// struct Orders;
+///
+/// #[jetstream_consumer(stream = Orders, durable = "refunds", filter = "refunds.>")]
+/// async fn refund(body: String) {} // error: `refunds.>` lies outside stream `ORDERS`'s subjects
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[derive(NatsStream)]
+/// #[nats_stream(name = "ORDERS.v2", subjects = ["orders.>"])] // error: `.` in a stream name
+/// struct Orders;
+/// # fn main() {}
+/// ```
+#[proc_macro_derive(NatsStream, attributes(nats_stream))]
+pub fn derive_nats_stream(input: TokenStream) -> TokenStream {
+    expand("NatsStream", stream::derive(input.into()))
 }
 
 /// A payload with a codec but no subject: the reply type of a request message,

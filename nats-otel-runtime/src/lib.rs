@@ -127,6 +127,7 @@ pub use otel::{TARGET, broker, capture, log_context, metrics, propagation, semco
 
 pub use async_nats::{HeaderMap, Message, Subject};
 pub use bytes::Bytes;
+pub use endpoint::NatsStream;
 pub use endpoint::discovery::{EndpointInfo, StatsSnapshot};
 pub use endpoint::{
     AckMode, DEFAULT_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer, SettleRecord, Subscription,
@@ -155,7 +156,8 @@ pub use handler::{Declaration, Declared, DeclaredArgs};
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use nats_otel_macros::{
-    NatsMessage, NatsPayload, jetstream_consumer, kv_watch, nats_subscribe, service_name, service_version,
+    NatsMessage, NatsPayload, NatsStream, jetstream_consumer, kv_watch, nats_subscribe, service_name,
+    service_version,
 };
 /// The OpenTelemetry context (`opentelemetry::Context`) under a name that lives
 /// next to `anyhow::Context`: as an extractor it is the handler's `process` span.
@@ -170,7 +172,7 @@ pub mod prelude {
         NatsService, Permanent, Publisher, RetryAfter, ServiceError, State, Subject, TraceContext, TraceMode,
     };
     #[cfg(feature = "macros")]
-    pub use crate::{NatsMessage, NatsPayload, jetstream_consumer, kv_watch, nats_subscribe};
+    pub use crate::{NatsMessage, NatsPayload, NatsStream, jetstream_consumer, kv_watch, nats_subscribe};
     pub use serde::{Deserialize, Serialize};
 }
 
@@ -229,6 +231,18 @@ pub mod __private {
             panic!("{}", failure);
         }
     }
+
+    /// Compile-time check that a consumer's filter lies within its declared
+    /// stream's subjects; fails the build with `failure`.
+    #[allow(clippy::panic)] // only ever evaluated at compile time, in a `const _`
+    pub const fn assert_in_stream(subjects: &[&str], filter: &str, failure: &str) {
+        if !crate::endpoint::stream::filter_in_stream(subjects, filter) {
+            panic!("{}", failure);
+        }
+    }
+
+    pub use crate::endpoint::NatsStream;
+    pub use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy, StorageType};
 
     /// Compile-time check that a handler of request type `M` returns its reply type.
     pub const fn assert_returns_reply<M: NatsMessage, O: ReturnsReply<M::Reply>>() {}

@@ -161,3 +161,40 @@ async fn a_consumer_bound_by_name_is_looked_up_not_managed() {
     assert_eq!(count(&spans, "jetstream.create_consumer"), 0, "the service changed nothing");
     assert_eq!(stream.consumer_info("ops-managed").await.unwrap().config.ack_wait, Duration::from_secs(42));
 }
+
+/// A stream declared as a type: the consumer naming it creates it at start.
+#[derive(NatsStream)]
+#[nats_stream(name = "INVOICES", subjects = ["invoices.>"], storage = "memory", max_age = "1h", duplicate_window = "30s")]
+struct Invoices;
+
+#[jetstream_consumer(stream = Invoices, durable = "mailer", filter = "invoices.*.issued")]
+async fn mail(
+    State(seen): State<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    subject: Subject,
+) -> Result<(), ServiceError> {
+    seen.lock().unwrap().push(subject.to_string());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_declared_as_a_type_is_created_at_start_with_its_configuration() {
+    let h = start().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let running = spawn(NatsService::with_state(h.client.clone(), seen.clone()).handler(mail)).await;
+    let js = jetstream::new(h.client.clone());
+    let info = js.get_stream("INVOICES").await.unwrap().cached_info().clone();
+    assert_eq!(info.config.subjects, ["invoices.>"]);
+    assert_eq!(info.config.storage, stream::StorageType::Memory);
+    assert_eq!(info.config.max_age, Duration::from_secs(3600));
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(30));
+    js.publish("invoices.eu.issued", "1".into()).await.unwrap().await.unwrap();
+    within("the message", async {
+        while seen.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    running.stop().await.unwrap();
+    let spans = h.recorder.wait_for(|s| count(s, "jetstream.create_stream") == 1).await;
+    assert_eq!(setups(&spans, "jetstream.create_stream"), ["created"]);
+}

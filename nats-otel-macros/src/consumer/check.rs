@@ -6,12 +6,16 @@ use nats_otel_rules::{Setting, SettingError, Usage};
 use proc_macro2::Span;
 use syn::LitStr;
 
-use crate::consumer::model::Consumer;
+use crate::consumer::model::{Consumer, StreamRef};
 use crate::diagnostics::{Diagnostics, subspan};
 
 impl Consumer {
     pub(crate) fn check(&self, diagnostics: &mut Diagnostics) {
-        for (key, name) in [("stream", &self.stream), ("durable", &self.durable)] {
+        let stream = match &self.stream {
+            Some(StreamRef::Name(lit)) => Some(lit),
+            _ => None,
+        };
+        for (key, name) in [("stream", stream), ("durable", self.durable.as_ref())] {
             if let Some(lit) = name
                 && let Err(e) = nats_otel_rules::validate_name(&lit.value())
             {

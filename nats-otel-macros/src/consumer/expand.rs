@@ -1,18 +1,24 @@
 //! Expand: a [`Consumer`] as the runtime's `JetStreamConsumer` builder chain.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::Ident;
 
-use crate::consumer::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord};
+use crate::consumer::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord, StreamRef};
 
 impl Consumer {
     /// `Endpoint::Consume(JetStreamConsumer::new(stream, durable)…)` (or
     /// `::ordered(stream)`), one
     /// builder call per option given (defaults are the runtime's).
     pub(crate) fn endpoint(&self, name: &Ident) -> Option<TokenStream> {
-        let stream = self.stream.as_ref()?;
         let private = self.options.private();
+        let (stream, declared) = match self.stream.as_ref()? {
+            StreamRef::Name(name) => (quote!(#name), None),
+            StreamRef::Declared(ty) => (
+                quote!(<#ty as #private::NatsStream>::NAME),
+                Some(quote!(.declared_stream(<#ty as #private::NatsStream>::config()))),
+            ),
+        };
         let consumer = match (self.ordered, &self.durable) {
             (Some(_), _) => quote!(#private::JetStreamConsumer::ordered(#stream)),
             (None, Some(durable)) => quote!(#private::JetStreamConsumer::new(#stream, #durable)),
@@ -87,10 +93,52 @@ impl Consumer {
         Some(quote! {
             #private::Endpoint::Consume(
                 #consumer
+                    #declared
                     #(#filters)* #message_filter #template #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
                     #batch #ack #create #dead_letter #dead_letter_route #settle #shared
                     .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
             )
         })
+    }
+
+    /// For a stream declared as a type: each filter (or the message type's
+    /// pattern) must lie within its subjects, checked by the compiler and
+    /// spanned at the filter.
+    pub(crate) fn stream_checks(&self) -> TokenStream {
+        let Some(StreamRef::Declared(ty)) = &self.stream else { return TokenStream::new() };
+        let krate = &self.options.krate;
+        let shown = quote!(#ty).to_string().replace(' ', "");
+        let check = |pattern: TokenStream, shown_filter: String, span: proc_macro2::Span| {
+            let failure = format!(
+                "the filter `{shown_filter}` lies outside the subjects of stream `{shown}`: \
+                 the consumer would never receive those messages; \
+                 use a filter within `{shown}`'s subjects, or add a subject to the stream"
+            );
+            let call = quote_spanned! {span=> __nats_otel_assert_in_stream(__NATS_OTEL_SUBJECTS, #pattern, #failure) };
+            quote! {
+                const _: () = {
+                    use #krate::__private::assert_in_stream as __nats_otel_assert_in_stream;
+                    const __NATS_OTEL_SUBJECTS: &[&str] = <#ty as #krate::__private::NatsStream>::SUBJECTS;
+                    #call
+                };
+            }
+        };
+        let mut checks: TokenStream = self
+            .filters
+            .iter()
+            .map(|f| {
+                let pattern = &f.pattern;
+                check(quote!(#pattern), f.template.clone().unwrap_or_else(|| f.pattern.clone()), f.span)
+            })
+            .collect();
+        if let (Some(message), true) = (&self.options.message, self.filters.is_empty()) {
+            let shown_message = quote!(#message).to_string().replace(' ', "");
+            checks.extend(check(
+                quote!(<#message as #krate::__private::NatsMessage>::PATTERN),
+                format!("{shown_message}::PATTERN"),
+                syn::spanned::Spanned::span(message),
+            ));
+        }
+        checks
     }
 }

@@ -78,4 +78,8 @@ impl HandlerAttribute for Consumer {
     fn endpoint(&self, name: &Ident) -> Option<TokenStream> {
         Consumer::endpoint(self, name)
     }
+
+    fn checks(&self) -> TokenStream {
+        self.stream_checks()
+    }
 }

@@ -14,7 +14,7 @@ use crate::spanned::Spanned;
 /// A durable JetStream pull consumer handler.
 pub(crate) struct Consumer {
     /// `stream = "ORDERS"`, required.
-    pub(crate) stream: Option<LitStr>,
+    pub(crate) stream: Option<StreamRef>,
     /// `durable = "billing"`, required.
     pub(crate) durable: Option<LitStr>,
     /// `ordered = true`, where it was written: an ordered consumer (no durable,
@@ -42,6 +42,13 @@ pub(crate) struct Consumer {
 }
 
 /// `backoff = ["1s", "10s"]`: the nak delay of each delivery.
+/// The stream, by name or as a type deriving `NatsStream` (whose subjects the
+/// filters are checked against at compile time).
+pub(crate) enum StreamRef {
+    Name(LitStr),
+    Declared(syn::Path),
+}
+
 pub(crate) struct Backoff {
     /// The `backoff` key: errors about the list as a whole point there.
     pub(crate) span: Span,

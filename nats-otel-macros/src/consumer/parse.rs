@@ -4,7 +4,7 @@ use syn::spanned::Spanned as _;
 use syn::{ItemFn, LitStr};
 
 use crate::args::Args;
-use crate::consumer::model::{Backoff, Consumer};
+use crate::consumer::model::{Backoff, Consumer, StreamRef};
 use crate::diagnostics::Diagnostics;
 use crate::handler::options::HandlerOptions;
 use crate::handler::subject::HandlerSubject;
@@ -19,7 +19,20 @@ impl Consumer {
                 "options are `key = value`, e.g. `stream = \"ORDERS\"`",
             );
         }
-        let stream = required_string(&mut args, "stream", "ORDERS", item, diagnostics);
+        let stream = match args.take("stream", diagnostics) {
+            Some(arg) => match &arg.value {
+                syn::Expr::Path(path) if path.qself.is_none() => Some(StreamRef::Declared(path.path.clone())),
+                _ => arg.string(diagnostics).map(StreamRef::Name),
+            },
+            None => {
+                diagnostics.error_with_help(
+                    item.sig.ident.span(),
+                    "`#[jetstream_consumer]` needs `stream`",
+                    "add `stream = \"ORDERS\"`, or `stream = Orders` for a type deriving `NatsStream`",
+                );
+                None
+            }
+        };
         let ordered = args
             .take("ordered", diagnostics)
             .and_then(|arg| arg.boolean(diagnostics).filter(|on| *on).map(|_| arg.key.span()));

@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{ItemFn, LitStr, parse_quote};
 
-use super::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord};
+use super::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord, StreamRef};
 use crate::args::Args;
 use crate::diagnostics::Diagnostics;
 use crate::handler::HandlerAttribute;
@@ -64,7 +64,11 @@ fn parses_every_option_into_typed_values() {
         crate = "::my::runtime"
     ));
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(consumer.stream.as_ref().map(LitStr::value).as_deref(), Some("ORDERS"));
+    let stream = match &consumer.stream {
+        Some(StreamRef::Name(name)) => Some(name.value()),
+        _ => None,
+    };
+    assert_eq!(stream.as_deref(), Some("ORDERS"));
     assert_eq!(consumer.durable.as_ref().map(LitStr::value).as_deref(), Some("billing"));
     assert_eq!(consumer.filters.len(), 1);
     assert_eq!(consumer.filters[0].pattern, "orders.*.created");
@@ -319,4 +323,27 @@ fn options_about_acks_are_errors_on_an_ordered_consumer() {
         let expected = format!("`{option}` does not apply to an ordered consumer");
         assert!(errors.contains(&expected), "{expected} in {errors:?}");
     }
+}
+
+#[test]
+fn a_stream_type_names_the_stream_and_checks_each_filter_at_compile_time() {
+    let (consumer, errors) = parse(quote!(stream = Orders, durable = "billing", filter = "orders.*.placed"));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(matches!(consumer.stream, Some(StreamRef::Declared(_))));
+    let endpoint = consumer.endpoint(&handler().sig.ident).map(|t| t.to_string()).unwrap_or_default();
+    assert!(
+        endpoint.contains("< Orders as :: nats_otel_runtime :: __private :: NatsStream > :: NAME"),
+        "{endpoint}"
+    );
+    assert!(
+        endpoint.contains(
+            ". declared_stream (< Orders as :: nats_otel_runtime :: __private :: NatsStream > :: config ())"
+        ),
+        "{endpoint}"
+    );
+    let checks = consumer.checks().to_string();
+    assert!(checks.contains("assert_in_stream"), "{checks}");
+    assert!(checks.contains("\"orders.*.placed\""), "{checks}");
+    let (named, _) = parse(quote!(stream = "ORDERS", durable = "billing", filter = "x.>"));
+    assert!(named.checks().is_empty(), "a stream by name has nothing for the compiler to check");
 }

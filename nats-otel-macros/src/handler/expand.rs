@@ -26,10 +26,11 @@ pub(crate) fn handler<A: HandlerAttribute>(
     let krate = &options.krate;
     let message = options.message.as_ref();
     let captures = attribute.captures();
-    let checks: TokenStream = match message {
+    let mut checks: TokenStream = match message {
         Some(message) => attribute.subjects().iter().map(|s| s.covered_by(message, krate)).collect(),
         None => TokenStream::new(),
     };
+    checks.extend(attribute.checks());
     let ItemFn { attrs, vis, sig, block } = item;
     let name = &sig.ident;
     let marker = format_ident!("__nats_otel_{}", name);

@@ -46,6 +46,12 @@ pub(crate) trait HandlerAttribute: Sized {
     /// Expand: the `Endpoint` expression for the handler `name`, or `None`
     /// when a required option is missing.
     fn endpoint(&self, name: &Ident) -> Option<TokenStream>;
+
+    /// Compile-time checks only the compiler can make (`const _` items over
+    /// constants of the user's types), beside the handler.
+    fn checks(&self) -> TokenStream {
+        TokenStream::new()
+    }
 }
 
 /// Runs the pipeline for attribute `A` on `item`. Every error is reported; when

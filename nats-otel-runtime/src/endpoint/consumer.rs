@@ -1,6 +1,7 @@
 //! What a JetStream consumer endpoint is: its configuration, checked with the
 //! rule book before the consumer is bound.
 
+use super::stream::NatsStream;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -91,6 +92,9 @@ pub struct JetStreamConsumer {
     /// An ordered consumer ([`JetStreamConsumer::ordered`]): `durable` is then
     /// the prefix of its ephemeral consumers' names.
     pub(crate) ordered: bool,
+    /// The stream's configuration, when it is declared in code: start-up
+    /// creates or updates it.
+    pub(crate) declared_stream: Option<Box<async_nats::jetstream::stream::Config>>,
 }
 
 impl JetStreamConsumer {
@@ -118,7 +122,36 @@ impl JetStreamConsumer {
             prefix_tokens: 0,
             capture: CaptureConfig::default(),
             ordered: false,
+            declared_stream: None,
         }
+    }
+
+    /// The consumer of a stream declared in code (`#[derive(NatsStream)]`):
+    /// start-up creates or updates the stream before the consumer binds, and
+    /// fails if a filter lies outside its subjects (the macros check that at
+    /// compile time).
+    ///
+    /// ```
+    /// use nats_otel_runtime::prelude::*;
+    /// use nats_otel_runtime::JetStreamConsumer;
+    ///
+    /// #[derive(NatsStream)]
+    /// #[nats_stream(name = "ORDERS", subjects = ["orders.>"])]
+    /// struct Orders;
+    ///
+    /// let billing = JetStreamConsumer::of::<Orders>("billing").filter("orders.*.placed");
+    /// assert_eq!(billing.stream_name(), "ORDERS");
+    /// ```
+    pub fn of<T: NatsStream>(durable: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(T::NAME, durable).declared_stream(T::config())
+    }
+
+    /// Start-up creates or updates the consumer's stream with `config`, as for a
+    /// stream declared with [`NatsService::stream`](crate::NatsService::stream).
+    #[must_use]
+    pub fn declared_stream(mut self, config: async_nats::jetstream::stream::Config) -> Self {
+        self.declared_stream = Some(Box::new(config));
+        self
     }
 
     /// An ordered consumer on `stream`, for replay: every message of the stream

@@ -8,6 +8,7 @@ mod consumer;
 mod declared;
 pub mod discovery;
 pub mod prefix;
+pub(crate) mod stream;
 mod subscription;
 
 pub use consumer::{
@@ -15,6 +16,7 @@ pub use consumer::{
     KvHistory, SettleRecord,
 };
 pub use declared::{DeclaredHandler, Descriptor};
+pub use stream::NatsStream;
 pub use subscription::{DEFAULT_CONCURRENCY, Subscription, TraceMode};
 pub(crate) use subscription::{destination_names, has_wildcards};
 

@@ -504,6 +504,16 @@ impl<S: Send + Sync + 'static> NatsService<S> {
                     endpoint.serve.apply_prefix(prefix);
                 }
             }
+            // Streams declared with their consumers (`#[derive(NatsStream)]`), once each.
+            let mut streams = streams;
+            for endpoint in &endpoints {
+                if let Endpoint::Consume(consumer) = endpoint.serve.endpoint()
+                    && let Some(declared) = consumer.declared_stream
+                    && !streams.iter().any(|s| s.name == declared.name)
+                {
+                    streams.push(*declared);
+                }
+            }
             check_declared_streams(&streams, &endpoints)?;
             let jetstream = !streams.is_empty()
                 || endpoints.iter().any(|e| matches!(e.serve.endpoint(), Endpoint::Consume(_)));
