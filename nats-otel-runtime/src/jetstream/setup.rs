@@ -153,14 +153,7 @@ pub(crate) async fn consumer(
     spec: &JetStreamConsumer,
     context: &str,
 ) -> Result<PullConsumer, ServeError> {
-    let js = jetstream::new(client.clone());
-    let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
-        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
-    })?;
-    let identity = vec![
-        KeyValue::new(attribute::STREAM, spec.stream.to_string()),
-        KeyValue::new(attribute::CONSUMER, spec.durable.to_string()),
-    ];
+    let (stream, identity) = stream_of(client, spec, context).await?;
     if !spec.create {
         return traced("jetstream.get_consumer", identity, async {
             let consumer: PullConsumer = stream.get_consumer(spec.durable.as_ref()).await.map_err(|e| {
@@ -186,6 +179,22 @@ pub(crate) async fn consumer(
     .await
 }
 
+/// The stream `spec` consumes, and the attributes that name the consumer.
+async fn stream_of(
+    client: &async_nats::Client,
+    spec: &JetStreamConsumer,
+    context: &str,
+) -> Result<(stream::Stream, Vec<KeyValue>), ServeError> {
+    let stream = jetstream::new(client.clone()).get_stream(spec.stream.as_ref()).await.map_err(|e| {
+        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
+    })?;
+    let identity = vec![
+        KeyValue::new(attribute::STREAM, spec.stream.to_string()),
+        KeyValue::new(attribute::CONSUMER, spec.durable.to_string()),
+    ];
+    Ok((stream, identity))
+}
+
 /// The consumer's configuration as the server holds it, in short.
 fn summary(config: &consumer::Config) -> Vec<KeyValue> {
     let mut filters = config.filter_subjects.clone();
@@ -207,15 +216,8 @@ pub(crate) async fn ordered_consumer(
     spec: &JetStreamConsumer,
     context: &str,
 ) -> Result<consumer::pull::Ordered, ServeError> {
-    let js = jetstream::new(client.clone());
-    let stream = js.get_stream(spec.stream.as_ref()).await.map_err(|e| {
-        ServeError::with_source(ServeErrorKind::StreamNotFound, e).context(context.to_owned())
-    })?;
-    let identity = vec![
-        KeyValue::new(attribute::STREAM, spec.stream.to_string()),
-        KeyValue::new(attribute::CONSUMER, spec.durable.to_string()),
-        KeyValue::new(attribute::ORDERED, true),
-    ];
+    let (stream, mut identity) = stream_of(client, spec, context).await?;
+    identity.push(KeyValue::new(attribute::ORDERED, true));
     let config = spec.ordered_config(spec.durable.to_string());
     traced("jetstream.create_consumer", identity, async {
         let consumer = stream
