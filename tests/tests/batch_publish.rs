@@ -261,3 +261,29 @@ async fn a_batch_counts_every_message_and_times_one_operation() {
     );
     assert_eq!(total(&points, "messaging.client.operation.duration", send), 1.0, "one operation");
 }
+
+/// A message above the server's `max_payload` fails alone: the client refuses
+/// it before sending, and the rest of the batch goes out.
+#[tokio::test]
+async fn an_oversized_message_fails_alone() {
+    let h = start().await;
+    let mut sub = h.client.subscribe("big.>").await.unwrap();
+    let publisher = Publisher::new(h.client.clone());
+    let too_big = vec![0u8; h.client.server_info().max_payload + 1];
+    let results = publisher
+        .publish_batch([
+            Outgoing::new("big.1", "a"),
+            Outgoing::new("big.2", too_big),
+            Outgoing::new("big.3", "c"),
+        ])
+        .await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert_eq!(results[1].as_ref().unwrap_err().kind(), PublishErrorKind::Send);
+    let subjects: Vec<String> = vec![
+        within("a message", sub.next()).await.unwrap().subject.to_string(),
+        within("a message", sub.next()).await.unwrap().subject.to_string(),
+    ];
+    assert_eq!(subjects, ["big.1", "big.3"]);
+    let spans = h.recorder.wait_for(|s| count(s, "send") == 1).await;
+    assert_eq!(attr_i64(one(&spans, "send"), "batch.failure_count"), Some(1));
+}

@@ -164,3 +164,27 @@ async fn a_value_that_does_not_decode_fails_its_span_and_the_watch_goes_on() {
     assert_eq!(attr_str(failed[0], "messaging.nats.kv.key").as_deref(), Some("tenants.bad"));
     running.stop().await.unwrap();
 }
+
+/// A raw-protocol publisher forging an entry with an unknown `KV-Operation`:
+/// the handler is not called, the span says why, and the watch goes on.
+#[tokio::test]
+async fn a_forged_kv_operation_is_refused_and_the_watch_goes_on() {
+    let h = start().await;
+    let store = bucket(&h.client).await;
+    let seen = Seen::default();
+    let running = spawn(NatsService::with_state(h.client.clone(), seen.clone()).handler(on_tenant)).await;
+    let mut raw = nats_otel_runtime::testing::RawPublisher::connect(&h.server).await.unwrap();
+    let block = nats_otel_runtime::testing::RawPublisher::header_block(["KV-Operation: EXPLODE"]);
+    raw.publish("$KV.config.tenants.forged", &block, b"{}").await.unwrap();
+    raw.flush().await.unwrap();
+    store.put("tenants.ok", tenant("free")).await.unwrap();
+    seen.reach(1).await;
+    assert_eq!(seen.changes(), [("tenants.ok".into(), KvOperation::Put, Some("free".into()))]);
+    let spans = h.recorder.wait_for(|s| count(s, "process $KV.config.tenants.>") == 2).await;
+    let refused: Vec<_> = named(&spans, "process $KV.config.tenants.>")
+        .into_iter()
+        .filter(|s| attr_str(s, "error.type").as_deref() == Some("kv_operation"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", names(&spans));
+    running.stop().await.unwrap();
+}
