@@ -102,6 +102,22 @@ struct Shared<H, T, S> {
     args: PhantomData<fn() -> T>,
 }
 
+/// A consumer's metrics. An ordered consumer is the instance's own: no group
+/// shares it (as its spans say).
+pub(super) fn metrics<S>(spec: &JetStreamConsumer, run: &Run<S>, peer: &Peer) -> Arc<EndpointMetrics> {
+    Arc::new(EndpointMetrics::new(
+        run.instruments.clone(),
+        peer.clone(),
+        EndpointIdentity {
+            destination: spec.pattern(),
+            group: (!spec.is_ordered()).then(|| spec.durable_name()),
+            subscription: Some(spec.durable_name()),
+        },
+        true,
+        run.stats.clone(),
+    ))
+}
+
 /// Pulls, processes and settles until stopped.
 pub(crate) async fn serve<H, T, S>(
     spec: JetStreamConsumer,
@@ -118,17 +134,7 @@ where
     let (ack_wait, follow_ack_wait) =
         AckWait::follow(consumer.clone(), consumer.cached_info().config.ack_wait);
     let peer = Peer::of(&run.client);
-    let metrics = Arc::new(EndpointMetrics::new(
-        run.instruments.clone(),
-        peer.clone(),
-        EndpointIdentity {
-            destination: spec.pattern(),
-            group: Some(spec.durable_name()),
-            subscription: Some(spec.durable_name()),
-        },
-        true,
-        run.stats.clone(),
-    ));
+    let metrics = metrics(&spec, &run, &peer);
     let settings = PullSettings {
         batch: spec.batch_size(),
         limit: spec.concurrency_limit(),

@@ -15,7 +15,7 @@ use crate::endpoint::JetStreamConsumer;
 use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{Handler, Incoming, JetStreamInfo, Outcome};
 use crate::otel::TARGET;
-use crate::otel::metrics::{EndpointIdentity, EndpointMetrics};
+use crate::otel::metrics::EndpointMetrics;
 use crate::otel::peer::Peer;
 use crate::otel::spans::{self, Delivery, ProcessSpans};
 use crate::serving::invoke::{invoke, last_resort, telemetry_or_default};
@@ -165,17 +165,7 @@ where
     S: Send + Sync + 'static,
 {
     let peer = Peer::of(&run.client);
-    let metrics = Arc::new(EndpointMetrics::new(
-        run.instruments.clone(),
-        peer.clone(),
-        EndpointIdentity {
-            destination: spec.pattern(),
-            group: None,
-            subscription: Some(spec.durable_name()),
-        },
-        true,
-        run.stats.clone(),
-    ));
+    let metrics = super::consumer::metrics(&spec, &run, &peer);
     let step = Replay {
         handler,
         state: run.state,

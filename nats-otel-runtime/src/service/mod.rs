@@ -562,7 +562,7 @@ impl<S: Send + Sync + 'static> NatsService<S> {
 }
 
 /// Every consumer on a declared stream filters within the stream's subjects:
-/// the same rule (`covers`) the macros apply to typed subjects.
+/// the rule the macros check at compile time for a stream declared as a type.
 fn check_declared_streams<S>(
     streams: &[async_nats::jetstream::stream::Config],
     endpoints: &[Registered<S>],
@@ -571,7 +571,8 @@ fn check_declared_streams<S>(
         let Endpoint::Consume(consumer) = endpoint.serve.endpoint() else { continue };
         let Some(stream) = streams.iter().find(|s| s.name == consumer.stream.as_ref()) else { continue };
         for filter in &consumer.filters {
-            if !stream.subjects.iter().any(|subject| nats_otel_rules::covers(subject, filter)) {
+            let subjects: Vec<&str> = stream.subjects.iter().map(String::as_str).collect();
+            if !crate::endpoint::stream::filter_in_stream(&subjects, filter) {
                 return Err(ServeError::new(ServeErrorKind::Stream).context(format!(
                     "consumer `{}` filters `{filter}`, outside stream `{}`'s subjects {:?}: \
                      change the filter or add a subject to the stream",
