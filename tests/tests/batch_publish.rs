@@ -287,3 +287,41 @@ async fn an_oversized_message_fails_alone() {
     let spans = h.recorder.wait_for(|s| count(s, "send") == 1).await;
     assert_eq!(attr_i64(one(&spans, "send"), "batch.failure_count"), Some(1));
 }
+
+/// The connection lost under a JetStream batch: the server is down when the
+/// batch goes out and back half a second later. Unacknowledged messages are
+/// sent again, and their ids make the stream store each one once.
+#[tokio::test]
+async fn a_jetstream_batch_across_a_lost_connection_stores_each_message_once() {
+    let mut h = start().await;
+    let mut stream = jetstream::new(h.client.clone())
+        .create_stream(stream::Config {
+            name: "DURABLE".into(),
+            subjects: vec!["durable.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let publisher = Publisher::new(h.client.clone())
+        .retry(PublishRetry::new(30, Duration::from_millis(200)).max_backoff(Duration::from_secs(1)));
+    h.server.kill();
+    let batch = publisher.publish_batch_to_stream(
+        (1..=50).map(|i| Outgoing::new(format!("durable.{i}"), "x").message_id(format!("m-{i}"))),
+    );
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        h.server.restart().unwrap();
+    };
+    let (results, ()) =
+        within_secs(60, "the batch across the restart", async { tokio::join!(batch, restart) }).await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    assert_eq!(stream.info().await.unwrap().state.messages, 50, "each message stored once");
+    let spans = h.recorder.wait_for(|s| count(s, "send") == 1).await;
+    let send = one(&spans, "send");
+    assert!(
+        attr_i64(send, "messaging.nats.jetstream.publish_attempts").unwrap() > 1,
+        "the lost acks were retried"
+    );
+    assert_eq!(attr_i64(send, "batch.success_count"), Some(50));
+}

@@ -183,8 +183,9 @@ impl Publisher {
     }
 
     /// Publishes every message to JetStream as one traced operation, and waits
-    /// for every acknowledgement: the messages are all sent before the first ack
-    /// is awaited, so a batch costs about one round trip, not one per message.
+    /// for every acknowledgement: the messages are all sent, then their acks
+    /// awaited together, so a batch costs about one round trip (or one ack
+    /// timeout when the connection is lost), not one per message.
     ///
     /// Spans as in [`publish_batch`](Self::publish_batch); the `send` span also
     /// records `messaging.nats.jetstream.publish_attempts`. Gives one result per
@@ -244,9 +245,10 @@ impl Publisher {
                     .await;
                 in_flight.push((index, sent, denial));
             }
-            let mut again = Vec::new();
-            for (index, sent, denial) in in_flight {
-                let message = &batch.messages[index];
+            // Awaited together: an ack's timeout starts when it is first
+            // polled, so awaiting them one by one would add the timeouts up
+            // (50 lost acks, 250 s) where together they take one.
+            let acks = in_flight.into_iter().map(|(index, sent, denial)| async move {
                 let acked = match sent {
                     Err(e) => Err(Some(e)),
                     Ok(ack) => match denial {
@@ -258,6 +260,11 @@ impl Publisher {
                         },
                     },
                 };
+                (index, acked)
+            });
+            let mut again = Vec::new();
+            for (index, acked) in futures_util::future::join_all(acks).await {
+                let message = &batch.messages[index];
                 match acked {
                     Ok(ack) => results[index] = Some(Ok(ack)),
                     Err(None) => {
