@@ -23,6 +23,10 @@ impl Duration {
         self.nanos
     }
 
+    pub(crate) fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.nanos)
+    }
+
     /// Parses `text`: one or more `<number><unit>` parts, added up.
     pub(crate) fn parse(text: &str) -> Result<Self, DurationError> {
         let fail = |message: String, range: Range<usize>| Err(DurationError { message, range });

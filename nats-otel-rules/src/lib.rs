@@ -157,7 +157,8 @@ pub use name::{
 };
 pub use service::{ServiceRuleError, ServiceRuleKind, validate_service_name, validate_service_version};
 pub use setting::{
-    Setting, SettingError, SettingErrorKind, validate_backoff_against_max_deliver,
+    SERVER_DEFAULT_MAX_ACK_PENDING, Setting, SettingError, SettingErrorKind,
+    validate_backoff_against_max_deliver, validate_batch_wait, validate_batches_against_max_ack_pending,
     validate_concurrency_against_max_ack_pending, validate_positive,
 };
 pub use span_capture::{

@@ -24,6 +24,10 @@ pub enum Setting {
     Backoff,
     /// `capture_body`: payload bytes a span records.
     CaptureBody,
+    /// `batch_size`: messages a batch handler takes at once.
+    BatchSize,
+    /// `batch_wait`: how long a batch handler waits to fill a batch.
+    BatchWait,
 }
 
 impl Setting {
@@ -36,6 +40,8 @@ impl Setting {
             Setting::MaxAckPending => "max_ack_pending",
             Setting::Backoff => "backoff",
             Setting::CaptureBody => "capture_body",
+            Setting::BatchSize => "batch_size",
+            Setting::BatchWait => "batch_wait",
         }
     }
 }
@@ -65,6 +71,25 @@ pub enum SettingErrorKind {
         concurrency: usize,
         /// The `max_ack_pending` in effect.
         max_ack_pending: i64,
+    },
+    /// Batches in flight (`batch_size` × `concurrency`) hold more messages
+    /// than `max_ack_pending` lets the server deliver: the last batch would
+    /// never fill.
+    BatchesAboveMaxAckPending {
+        /// The `batch_size` asked for.
+        batch_size: usize,
+        /// The `concurrency` in effect (batches at once).
+        concurrency: usize,
+        /// The `max_ack_pending` in effect (the server's default when not given).
+        max_ack_pending: i64,
+    },
+    /// A batch may wait to fill as long as the server waits for an ack, or
+    /// longer: its first messages would be redelivered meanwhile.
+    BatchWaitNotBelowAckWait {
+        /// `batch_wait`, in milliseconds.
+        batch_wait_ms: u128,
+        /// `ack_wait` in effect, in milliseconds.
+        ack_wait_ms: u128,
     },
 }
 
@@ -111,6 +136,16 @@ impl SettingError {
             SettingErrorKind::ConcurrencyAboveMaxAckPending { concurrency, max_ack_pending } => {
                 format!("`concurrency = {concurrency}` exceeds `max_ack_pending = {max_ack_pending}`")
             }
+            SettingErrorKind::BatchesAboveMaxAckPending { batch_size, concurrency, max_ack_pending } => {
+                format!(
+                    "{concurrency} batch(es) of `batch_size = {batch_size}` exceed `max_ack_pending = {max_ack_pending}`"
+                )
+            }
+            SettingErrorKind::BatchWaitNotBelowAckWait { batch_wait_ms, ack_wait_ms } => {
+                format!(
+                    "`batch_wait` of {batch_wait_ms} ms is not below the shortest ack timeout ({ack_wait_ms} ms, from `ack_wait` or `backoff`)"
+                )
+            }
         }
     }
 
@@ -136,6 +171,17 @@ impl SettingError {
             }
             (SettingErrorKind::ConcurrencyAboveMaxAckPending { .. }, _) => {
                 "handlers beyond `max_ack_pending` would wait for messages the server will not send; lower `concurrency`"
+                    .to_owned()
+            }
+            (SettingErrorKind::BatchesAboveMaxAckPending { concurrency, max_ack_pending, .. }, _) => {
+                let fits = usize::try_from(*max_ack_pending).unwrap_or(usize::MAX) / (*concurrency).max(1);
+                format!(
+                    "the server stops delivering at `max_ack_pending` messages, so a batch past it never fills: \
+                     use `batch_size = {fits}` or less, or raise `max_ack_pending`"
+                )
+            }
+            (SettingErrorKind::BatchWaitNotBelowAckWait { .. }, _) => {
+                "messages gathered into a batch wait unacknowledged: make `batch_wait` shorter than `ack_wait` and every `backoff` delay"
                     .to_owned()
             }
         }
@@ -215,6 +261,75 @@ pub fn validate_concurrency_against_max_ack_pending(
     Err(SettingError::new(
         SettingErrorKind::ConcurrencyAboveMaxAckPending { concurrency, max_ack_pending },
         Setting::Concurrency,
+    ))
+}
+
+/// nats-server's `max_ack_pending` for a consumer created without one.
+pub const SERVER_DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+
+/// Checks that `concurrency` batches of `batch_size` fit in `max_ack_pending`
+/// (`None`: the server's default, [`SERVER_DEFAULT_MAX_ACK_PENDING`]; 0 or
+/// below: unlimited). Blames [`Setting::BatchSize`].
+///
+/// ```
+/// use nats_otel_rules::validate_batches_against_max_ack_pending;
+///
+/// assert!(validate_batches_against_max_ack_pending(100, 2, Some(200)).is_ok());
+/// assert!(validate_batches_against_max_ack_pending(100, 10, None).is_ok());
+/// assert!(validate_batches_against_max_ack_pending(2000, 1, None).is_err());
+/// let err = validate_batches_against_max_ack_pending(100, 3, Some(200)).unwrap_err();
+/// assert_eq!(err.help(), "the server stops delivering at `max_ack_pending` messages, so a batch past it never fills: use `batch_size = 66` or less, or raise `max_ack_pending`");
+/// ```
+pub fn validate_batches_against_max_ack_pending(
+    batch_size: usize,
+    concurrency: usize,
+    max_ack_pending: Option<i64>,
+) -> Result<(), SettingError> {
+    let max_ack_pending = max_ack_pending.unwrap_or(SERVER_DEFAULT_MAX_ACK_PENDING);
+    let held = batch_size.saturating_mul(concurrency);
+    let fits = max_ack_pending <= 0 || i64::try_from(held).is_ok_and(|held| held <= max_ack_pending);
+    if fits {
+        return Ok(());
+    }
+    Err(SettingError::new(
+        SettingErrorKind::BatchesAboveMaxAckPending { batch_size, concurrency, max_ack_pending },
+        Setting::BatchSize,
+    ))
+}
+
+/// Checks that `batch_wait` is below the shortest ack timeout the server may
+/// apply: `ack_wait` (`None`: the server's default of 30 s), or with a
+/// `backoff` schedule its shortest entry (nats-server uses the entry for each
+/// delivery instead). Blames [`Setting::BatchWait`].
+///
+/// ```
+/// use std::time::Duration;
+/// use nats_otel_rules::validate_batch_wait;
+///
+/// let ms = Duration::from_millis;
+/// assert!(validate_batch_wait(ms(100), None, &[]).is_ok());
+/// assert!(validate_batch_wait(ms(5000), Some(ms(5000)), &[]).is_err());
+/// assert!(validate_batch_wait(ms(100), None, &[ms(50), ms(1000)]).is_err());
+/// ```
+pub fn validate_batch_wait(
+    batch_wait: std::time::Duration,
+    ack_wait: Option<std::time::Duration>,
+    backoff: &[std::time::Duration],
+) -> Result<(), SettingError> {
+    let ack_wait = backoff
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or_else(|| ack_wait.unwrap_or(std::time::Duration::from_secs(30)));
+    if batch_wait < ack_wait {
+        return Ok(());
+    }
+    Err(SettingError::new(
+        SettingErrorKind::BatchWaitNotBelowAckWait {
+            batch_wait_ms: batch_wait.as_millis(),
+            ack_wait_ms: ack_wait.as_millis(),
+        },
+        Setting::BatchWait,
     ))
 }
 

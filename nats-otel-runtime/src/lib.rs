@@ -146,9 +146,10 @@ pub use handler::message::{NatsMessage, NatsPayload, NoReply, SubjectToken, Subj
 pub use handler::reply::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 pub use handler::subject_tokens::FromToken;
 pub use handler::{
-    Acker, Envelope, Extractor, Failure, FailureKind, FromMessage, FromRef, Handler, HandlerError, Incoming,
-    IntoOutcome, IntoReply, JetStreamInfo, Json, Outcome, Permanent, Rejection, Reply, Retry, RetryAfter,
-    ServiceError, Settlement, State,
+    Acker, Batch, BatchArgs, BatchArgument, BatchItem, BatchOutcome, Envelope, Extractor, Failure,
+    FailureKind, FromMessage, FromRef, Handler, HandlerError, Incoming, IntoOutcome, IntoReply, ItemId,
+    JetStreamInfo, Json, Outcome, Permanent, Rejection, Reply, Retry, RetryAfter, ServiceError, Settlement,
+    State,
 };
 /// What the macros expand to: named in [`NatsService::handler`]'s bounds, not used directly.
 #[doc(hidden)]
@@ -168,8 +169,9 @@ pub use service::{DEFAULT_SHUTDOWN_TIMEOUT, NatsService, ServiceHandle, Started}
 /// Everything a handler module usually needs.
 pub mod prelude {
     pub use crate::{
-        Bytes, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, KvEntry, KvOperation, Message,
-        NatsService, Permanent, Publisher, RetryAfter, ServiceError, State, Subject, TraceContext, TraceMode,
+        Batch, BatchOutcome, Bytes, Envelope, HandlerError, HeaderMap, JetStreamInfo, Json, KvEntry,
+        KvOperation, Message, NatsService, Permanent, Publisher, RetryAfter, ServiceError, State, Subject,
+        TraceContext, TraceMode,
     };
     #[cfg(feature = "macros")]
     pub use crate::{NatsMessage, NatsPayload, NatsStream, jetstream_consumer, kv_watch, nats_subscribe};
@@ -204,7 +206,7 @@ pub mod __private {
         Subscription, TraceMode,
     };
     pub use crate::handler::subject_tokens::capture;
-    pub use crate::handler::{Declaration, Declared};
+    pub use crate::handler::{BatchArgument, Declaration, Declared};
     pub use core::time::Duration;
 
     pub use crate::handler::message::{
@@ -222,6 +224,9 @@ pub mod __private {
 
     /// Compile-time check that a handler argument is an extractor.
     pub const fn assert_extractor<T: crate::Extractor>() {}
+
+    /// Compile-time check that a batch handler's argument reads the batch.
+    pub const fn assert_batch_argument<T: crate::BatchArgument>() {}
 
     /// Compile-time check that a handler's subject lies within its message type's
     /// pattern; fails the build with `failure`.

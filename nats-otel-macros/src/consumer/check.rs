@@ -6,7 +6,7 @@ use nats_otel_rules::{Setting, SettingError, Usage};
 use proc_macro2::Span;
 use syn::LitStr;
 
-use crate::consumer::model::{Consumer, StreamRef};
+use crate::consumer::model::{Consumer, DEFAULT_BATCH_WAIT, StreamRef};
 use crate::diagnostics::{Diagnostics, subspan};
 
 impl Consumer {
@@ -43,6 +43,7 @@ impl Consumer {
             (Setting::MaxAckPending, self.max_ack_pending.map(|n| non_negative(n.value))),
             (Setting::Concurrency, self.concurrency.map(|n| n.value as u64)),
             (Setting::Batch, self.batch.map(|n| n.value as u64)),
+            (Setting::BatchSize, self.batch_size.map(|n| n.value as u64)),
         ];
         for (setting, value) in counts {
             if let Some(value) = value {
@@ -66,6 +67,7 @@ impl Consumer {
         if self.ordered.is_some() {
             self.check_ordered(diagnostics);
         }
+        self.check_batches(diagnostics);
         self.options.check(diagnostics);
     }
 
@@ -85,6 +87,8 @@ impl Consumer {
             ("dead_letter", self.dead_letter.as_ref().map(LitStr::span)),
             ("dead_letter_route", self.dead_letter_route.map(|r| r.span)),
             ("settle", self.settle.map(|s| s.span)),
+            ("batch_size", self.batch_size.map(|n| n.span)),
+            ("batch_wait", self.batch_wait.map(|d| d.span)),
         ];
         for (option, span) in given {
             if let Some(span) = span {
@@ -97,6 +101,46 @@ impl Consumer {
                     ),
                 );
             }
+        }
+    }
+
+    /// A batch handler's options: batches in flight within `max_ack_pending`,
+    /// a wait below `ack_wait`, and no captures (a batch's messages have
+    /// different subjects).
+    fn check_batches(&self, diagnostics: &mut Diagnostics) {
+        let Some(batch_size) = self.batch_size else {
+            if let Some(wait) = self.batch_wait {
+                diagnostics.error_with_help(
+                    wait.span,
+                    "`batch_wait` needs `batch_size`",
+                    "add `batch_size = 100` for a handler that takes `Batch<T>`, or remove `batch_wait`",
+                );
+            }
+            return;
+        };
+        if batch_size.value > 0 {
+            let concurrency = self.concurrency.map_or(1, |n| n.value);
+            let max_ack_pending = self.max_ack_pending.map(|n| n.value);
+            let rule = nats_otel_rules::validate_batches_against_max_ack_pending(
+                batch_size.value,
+                concurrency,
+                max_ack_pending,
+            );
+            self.report(rule, diagnostics);
+        }
+        let wait = self.batch_wait.map_or(DEFAULT_BATCH_WAIT, |w| w.value.as_std());
+        let ack_wait = self.ack_wait.map(|d| d.value.as_std());
+        let backoff: Vec<_> = self.backoff.iter().flat_map(|b| &b.delays).map(|d| d.value.as_std()).collect();
+        if let Err(e) = nats_otel_rules::validate_batch_wait(wait, ack_wait, &backoff) {
+            let span = self.batch_wait.map_or(batch_size.span, |w| w.span);
+            diagnostics.error_with_help(span, e.message(), e.help());
+        }
+        for capture in self.filters.iter().flat_map(|f| &f.captures) {
+            diagnostics.error_with_help(
+                capture.span,
+                "a batch handler cannot take subject captures: its messages have different subjects",
+                "use `*` here, and read each message's subject with `Batch<(..)>` items, e.g. `Batch<Subject>`",
+            );
         }
     }
 
@@ -117,6 +161,8 @@ impl Consumer {
             Setting::MaxAckPending => self.max_ack_pending.map(|n| n.span),
             Setting::Backoff => self.backoff.as_ref().map(|b| b.span),
             Setting::CaptureBody => self.options.span_capture.body.map(|n| n.span),
+            Setting::BatchSize => self.batch_size.map(|n| n.span),
+            Setting::BatchWait => self.batch_wait.map(|d| d.span),
             _ => None,
         }
     }

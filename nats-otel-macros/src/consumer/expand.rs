@@ -6,6 +6,8 @@ use syn::Ident;
 
 use crate::consumer::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord, StreamRef};
 
+use crate::consumer::model::DEFAULT_BATCH_WAIT;
+
 impl Consumer {
     /// `Endpoint::Consume(JetStreamConsumer::new(stream, durable)…)` (or
     /// `::ordered(stream)`), one
@@ -72,6 +74,11 @@ impl Consumer {
             let n = n.value;
             quote!(.batch(#n))
         });
+        let batches = self.batch_size.map(|size| {
+            let size = size.value;
+            let nanos = self.batch_wait.map_or(DEFAULT_BATCH_WAIT.as_nanos() as u64, |d| d.value.as_nanos());
+            quote!(.batches(#size, #private::Duration::from_nanos(#nanos)))
+        });
         let ack = self
             .ack
             .filter(|a| a.value == AckMode::Confirmed)
@@ -95,7 +102,7 @@ impl Consumer {
                 #consumer
                     #declared
                     #(#filters)* #message_filter #template #deliver #ack_wait #max_deliver #backoff #max_ack_pending #concurrency
-                    #batch #ack #create #dead_letter #dead_letter_route #settle #shared
+                    #batch #batches #ack #create #dead_letter #dead_letter_route #settle #shared
                     .name(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)))
             )
         })

@@ -39,6 +39,8 @@ impl HandlerAttribute for Consumer {
         "max_ack_pending",
         "concurrency",
         "batch",
+        "batch_size",
+        "batch_wait",
         "ack",
         "create",
         "dead_letter",
@@ -70,9 +72,13 @@ impl HandlerAttribute for Consumer {
     /// is would depend on the message.
     fn captures(&self) -> &[Capture] {
         match self.filters.as_slice() {
-            [only] => &only.captures,
+            [only] if !self.batched() => &only.captures,
             _ => &[],
         }
+    }
+
+    fn batched(&self) -> bool {
+        self.batch_size.is_some()
     }
 
     fn endpoint(&self, name: &Ident) -> Option<TokenStream> {

@@ -11,6 +11,9 @@ use crate::handler::options::HandlerOptions;
 use crate::handler::subject::HandlerSubject;
 use crate::spanned::Spanned;
 
+/// `batch_wait` when only `batch_size` is given.
+pub(crate) const DEFAULT_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A durable JetStream pull consumer handler.
 pub(crate) struct Consumer {
     /// `stream = "ORDERS"`, required.
@@ -31,6 +34,10 @@ pub(crate) struct Consumer {
     pub(crate) max_ack_pending: Option<Spanned<i64>>,
     pub(crate) concurrency: Option<Spanned<usize>>,
     pub(crate) batch: Option<Spanned<usize>>,
+    /// `batch_size = 100`: the handler takes batches of up to this many messages.
+    pub(crate) batch_size: Option<Spanned<usize>>,
+    /// `batch_wait = "100ms"`: how long a batch waits to fill.
+    pub(crate) batch_wait: Option<Spanned<Duration>>,
     pub(crate) ack: Option<Spanned<AckMode>>,
     pub(crate) create: Option<Spanned<bool>>,
     /// `dead_letter = "subject"`.

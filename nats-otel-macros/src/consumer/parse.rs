@@ -56,6 +56,8 @@ impl Consumer {
             args.take("max_ack_pending", diagnostics).and_then(|arg| arg.integer(diagnostics));
         let concurrency = args.take("concurrency", diagnostics).and_then(|arg| arg.integer(diagnostics));
         let batch = args.take("batch", diagnostics).and_then(|arg| arg.integer(diagnostics));
+        let batch_size = args.take("batch_size", diagnostics).and_then(|arg| arg.integer(diagnostics));
+        let batch_wait = args.take("batch_wait", diagnostics).and_then(|arg| arg.duration(diagnostics));
         let ack = args.take("ack", diagnostics).and_then(|arg| arg.choice(diagnostics));
         let create = args
             .take("create", diagnostics)
@@ -78,6 +80,8 @@ impl Consumer {
             max_ack_pending,
             concurrency,
             batch,
+            batch_size,
+            batch_wait,
             ack,
             create,
             dead_letter,

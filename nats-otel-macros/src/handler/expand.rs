@@ -67,8 +67,13 @@ pub(crate) fn handler<A: HandlerAttribute>(
         .filter(|(_, source)| matches!(source, ArgumentSource::Extractor))
         .map(|(ty, _)| *ty)
         .collect();
+    let batched = attribute.batched();
     let extractor_checks = extractor_types.iter().map(|ty| {
-        quote_spanned! {ty.span()=> #private::assert_extractor::<#ty>(); }
+        if batched {
+            quote_spanned! {ty.span()=> #private::assert_batch_argument::<#ty>(); }
+        } else {
+            quote_spanned! {ty.span()=> #private::assert_extractor::<#ty>(); }
+        }
     });
     let outcome_check = quote_spanned! {output_span=> #private::assert_outcome::<#output>(); };
     let reply_check = message.map(|message| {
@@ -107,6 +112,7 @@ pub(crate) fn handler<A: HandlerAttribute>(
             {
                 const TRACE_CONTEXT_IN_BODY: bool = #trace_context_in_body;
                 const SETTLES_ITSELF: bool = #settles_itself;
+                const BATCH: bool = #batched;
 
                 #[inline]
                 fn extract(

@@ -52,6 +52,11 @@ pub(crate) trait HandlerAttribute: Sized {
     fn checks(&self) -> TokenStream {
         TokenStream::new()
     }
+
+    /// Whether the handler takes batches: its arguments must read a batch.
+    fn batched(&self) -> bool {
+        false
+    }
 }
 
 /// Runs the pipeline for attribute `A` on `item`. Every error is reported; when

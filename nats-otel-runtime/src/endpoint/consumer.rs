@@ -95,6 +95,16 @@ pub struct JetStreamConsumer {
     /// The stream's configuration, when it is declared in code: start-up
     /// creates or updates it.
     pub(crate) declared_stream: Option<Box<async_nats::jetstream::stream::Config>>,
+    /// Set for a batch handler: how its batches are made.
+    pub(crate) batches: Option<Batches>,
+}
+
+/// How a batch handler's batches are made: up to `size` messages, or what
+/// arrived within `wait` of the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Batches {
+    pub(crate) size: usize,
+    pub(crate) wait: Duration,
 }
 
 impl JetStreamConsumer {
@@ -123,6 +133,7 @@ impl JetStreamConsumer {
             capture: CaptureConfig::default(),
             ordered: false,
             declared_stream: None,
+            batches: None,
         }
     }
 
@@ -297,9 +308,42 @@ impl JetStreamConsumer {
         self
     }
 
-    /// The pull batch size in effect.
+    /// Hands the handler batches of up to `size` messages, or of what arrived
+    /// within `wait` of a batch's first message, for a handler that takes
+    /// [`Batch`](crate::Batch). `concurrency` then counts batches (default: two
+    /// when they fit in `max_ack_pending`, else one), and `size` × `concurrency`
+    /// must fit in `max_ack_pending` (the server's default is 1,000). `wait`
+    /// must be shorter than `ack_wait`: messages collected for a batch are not
+    /// kept alive until the batch starts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nats_otel_runtime::JetStreamConsumer;
+    ///
+    /// let bulk = JetStreamConsumer::new("ORDERS", "bulk").batches(100, Duration::from_millis(50));
+    /// assert_eq!(bulk.concurrency_limit(), 2);
+    /// ```
+    #[must_use]
+    pub fn batches(mut self, size: usize, wait: Duration) -> Self {
+        self.batches = Some(Batches { size, wait });
+        self
+    }
+
+    /// Whether the handler takes batches ([`batches`](Self::batches)).
+    pub fn is_batched(&self) -> bool {
+        self.batches.is_some()
+    }
+
+    /// Messages held by handlers at once: `concurrency`, times the batch size
+    /// for a batch handler.
+    pub(crate) fn messages_in_flight(&self) -> usize {
+        let batch = self.batches.map_or(1, |b| b.size.max(1));
+        self.concurrency_limit().saturating_mul(batch)
+    }
+
+    /// The pull batch size in effect: for a batch handler, at least a batch.
     pub fn batch_size(&self) -> usize {
-        let limit = self.concurrency_limit();
+        let limit = self.messages_in_flight();
         let batch = self.batch.unwrap_or(DEFAULT_BATCH).max(limit);
         match self.max_ack_pending {
             Some(max) if max > 0 => batch.min(usize::try_from(max).unwrap_or(usize::MAX)),
@@ -406,6 +450,12 @@ impl JetStreamConsumer {
 
     /// The in-flight limit in effect.
     pub fn concurrency_limit(&self) -> usize {
+        if let Some(batches) = self.batches {
+            return self
+                .concurrency
+                .unwrap_or_else(|| batches.default_concurrency(self.max_ack_pending))
+                .max(1);
+        }
         let limit = self.concurrency.unwrap_or(DEFAULT_JETSTREAM_CONCURRENCY);
         match self.max_ack_pending {
             Some(max) if max > 0 => limit.min(usize::try_from(max).unwrap_or(usize::MAX)),
@@ -445,6 +495,9 @@ impl JetStreamConsumer {
             validate_concurrency_against_max_ack_pending(concurrency, max_ack_pending)
                 .map_err(|e| e.to_string())?;
         }
+        if let Some(batches) = self.batches {
+            batches.validate(self)?;
+        }
         self.capture.validate()
     }
 
@@ -460,6 +513,7 @@ impl JetStreamConsumer {
             ("create", !self.create),
             ("dead_letter", self.dead_letter.is_some()),
             ("concurrency", self.concurrency != Some(1)),
+            ("batch_size", self.batches.is_some()),
         ];
         match given.iter().find(|(_, given)| *given) {
             Some((option, _)) => Err(format!(
@@ -540,4 +594,30 @@ pub enum DeadLetterRoute {
     /// confirms it, so a letter nobody receives is lost. Choose it only where a
     /// subscriber is always there and losing letters is acceptable.
     Core,
+}
+
+impl Batches {
+    /// Two batches at once (one handled while the next fills) when they fit in
+    /// `max_ack_pending`, else one.
+    fn default_concurrency(self, max_ack_pending: Option<i64>) -> usize {
+        let fits =
+            |n| nats_otel_rules::validate_batches_against_max_ack_pending(self.size, n, max_ack_pending);
+        if fits(2).is_ok() { 2 } else { 1 }
+    }
+
+    /// The rules of the book on a batch handler's options, as the macro applies them.
+    fn validate(self, consumer: &JetStreamConsumer) -> Result<(), String> {
+        use nats_otel_rules::{
+            Setting, validate_batch_wait, validate_batches_against_max_ack_pending, validate_positive,
+        };
+        validate_positive(Setting::BatchSize, self.size as u64).map_err(|e| e.to_string())?;
+        validate_batches_against_max_ack_pending(
+            self.size,
+            consumer.concurrency_limit(),
+            consumer.max_ack_pending,
+        )
+        .map_err(|e| format!("{e}: {}", e.help()))?;
+        validate_batch_wait(self.wait, consumer.ack_wait, &consumer.backoff)
+            .map_err(|e| format!("{e}: {}", e.help()))
+    }
 }

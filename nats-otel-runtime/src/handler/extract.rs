@@ -57,7 +57,8 @@ use super::incoming::Incoming;
     label = "this argument cannot be taken from a NATS message",
     note = "handler arguments must implement `nats_otel_runtime::FromMessage` and `nats_otel_runtime::Extractor`",
     note = "an argument named like a `{{capture}}` of the handler's subject is parsed from that token instead",
-    note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `TraceContext`, `Envelope<T>`, for JetStream `JetStreamInfo` and `Acker`, for key-value watches `KvEntry<T>`"
+    note = "built-in extractors: `Json<T>`, `Bytes`, `String`, `Subject`, `HeaderMap`, `Message`, `State<T>`, `TraceContext`, `Envelope<T>`, for JetStream `JetStreamInfo` and `Acker`, for key-value watches `KvEntry<T>`",
+    note = "`Batch<T>` is for batch handlers: give `#[jetstream_consumer]` a `batch_size`"
 )]
 pub trait Extractor {}
 

@@ -19,13 +19,15 @@ pub struct Incoming {
     pub(crate) settler: Option<Arc<dyn SettleByHand>>,
     /// Tokens of the service's subject prefix, skipped when reading captures.
     pub(crate) subject_offset: usize,
+    /// A batch handler's messages, for `Batch<X>`.
+    pub(crate) batch: Option<Box<super::batch::IncomingBatch>>,
 }
 
 impl Incoming {
     /// Wraps a message and the context it is processed in (holding its `process`
     /// span; `Context::new()` for none).
     pub fn new(message: Message, cx: opentelemetry::Context) -> Self {
-        Self { message, cx, jetstream: None, settler: None, subject_offset: 0 }
+        Self { message, cx, jetstream: None, settler: None, subject_offset: 0, batch: None }
     }
 
     /// The JetStream metadata of the delivery, for messages from a consumer.

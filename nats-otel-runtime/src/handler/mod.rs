@@ -5,6 +5,7 @@
 //! A new extractor goes in [`extract`] (or [`jetstream`] for JetStream-only
 //! ones), a new reply type in [`reply`].
 
+pub(crate) mod batch;
 pub mod extract;
 mod incoming;
 pub(crate) mod jetstream;
@@ -18,6 +19,7 @@ pub mod subject_tokens;
 use std::future::Future;
 use std::marker::PhantomData;
 
+pub use batch::{Batch, BatchArgs, BatchArgument, BatchItem, BatchOutcome, ItemId};
 pub use extract::{Envelope, Extractor, FromMessage, FromRef, Json, Rejection, State};
 pub use incoming::Incoming;
 pub use jetstream::{Acker, JetStreamInfo};
@@ -55,6 +57,9 @@ pub trait Handler<T, S>: sealed::Sealed<T, S> + Clone + Send + Sync + Sized + 's
     const TRACE_CONTEXT_IN_BODY: bool;
     /// Whether one of the arguments settles JetStream messages itself.
     const SETTLES_ITSELF: bool;
+    /// Whether it takes batches ([`Batch`]): only a handler declared with
+    /// `batch_size` does.
+    const BATCH: bool = false;
 
     /// Extracts the arguments and calls the function.
     fn call(&self, incoming: &Incoming, state: &S) -> Result<Self::Future, Rejection>;
@@ -155,6 +160,8 @@ pub trait Declaration<S, Args>: 'static {
     const TRACE_CONTEXT_IN_BODY: bool;
     /// Whether one of the arguments settles JetStream messages itself.
     const SETTLES_ITSELF: bool;
+    /// Whether the handler takes batches (it was declared with `batch_size`).
+    const BATCH: bool = false;
 
     /// Extracts every argument, in order.
     fn extract(incoming: &Incoming, state: &S) -> Result<Args, Rejection>;
@@ -231,6 +238,7 @@ macro_rules! impl_declared_handler {
             type Output = Fut::Output;
             const TRACE_CONTEXT_IN_BODY: bool = D::TRACE_CONTEXT_IN_BODY;
             const SETTLES_ITSELF: bool = D::SETTLES_ITSELF;
+            const BATCH: bool = D::BATCH;
 
             #[allow(non_snake_case)]
             #[inline]

@@ -17,12 +17,14 @@ pub use crate::error::ServiceError;
 pub struct Reply {
     pub(crate) payload: Bytes,
     pub(crate) headers: Option<HeaderMap>,
+    /// A batch handler's failed messages, by position (see `BatchOutcome`).
+    pub(crate) failed_items: Option<Box<[(usize, Failure)]>>,
 }
 
 impl Reply {
     /// A reply carrying `payload`.
     pub fn new(payload: impl Into<Bytes>) -> Self {
-        Self { payload: payload.into(), headers: None }
+        Self { payload: payload.into(), headers: None, failed_items: None }
     }
 
     /// Adds headers to the reply.

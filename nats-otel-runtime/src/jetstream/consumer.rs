@@ -11,6 +11,8 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self};
 use futures_util::future::Either;
 
+use super::batch::PerBatch;
+use super::batching::Batching;
 use super::dead_letter::{self, DeadLetters, Letter, Original, Reason};
 use super::keep_alive::{AckWait, Pace, with_progress};
 use super::pulling::{PullSettings, Pulling, Work};
@@ -84,21 +86,21 @@ async fn bind(
 
 /// Everything handling one of a consumer's messages needs: the JetStream
 /// kind's [`Step`].
-struct Shared<H, T, S> {
-    handler: H,
-    state: Arc<S>,
-    spans: ProcessSpans,
-    settle_spans: Arc<SettleSpans>,
-    policy: Policy,
-    ack: AckMode,
+pub(super) struct Shared<H, T, S> {
+    pub(super) handler: H,
+    pub(super) state: Arc<S>,
+    pub(super) spans: ProcessSpans,
+    pub(super) settle_spans: Arc<SettleSpans>,
+    pub(super) policy: Policy,
+    pub(super) ack: AckMode,
     /// The consumer's `ack_wait`, as the server holds it now.
-    ack_wait: AckWait,
+    pub(super) ack_wait: AckWait,
     dead_letters: Option<DeadLetters>,
     client: async_nats::Client,
-    metrics: Arc<EndpointMetrics>,
-    names: (Arc<str>, Arc<str>),
+    pub(super) metrics: Arc<EndpointMetrics>,
+    pub(super) names: (Arc<str>, Arc<str>),
     /// Tokens of the service's subject prefix, skipped when reading captures.
-    subject_offset: usize,
+    pub(super) subject_offset: usize,
     args: PhantomData<fn() -> T>,
 }
 
@@ -137,10 +139,11 @@ where
     let metrics = metrics(&spec, &run, &peer);
     let settings = PullSettings {
         batch: spec.batch_size(),
-        limit: spec.concurrency_limit(),
+        limit: spec.messages_in_flight(),
         ack_wait: ack_wait.clone(),
         policy: Policy::of(&spec),
     };
+    let batches = spec.batches;
     let source = Pulling::start(
         consumer,
         settings,
@@ -170,7 +173,13 @@ where
         subject_offset: spec.prefix_tokens,
         args: PhantomData,
     };
-    crate::serving::serve(&shared, source, run.stopped).await
+    match batches {
+        Some(batches) => {
+            let source = Batching::new(source, batches.size, batches.wait, spec.concurrency_limit());
+            crate::serving::serve(&PerBatch(shared), source, run.stopped).await
+        }
+        None => crate::serving::serve(&shared, source, run.stopped).await,
+    }
 }
 
 impl<H, T, S> Step for Shared<H, T, S>
@@ -218,6 +227,7 @@ where
             process: cx.clone(),
             settled: AtomicBool::new(false),
             metrics: self.metrics.clone(),
+            in_batch: false,
         });
         let mut incoming = Incoming::new(message, cx);
         incoming.subject_offset = self.subject_offset;
@@ -236,35 +246,42 @@ where
                 Outcome::Success(_) => None,
             };
             self.metrics.processed(started.elapsed(), failure);
-            if settler.is_settled() {
-                return;
-            }
-            if H::SETTLES_ITSELF && matches!(outcome, Outcome::Success(_)) {
-                spans::warn(
-                    &incoming.cx,
-                    self.spans.name(),
-                    "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait",
-                    None,
-                );
-                return;
-            }
-            let mut settlement = self.policy.settle(&outcome, delivered);
-            // Boxed: a rare path, kept out of every message's future.
-            if settlement == Settlement::DeadLetter && !Box::pin(self.dead_letter(&incoming, &outcome)).await
-            {
-                settlement = Settlement::Nak(Some(dead_letter::retry_delay(
-                    self.policy.backoff_for(delivered),
-                    delivered,
-                )));
-            }
-            let _ = settler.settle(settlement).await;
+            self.settle(&incoming, &settler, &outcome).await;
         })
+    }
+
+    /// Settles one message from its outcome, by the settlement table: unless
+    /// the handler settled it by hand, or took an `Acker` and left it (then it
+    /// is redelivered after `ack_wait`, and the span says so).
+    pub(super) async fn settle(&self, incoming: &Incoming, settler: &Settler, outcome: &Outcome) {
+        if settler.is_settled() {
+            return;
+        }
+        if H::SETTLES_ITSELF && matches!(outcome, Outcome::Success(_)) {
+            spans::warn(
+                &incoming.cx,
+                self.spans.name(),
+                "the handler took an `Acker` but did not settle; the message will be redelivered after ack_wait",
+                None,
+            );
+            return;
+        }
+        let delivered = incoming.jetstream.as_ref().map_or(1, |i| i.delivered);
+        let mut settlement = self.policy.settle(outcome, delivered);
+        // Boxed: a rare path, kept out of every message's future.
+        if settlement == Settlement::DeadLetter && !Box::pin(self.dead_letter(incoming, outcome)).await {
+            settlement = Settlement::Nak(Some(dead_letter::retry_delay(
+                self.policy.backoff_for(delivered),
+                delivered,
+            )));
+        }
+        let _ = settler.settle(settlement).await;
     }
 
     /// Writes the letter for a failed delivery; whether it is stored (then the
     /// message may be termed). A failure is recorded on the process span and in
     /// the `dead_letters` metric.
-    async fn dead_letter(&self, incoming: &Incoming, outcome: &Outcome) -> bool {
+    pub(super) async fn dead_letter(&self, incoming: &Incoming, outcome: &Outcome) -> bool {
         let Some(dead_letters) = &self.dead_letters else { return true };
         let (message, error_type) = match outcome {
             Outcome::Failure(failure) => (failure.message(), failure.error_type()),
@@ -306,7 +323,7 @@ where
     /// server's `MAX_DELIVERIES` advisory: fetched by its stream sequence, with its
     /// own trace context. Retried with a growing delay while the letter fails, as
     /// the consumer will not deliver it again.
-    async fn dead_letter_exhausted(&self, advisory: bytes::Bytes) {
+    pub(super) async fn dead_letter_exhausted(&self, advisory: bytes::Bytes) {
         let Some(dead_letters) = &self.dead_letters else { return };
         #[derive(serde::Deserialize)]
         struct MaxDeliveries {
@@ -404,6 +421,16 @@ where
     fn prepare(self: Box<Self>, client: &Client) -> BoxFuture<Result<Box<dyn Ready<S>>, ServeError>> {
         let client = client.clone();
         Box::pin(async move {
+            if H::BATCH != self.consumer.is_batched() {
+                let reason = if H::BATCH {
+                    "the handler takes `Batch<T>`, but the consumer has no batches: set them with `JetStreamConsumer::batches(size, wait)`"
+                } else {
+                    "the consumer hands out batches (`batches`), but the handler reads one message: take `Batch<T>`"
+                };
+                return Err(
+                    ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(self.context())
+                );
+            }
             let feed = if self.consumer.is_ordered() {
                 Feed::Ordered(Box::new(
                     super::ordered::prepare(&client, &self.consumer, &self.context()).await?,

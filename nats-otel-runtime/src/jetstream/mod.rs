@@ -5,6 +5,8 @@
 //! [`dead_letter`]. The consumer's options are in
 //! [`JetStreamConsumer`].
 
+mod batch;
+mod batching;
 mod consumer;
 pub mod dead_letter;
 mod keep_alive;

@@ -122,6 +122,11 @@ impl Pulling {
         longest.saturating_mul(2).max(Duration::from_secs(1))
     }
 
+    /// The heartbeat pace of messages not yet handed to a handler.
+    pub(crate) fn waiting_pace(&self) -> Duration {
+        self.ack_wait.waiting_pace(&self.policy)
+    }
+
     fn rearm_beat(&mut self) {
         let pace = self.ack_wait.waiting_pace(&self.policy);
         self.beat.as_mut().reset(tokio::time::Instant::now() + pace);

@@ -28,6 +28,9 @@ pub(crate) struct Settler {
     pub(crate) process: opentelemetry::Context,
     pub(crate) settled: AtomicBool,
     pub(crate) metrics: Arc<EndpointMetrics>,
+    /// One message of a batch: the process span is the batch's, and says
+    /// nothing of one message's settlement.
+    pub(crate) in_batch: bool,
 }
 
 impl std::fmt::Debug for Settler {
@@ -49,7 +52,9 @@ impl Settler {
         };
         self.settled.store(true, Ordering::Release);
         // Nothing runs inside the settle span: it is never made current.
-        let settle_span = telemetry_or_default(|| self.spans.start(&self.process, &self.message, settlement));
+        let settle_span = telemetry_or_default(|| {
+            self.spans.start(&self.process, &self.message, settlement, self.in_batch)
+        });
         let started = std::time::Instant::now();
         let sent = match self.mode {
             AckMode::Fire => self.acker.ack_with(kind).await,

@@ -319,6 +319,76 @@ impl ProcessSpans {
     }
 }
 
+impl ProcessSpans {
+    /// Opens the one `process` span of a batch: a new root (a batch has many
+    /// parents) with `messaging.batch.message_count`, linked to each message's
+    /// context (semconv's batch processing); an empty context when tracing is off.
+    pub(crate) fn start_batch<'m>(
+        &self,
+        messages: impl ExactSizeIterator<Item = &'m Message>,
+        context_in_body: bool,
+    ) -> Context {
+        if self.tracer.is_off() {
+            return Context::new();
+        }
+        let count = messages.len();
+        let mut attributes =
+            endpoint_attributes(&self.constants, &self.peer, semconv::emit_deprecated_names(), 2);
+        attributes.push(KeyValue::new(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count as i64));
+        if let Some(only) = self.only_subject {
+            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, only));
+        }
+        let links: Vec<Link> = messages
+            .filter_map(|message| remote_parent(message, context_in_body))
+            .map(|remote| remote.span().span_context().clone())
+            .filter(opentelemetry::trace::SpanContext::is_valid)
+            .map(Link::with_context)
+            .collect();
+        let builder = SpanBuilder::from_name(self.name)
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes)
+            .with_links(links);
+        self.tracer.start(builder, &Context::new())
+    }
+
+    /// Records the items of a batch that failed: `batch.success_count`,
+    /// `batch.failure_count`, a `Batch item failed` event for each (its
+    /// position, stream sequence, error), and the span failed with the first.
+    pub(crate) fn record_batch_failures(
+        &self,
+        cx: &Context,
+        count: usize,
+        failures: &[(usize, Option<u64>, &Failure)],
+    ) {
+        let span = cx.span();
+        if span.is_recording() {
+            span.set_attributes([
+                KeyValue::new(semconv::BATCH_SUCCESS_COUNT, (count - failures.len()) as i64),
+                KeyValue::new(semconv::BATCH_FAILURE_COUNT, failures.len() as i64),
+            ]);
+            for &(index, sequence, failure) in failures {
+                let mut attributes = vec![
+                    KeyValue::new(semconv::MESSAGING_NATS_BATCH_INDEX, index as i64),
+                    KeyValue::new(semconv::ERROR_TYPE, failure.error_type().to_owned()),
+                    KeyValue::new("exception.message", failure.message().to_owned()),
+                ];
+                if let Some(sequence) = sequence {
+                    attributes.push(KeyValue::new(key::SEQUENCE, sequence as i64));
+                }
+                span.add_event("Batch item failed", attributes);
+            }
+        }
+        if let Some(&(index, _, first)) = failures.first() {
+            let message = format!(
+                "{} of {count} messages failed; the first, message {index}: {}",
+                failures.len(),
+                first.message()
+            );
+            record_error(cx, self.name, Fault::of_code(first.code()), first.error_type(), &message);
+        }
+    }
+}
+
 /// A JetStream delivery as its spans record it: its metadata, and its message
 /// id, made once for the process span and every settle span.
 #[derive(Debug)]
@@ -701,17 +771,22 @@ impl SettleSpans {
 
     /// Records `settlement` on the process span and opens its CLIENT settle span,
     /// or (with `SettleRecord::Event`) adds an event instead and gives `None`.
+    /// The process span of a batch (`in_batch`) gets no attribute: its
+    /// messages settle differently.
     pub(crate) fn start(
         &self,
         process: &Context,
         message: &SettledMessage,
         settlement: Settlement,
+        in_batch: bool,
     ) -> Option<Context> {
         let span = process.span();
         if !span.is_recording() {
             return None;
         }
-        span.set_attribute(KeyValue::new(key::ACK, settlement.as_str()));
+        if !in_batch {
+            span.set_attribute(KeyValue::new(key::ACK, settlement.as_str()));
+        }
         if self.record == SettleRecord::Event {
             span.add_event("settle", vec![KeyValue::new(key::ACK, settlement.as_str())]);
             return None;
