@@ -223,6 +223,8 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `max_ack_pending = N` | server's (1000) | unacknowledged messages at once |
 /// | `concurrency = N` | 32, at most `max_ack_pending` | handlers at once |
 /// | `batch = N` | 200, at least `concurrency`, at most `max_ack_pending` | messages per pull; see `JetStreamConsumer::batch` for the trade-off with `ack_wait` |
+/// | `batch_size = N` | none | the handler takes `Batch<T>`: up to `N` messages per call, one `process` span per batch linked to each message, each message settled on its own (`BatchOutcome` fails single items); `concurrency` counts batches (default 2, or 1 when two do not fit in `max_ack_pending`) |
+/// | `batch_wait = "100ms"` | `"100ms"` | how long a batch waits to fill from its first message; below `ack_wait` and every `backoff` delay |
 /// | `ack = "fire" \| "confirmed"` | `"fire"` | wait for the server to confirm settlements |
 /// | `create = true \| false` | `true` | create or update the consumer, or bind to an existing one |
 /// | `dead_letter = "subject"` | none | where given-up messages are stored, with their headers and trace context; a message is termed only once its letter is stored |
@@ -277,6 +279,38 @@ pub fn nats_subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # use nats_otel_runtime::prelude::*;
 /// #[jetstream_consumer(stream = "ORDERS", ordered = true, max_deliver = 3)]
 /// async fn handler() {} // error: `max_deliver` does not apply to an ordered consumer
+/// # fn main() {}
+/// ```
+///
+/// # Batch handlers
+///
+/// ```
+/// # use nats_otel_runtime::prelude::*;
+/// # #[derive(Deserialize)] struct Order { id: u64 }
+/// #[jetstream_consumer(stream = "ORDERS", durable = "warehouse", batch_size = 100, batch_wait = "50ms")]
+/// async fn store(orders: Batch<Json<Order>>) -> BatchOutcome<ServiceError> {
+///     let mut outcome = BatchOutcome::new();
+///     for order in &orders {
+///         if order.0.id == 0 {
+///             outcome.fail(order.id(), ServiceError::new(422, "order 0")); // this one alone
+///         }
+///     }
+///     outcome // the others are acked
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", durable = "warehouse", batch_size = 100)]
+/// async fn store(order: Json<String>) {} // error: `Json<String>` reads one message, but this handler takes batches
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # use nats_otel_runtime::prelude::*;
+/// #[jetstream_consumer(stream = "ORDERS", durable = "warehouse", batch_size = 600, concurrency = 2)]
+/// async fn store(orders: Batch<String>) {} // error: 2 batch(es) of `batch_size = 600` exceed `max_ack_pending = 1000`
 /// # fn main() {}
 /// ```
 #[proc_macro_attribute]

@@ -139,7 +139,7 @@ impl Consumer {
             diagnostics.error_with_help(
                 capture.span,
                 "a batch handler cannot take subject captures: its messages have different subjects",
-                "use `*` here, and read each message's subject with `Batch<(..)>` items, e.g. `Batch<Subject>`",
+                "use `*` here, and read each message's subject from its item: `item.subject()`",
             );
         }
     }

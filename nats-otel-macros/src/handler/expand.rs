@@ -140,7 +140,10 @@ pub(crate) fn handler<A: HandlerAttribute>(
     } else {
         quote!(::<#(#turbofish_params),*>)
     };
-    let shape = shape(&private, sig, attrs, message, &extractor_types);
+    // A batch's messages are described by what reads each one.
+    let payload_types: Vec<&Type> =
+        extractor_types.iter().map(|ty| if batched { batch_item_type(ty) } else { ty }).collect();
+    let shape = shape(&private, sig, attrs, message, &payload_types);
     let inputs = &sig.inputs;
     let future = quote_spanned! {sig.ident.span()=>
         impl ::core::future::Future<Output = #output> + ::core::marker::Send
@@ -239,6 +242,19 @@ fn doc_comment(attrs: &[syn::Attribute]) -> Option<String> {
         .collect();
     let doc = lines.join("\n").trim().to_owned();
     (!doc.is_empty()).then_some(doc)
+}
+
+/// `X` of `Batch<X>` (any path ending in `Batch`), else the type itself.
+fn batch_item_type(ty: &Type) -> &Type {
+    if let Type::Path(path) = ty
+        && let Some(last) = path.path.segments.last()
+        && last.ident == "Batch"
+        && let syn::PathArguments::AngleBracketed(args) = &last.arguments
+        && let Some(syn::GenericArgument::Type(item)) = args.args.first()
+    {
+        return item;
+    }
+    ty
 }
 
 /// `T` of `Result<T, E>` (any path ending in `Result`, as `anyhow::Result<T>`),

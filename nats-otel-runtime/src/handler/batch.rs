@@ -44,11 +44,22 @@ impl ItemId {
     }
 }
 
-/// One message of a batch: its value, read by the extractor `X`, and its
-/// JetStream delivery.
+/// One message of a batch: its value, read by the extractor `X` (and reached
+/// through it: `order.0` of a `BatchItem<Json<Order>>`), and its JetStream
+/// delivery.
 #[derive(Debug)]
+// Field names unlike any of a user's: field access goes through `Deref` to
+// the value (`order.0` of a `BatchItem<Json<Order>>`, `order.id` of a
+// `BatchItem<Order>`), and a private field of the same name would stop it.
 pub struct BatchItem<X> {
-    value: X,
+    extracted_value: X,
+    item_meta: ItemMeta,
+}
+
+/// Where an item came from.
+#[derive(Debug)]
+struct ItemMeta {
+    subject: async_nats::Subject,
     info: Option<JetStreamInfo>,
     id: ItemId,
 }
@@ -56,22 +67,27 @@ pub struct BatchItem<X> {
 impl<X> BatchItem<X> {
     /// What [`BatchOutcome::fail`] takes to fail this message alone.
     pub fn id(&self) -> ItemId {
-        self.id
+        self.item_meta.id
+    }
+
+    /// The subject the message was published to.
+    pub fn subject(&self) -> &async_nats::Subject {
+        &self.item_meta.subject
     }
 
     /// The delivery's stream, sequences and delivery count.
     pub fn info(&self) -> Option<&JetStreamInfo> {
-        self.info.as_ref()
+        self.item_meta.info.as_ref()
     }
 
     /// The extracted value.
     pub fn value(&self) -> &X {
-        &self.value
+        &self.extracted_value
     }
 
     /// The extracted value, taken out.
     pub fn into_inner(self) -> X {
-        self.value
+        self.extracted_value
     }
 }
 
@@ -79,7 +95,7 @@ impl<X> std::ops::Deref for BatchItem<X> {
     type Target = X;
 
     fn deref(&self) -> &X {
-        &self.value
+        &self.extracted_value
     }
 }
 
@@ -104,7 +120,7 @@ impl<X> std::ops::Deref for BatchItem<X> {
 /// async fn store(orders: Batch<Json<Order>>) -> BatchOutcome<ServiceError> {
 ///     let mut outcome = BatchOutcome::new();
 ///     for order in orders {
-///         if order.id == 0 {
+///         if order.0.id == 0 {
 ///             outcome.fail(order.id(), ServiceError::new(422, "order id 0"));
 ///         }
 ///     }
@@ -174,9 +190,14 @@ impl<S, X: FromMessage<S> + Extractor> FromMessage<S> for Batch<X> {
         let mut failed = Vec::new();
         for (index, item) in batch.items.iter().enumerate() {
             match std::panic::catch_unwind(AssertUnwindSafe(|| X::from_message(item, state))) {
-                Ok(Ok(value)) => {
-                    items.push(BatchItem { value, info: item.jetstream.clone(), id: ItemId(index) })
-                }
+                Ok(Ok(value)) => items.push(BatchItem {
+                    extracted_value: value,
+                    item_meta: ItemMeta {
+                        subject: item.message.subject.clone(),
+                        info: item.jetstream.clone(),
+                        id: ItemId(index),
+                    },
+                }),
                 Ok(Err(rejection)) => failed.push((index, Failure::rejected(rejection))),
                 Err(panic) => failed.push((index, Failure::caught(panic))),
             }
