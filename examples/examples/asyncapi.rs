@@ -1,9 +1,9 @@
-//! The AsyncAPI 3.0 documents of the quickstart and JetStream examples'
+//! The AsyncAPI 3.0 documents of the quickstart, JetStream and batch examples'
 //! services, as JSON on stdout, built without a NATS server.
 //!
 //! ```sh
 //! cargo run -p examples --example asyncapi                # both, as a JSON array
-//! cargo run -p examples --example asyncapi -- quickstart  # one: quickstart or orders
+//! cargo run -p examples --example asyncapi -- quickstart  # one: quickstart, orders or warehouse
 //! ```
 //!
 //! Each example defines its service in one function, used both to serve and
@@ -22,10 +22,15 @@ mod quickstart;
 #[allow(dead_code)]
 mod orders;
 
+#[path = "batch_handler.rs"]
+#[allow(dead_code)]
+mod warehouse;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let documents: Vec<(&str, AsyncApi)> = vec![
         ("quickstart", quickstart::service(NatsService::without_connection()).asyncapi()?),
         ("orders", orders::service(NatsService::without_connection()).asyncapi()?),
+        ("warehouse", warehouse::service(NatsService::without_connection(), Default::default()).asyncapi()?),
     ];
     match std::env::args().nth(1) {
         None => {

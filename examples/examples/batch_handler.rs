@@ -13,15 +13,16 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use nats_otel_runtime::prelude::*;
 
-#[derive(Debug, Deserialize)]
+/// An order placed.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct Order {
     id: u64,
     cents: i64,
 }
 
 /// The orders stored, as a database would hold them.
-#[derive(Clone, Default)]
-struct Warehouse(Arc<Mutex<Vec<u64>>>);
+#[derive(Debug, Clone, Default)]
+pub struct Warehouse(Arc<Mutex<Vec<u64>>>);
 
 /// Stores each batch at once; an order with a negative amount is refused alone.
 #[jetstream_consumer(
@@ -50,6 +51,11 @@ async fn store(
     outcome
 }
 
+/// The service: what it serves here, and what `--example asyncapi` describes.
+pub fn service(service: NatsService, warehouse: Warehouse) -> NatsService<Warehouse> {
+    service.name("warehouse").version("0.1.0").state(warehouse).handler(store)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = nats_otel_runtime::telemetry::init()?;
@@ -67,8 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let warehouse = Warehouse::default();
-    let running =
-        NatsService::with_state(client.clone(), warehouse.clone()).handler(store).start().await?.spawn();
+    let running = service(NatsService::new(client.clone()), warehouse.clone()).start().await?.spawn();
     let publisher = Publisher::new(client.clone());
     for id in 1..=250u64 {
         let cents = if id % 100 == 0 { -1 } else { 1250 };

@@ -8,7 +8,7 @@
 //! | its queue group | the operation's NATS binding (`queue`) |
 //! | its payload type (`Json<T>`, a typed message, `String`, `Bytes`) | the channel's message, with a JSON Schema (feature `schemars`, types deriving `JsonSchema`) under `components/schemas` |
 //! | its reply type (core handlers) | the operation's `reply`, on a channel without an address (NATS inboxes are per request) |
-//! | a JetStream consumer | `x-nats-otel-jetstream` on its operation: stream, durable, filters, deliver, `ack_wait`, `max_deliver`, backoff, `max_ack_pending`, dead letter |
+//! | a JetStream consumer | `x-nats-otel-jetstream` on its operation: stream, durable, filters, deliver, `ack_wait`, `max_deliver`, backoff, `max_ack_pending`, dead letter, and for a batch handler `batch_size` and `batch_wait` |
 //! | [`NatsService::sends`](crate::NatsService::sends) | a `send` operation on the message's template |
 //!
 //! Every message lists the W3C trace-context headers the runtime reads and writes.
@@ -341,6 +341,11 @@ fn jetstream_extension(consumer: &JetStreamConsumer) -> Value {
     }
     if let Some(dead_letter) = &consumer.dead_letter {
         extension["dead_letter"] = json!(dead_letter);
+    }
+    if let Some(batches) = consumer.batches {
+        // The handler takes its messages in batches.
+        extension["batch_size"] = json!(batches.size);
+        extension["batch_wait"] = json!(duration(batches.wait));
     }
     extension
 }

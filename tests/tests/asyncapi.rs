@@ -74,6 +74,18 @@ async fn ship(Json(order): Json<Order>) {
     let _ = order.id;
 }
 
+/// Packs orders a hundred at a time.
+#[jetstream_consumer(
+    stream = "ORDERS",
+    durable = "packer",
+    filter = "orders.*.placed",
+    batch_size = 100,
+    batch_wait = "250ms"
+)]
+async fn pack(orders: Batch<Json<Order>>) {
+    let _ = orders.len();
+}
+
 #[derive(Serialize, Deserialize, JsonSchema, NatsMessage)]
 #[nats(subject = "orders.{region}.shipped", stream = "ORDERS")]
 struct OrderShipped {
@@ -95,6 +107,7 @@ fn shop<S: Send + Sync + 'static>(service: NatsService<S>) -> NatsService<S> {
         .handler(bill)
         .handler(audit)
         .handler(ship)
+        .handler(pack)
         .subscribe("ping", ping)
         .sends::<OrderShipped>()
 }
@@ -179,6 +192,12 @@ fn the_document_describes_every_endpoint_from_its_types() {
             "dead_letter": "prod.orders.dead",
         })
     );
+
+    // A batch handler: described by the message each item is, with its batches.
+    let pack = &document["operations"]["pack"];
+    assert_eq!(pack["messages"][0]["$ref"], "#/channels/pack/messages/Order");
+    assert_eq!(pack["x-nats-otel-jetstream"]["batch_size"], 100);
+    assert_eq!(pack["x-nats-otel-jetstream"]["batch_wait"], "250ms");
 
     // Undecorated: a channel and an operation, nothing said of the payload.
     assert_eq!(document["channels"]["ping"]["address"], "prod.ping");
