@@ -12,6 +12,8 @@
 //! - C: core publish: traced publishes against raw `publish_with_headers`, and
 //!   with broker tracing (`Nats-Trace-Dest`) on every publish and on 1 in 100.
 //! - D: peak RSS while consuming a 1,000,000-message backlog with full telemetry.
+//! - A100: A in batches of 100: hand-written batched loops (raw, and traced
+//!   with a linked batch span and an ack span a message) against a batch handler.
 //! - L: A's toolkit variant with one log line a message through `tracing-subscriber`'s
 //!   fmt layer, plain and joined to traces (`LogContext`).
 //!
@@ -255,7 +257,12 @@ impl Done {
         self.target.store(target, Ordering::SeqCst);
     }
     fn hit(&self) {
-        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.target.load(Ordering::Acquire) {
+        self.hit_many(1);
+    }
+    fn hit_many(&self, handled: usize) {
+        let before = self.count.fetch_add(handled, Ordering::AcqRel);
+        let target = self.target.load(Ordering::Acquire);
+        if before < target && before + handled >= target {
             self.notify.notify_one();
         }
     }
@@ -456,6 +463,133 @@ where
     let service = NatsService::new(client.clone())
         .state(done.clone())
         .consume(JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false), handler);
+    let started = match dispatch {
+        Some(dispatch) => tracing::dispatcher::with_default(dispatch, || service.start()).await,
+        None => service.start().await,
+    }
+    .unwrap();
+    let clock = Instant::now();
+    let running = started.spawn();
+    done.wait().await;
+    let elapsed = clock.elapsed();
+    running.stop().await.unwrap();
+    elapsed
+}
+
+// ---------------------------------------------------------------- A100: JetStream in batches
+
+/// Messages per batch in scenario A100.
+const BATCH: usize = 100;
+/// How long a batch waits to fill.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+
+/// The next batch of a pull stream, as a careful hand-written loop gathers
+/// it: up to `BATCH` messages (and no more than `left`), or what came within
+/// `BATCH_WAIT` of the first.
+async fn next_batch(messages: &mut pull::Stream, left: usize) -> Vec<jetstream::Message> {
+    let mut batch = Vec::with_capacity(BATCH);
+    batch.push(next_message(messages).await);
+    let deadline = tokio::time::sleep(BATCH_WAIT);
+    tokio::pin!(deadline);
+    while batch.len() < BATCH.min(left) {
+        tokio::select! {
+            message = next_message(messages) => batch.push(message),
+            () = &mut deadline => break,
+        }
+    }
+    batch
+}
+
+/// Variants (1) and (2) of A100: decode each message of a batch, then ack
+/// them all; (2) in one `process` span linked to each message's context, with
+/// an `ack` span per message, as the toolkit records it.
+async fn js_batched(consumer: PullConsumer, client: &async_nats::Client, n: usize, traced: bool) -> Duration {
+    let tracer = global::tracer("bench-hand-written");
+    let client_id = client.server_info().client_id.to_string();
+    let port = i64::from(client.server_info().port);
+    let durable = consumer.cached_info().name.clone();
+    let started = Instant::now();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut handled = 0;
+    while handled < n {
+        let batch = next_batch(&mut messages, n - handled).await;
+        let cx = traced.then(|| {
+            let links = batch
+                .iter()
+                .filter_map(|message| message.headers.as_ref())
+                .map(|h| global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))))
+                .map(|parent| parent.span().span_context().clone())
+                .filter(|span| span.is_valid())
+                .map(opentelemetry::trace::Link::with_context)
+                .collect();
+            let span = tracer
+                .span_builder(format!("process {FILTER}"))
+                .with_kind(SpanKind::Consumer)
+                .with_attributes([
+                    KeyValue::new("messaging.system", "nats"),
+                    KeyValue::new("messaging.operation.name", "process"),
+                    KeyValue::new("messaging.operation.type", "process"),
+                    KeyValue::new("messaging.destination.name", FILTER),
+                    KeyValue::new("messaging.destination.subscription.name", durable.clone()),
+                    KeyValue::new("messaging.consumer.group.name", durable.clone()),
+                    KeyValue::new("messaging.client.id", client_id.clone()),
+                    KeyValue::new("server.address", "127.0.0.1"),
+                    KeyValue::new("server.port", port),
+                    KeyValue::new("messaging.nats.jetstream.stream", STREAM),
+                    KeyValue::new("messaging.nats.jetstream.consumer", durable.clone()),
+                    KeyValue::new("messaging.batch.message_count", batch.len() as i64),
+                ])
+                .with_links(links)
+                .start_with_context(&tracer, &opentelemetry::Context::new());
+            opentelemetry::Context::new().with_span(span)
+        });
+        for message in &batch {
+            let order: Order = serde_json::from_slice(&message.payload).unwrap();
+            std::hint::black_box(order);
+        }
+        for message in &batch {
+            let settle = cx.as_ref().map(|cx| {
+                let id = message.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).unwrap();
+                tracer
+                    .span_builder(format!("ack {FILTER}"))
+                    .with_kind(SpanKind::Client)
+                    .with_attributes(js_settle_attributes(message, id, &durable, &client_id, port))
+                    .start_with_context(&tracer, cx)
+            });
+            message.ack().await.unwrap();
+            if let Some(mut settle) = settle {
+                settle.end();
+            }
+        }
+        if let Some(cx) = cx {
+            cx.span().end();
+        }
+        handled += batch.len();
+    }
+    started.elapsed()
+}
+
+async fn js_batch_handler(orders: nats_otel_runtime::Batch<Json<Order>>, State(done): State<Arc<Done>>) {
+    let handled = orders.len();
+    for order in orders {
+        std::hint::black_box(order.into_inner());
+    }
+    done.hit_many(handled);
+}
+
+/// Variant (3) of A100: the toolkit's batch handler.
+async fn js_toolkit_batches(
+    client: &async_nats::Client,
+    name: &str,
+    n: usize,
+    dispatch: Option<&tracing::Dispatch>,
+) -> Duration {
+    let done = Arc::new(Done::default());
+    done.reset(n);
+    let consumer = JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false);
+    let service = NatsService::new(client.clone())
+        .state(done.clone())
+        .consume(consumer.batches(BATCH, BATCH_WAIT), js_batch_handler);
     let started = match dispatch {
         Some(dispatch) => tracing::dispatcher::with_default(dispatch, || service.start()).await,
         None => service.start().await,
@@ -709,7 +843,7 @@ async fn run() {
         std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
     );
 
-    if run_scenario("A") || run_scenario("L") {
+    if run_scenario("A") || run_scenario("L") || run_scenario("A100") {
         let js = jetstream::new(client.clone());
         js.create_stream(stream::Config {
             name: STREAM.into(),
@@ -767,6 +901,41 @@ async fn run() {
             }
         }
         results.print("A. JetStream consume + decode + ack", &VARIANTS.map(Variant::label));
+    }
+
+    if run_scenario("A100") {
+        // A in batches of 100: hand-written batched loops against the toolkit's
+        // batch handler (`Batch<Json<Order>>`, `batch_size = 100`).
+        let js = jetstream::new(client.clone());
+        let labels =
+            ["(1) raw batched loop", "(2) hand-instrumented batched loop", "(3) nats-otel batch handler"];
+        let mut results = Results::new(3);
+        for round in 0..rounds {
+            let order = if round.is_multiple_of(2) { [0, 1, 2] } else { [2, 1, 0] };
+            for v in order.into_iter().filter(|&v| selected(v)) {
+                let name = format!("batch{round}v{v}");
+                let consumer = consumer(&js, &name).await;
+                let consumer_client = server.connect().await.unwrap();
+                if v == 0 {
+                    uninstall_globals();
+                } else {
+                    providers.install_globals();
+                }
+                reset_peak_rss();
+                let elapsed = match v {
+                    0 => js_batched(bind(&consumer_client, &name).await, &consumer_client, n, false).await,
+                    1 => js_batched(bind(&consumer_client, &name).await, &consumer_client, n, true).await,
+                    _ => js_toolkit_batches(&consumer_client, &name, n, Some(&providers.dispatch)).await,
+                };
+                results.rss[v] = results.rss[v].max(peak_rss_mib());
+                results.rates[v].push(n as f64 / elapsed.as_secs_f64());
+                drop(consumer);
+                let _ = consumer_client.drain().await;
+                js.get_stream(STREAM).await.unwrap().delete_consumer(&name).await.unwrap();
+                providers.settle().await;
+            }
+        }
+        results.print("A100. JetStream consume + decode + ack, in batches of 100", &labels);
     }
 
     if run_scenario("L") {

@@ -16,6 +16,7 @@ use common::*;
 use nats_otel_runtime::testing::{Accounts, Ledger, RawPublisher};
 use nats_otel_runtime::{BatchItem, JetStreamConsumer, Rejection};
 use nats_otel_runtime::{Extractor, FromMessage, Incoming, prelude::*};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -89,8 +90,10 @@ async fn accounts_until(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     loop {
         let accounts = ledger.account(dead).await.unwrap();
-        accounts.assert_nothing_lost();
+        // Checked once done: a message out of deliveries has its letter written
+        // just after the server says so.
         if accounts.pending.is_empty() && done(&accounts) {
+            accounts.assert_nothing_lost();
             return accounts;
         }
         assert!(tokio::time::Instant::now() < deadline, "after {seconds}s: {accounts}");
@@ -105,6 +108,10 @@ async fn store(orders: Batch<Json<Order>>, State(batches): State<Batches>) {
 
 #[tokio::test]
 async fn a_batch_is_one_process_span_linked_to_each_message_and_every_message_is_acked() {
+    let exporter = InMemoryMetricExporter::default();
+    let provider =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    opentelemetry::global::set_meter_provider(provider.clone());
     let h = start().await;
     let stream = orders_stream(&h.client, stream::StorageType::Memory).await;
     publish_orders(&h.client, 1..=250).await;
@@ -140,8 +147,20 @@ async fn a_batch_is_one_process_span_linked_to_each_message_and_every_message_is
         assert_eq!(acks, size, "each message's settle span is a child of its batch");
         assert_eq!(attr_str(process, "messaging.operation.type").as_deref(), Some("process"));
         assert_eq!(attr_str(process, "messaging.consumer.group.name").as_deref(), Some("bulk"));
+        assert!(
+            attr(process, "messaging.nats.jetstream.ack").is_none(),
+            "each message's own settle span says"
+        );
     }
     running.stop().await.unwrap();
+
+    // Messages are counted one by one; a batch is one process operation.
+    provider.force_flush().unwrap();
+    let points = points(&exporter);
+    assert_eq!(total(&points, "messaging.client.consumed.messages", |_| true), 250.0);
+    assert_eq!(total(&points, "messaging.process.duration", |_| true), batches.calls() as f64);
+    let acks = |p: &Point| p.attr("messaging.operation.name") == Some("ack");
+    assert_eq!(total(&points, "messaging.client.operation.duration", acks), 250.0);
 }
 
 #[derive(Debug)]
@@ -156,7 +175,11 @@ impl std::fmt::Display for Declined {
 impl HandlerError for Declined {
     fn retry(&self) -> nats_otel_runtime::Retry {
         // Multiples of 5 for good; the others once, then they pass.
-        if self.0.is_multiple_of(5) { nats_otel_runtime::Retry::Never } else { nats_otel_runtime::Retry::Backoff }
+        if self.0.is_multiple_of(5) {
+            nats_otel_runtime::Retry::Never
+        } else {
+            nats_otel_runtime::Retry::Backoff
+        }
     }
 }
 
@@ -429,4 +452,24 @@ async fn a_handler_that_does_not_match_its_consumer_fails_start() {
     let fine = JetStreamConsumer::new("ORDERS", "d").batches(10, Duration::from_millis(10));
     let running = spawn(NatsService::new(h.client.clone()).consume(fine, batch_fn)).await;
     running.stop().await.unwrap();
+}
+
+#[jetstream_consumer(stream = "ORDERS", durable = "doomed", batch_size = 10, batch_wait = "20ms")]
+async fn doomed(orders: Batch<Json<Order>>, State(batches): State<Batches>) {
+    batches.record(orders.iter().map(|order| order.0.id).collect());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_consumer_deleted_mid_batch_ends_the_service_with_a_clear_error() {
+    let h = start().await;
+    let stream = orders_stream(&h.client, stream::StorageType::Memory).await;
+    publish_orders(&h.client, 1..=50).await;
+    let batches = Batches::default();
+    let running = spawn(NatsService::with_state(h.client.clone(), batches.clone()).handler(doomed)).await;
+    batches.reach_calls(1).await;
+    stream.delete_consumer("doomed").await.unwrap();
+    let err = within("the service ends", running.join()).await.unwrap_err();
+    assert_eq!(err.kind(), nats_otel_runtime::ServeErrorKind::ConsumerDeleted, "{err}");
+    assert!(err.to_string().contains("doomed"), "{err}");
 }

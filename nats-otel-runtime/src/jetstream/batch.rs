@@ -13,6 +13,7 @@ use super::batching::BatchWork;
 use super::consumer::Shared;
 use super::keep_alive::{Beating, Pace, with_progress};
 use super::settler::Settler;
+use crate::endpoint::AckMode;
 use crate::handler::batch::IncomingBatch;
 use crate::handler::{Failure, Handler, Incoming, JetStreamInfo, Outcome, Reply};
 use crate::otel::spans::Delivery;
@@ -123,22 +124,32 @@ where
                 })
                 .collect();
             shared.spans.record_batch_failures(&batch.cx, count, &failures);
-            let elapsed = started.elapsed();
-            for outcome in &outcomes {
-                let failure = match outcome {
+            shared.metrics.processed_batch(
+                started.elapsed(),
+                outcomes.iter().map(|outcome| match outcome {
                     Outcome::Failure(failure) => Some(failure),
                     Outcome::Success(_) => None,
-                };
-                shared.metrics.processed(elapsed, failure);
+                }),
+            );
+            let settling = items.items.iter().zip(&settlers).zip(&outcomes);
+            match shared.ack {
+                // A confirmed settlement is a round trip each: awaited together.
+                AckMode::Confirmed => {
+                    join_all(
+                        settling
+                            .map(|((incoming, settler), outcome)| shared.settle(incoming, settler, outcome)),
+                    )
+                    .await;
+                }
+                // A fire-and-forget one is a write to the connection: one after the
+                // other costs less than a set of futures (callgrind, scenario A100:
+                // the set's polling was a quarter of the batch step).
+                AckMode::Fire => {
+                    for ((incoming, settler), outcome) in settling {
+                        shared.settle(incoming, settler, outcome).await;
+                    }
+                }
             }
-            // Settled together: a confirmed ack is a round trip each.
-            let settling = items
-                .items
-                .iter()
-                .zip(&settlers)
-                .zip(&outcomes)
-                .map(|((incoming, settler), outcome)| shared.settle(incoming, settler, outcome));
-            join_all(settling).await;
         })
     }
 }

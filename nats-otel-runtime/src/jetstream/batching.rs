@@ -104,6 +104,8 @@ impl Source for Batching {
                             self.deadline.as_mut().reset(self.first + self.wait);
                         }
                         self.filling.push(message);
+                        let room = self.size - self.filling.len();
+                        self.pulling.take_ready(room, &mut self.filling);
                         if self.filling.len() >= self.size {
                             return self.take_batch().await;
                         }

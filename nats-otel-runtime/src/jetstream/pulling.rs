@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::Message;
+use async_nats::jetstream::consumer::pull::MessagesError;
 use async_nats::jetstream::consumer::{PullConsumer, pull};
 use futures_util::{FutureExt, StreamExt};
 
@@ -53,6 +55,9 @@ pub(crate) struct Pulling {
     /// deleted otherwise just stops receiving.
     deleted: Option<async_nats::Subscriber>,
     max_deliveries: Option<async_nats::Subscriber>,
+    /// An item `take_ready` read from the pull that was not a message: `next`
+    /// handles it first.
+    early: Option<Option<Result<Message, MessagesError>>>,
     client: async_nats::Client,
     context: String,
 }
@@ -108,6 +113,7 @@ impl Pulling {
             reconnections,
             deleted,
             max_deliveries,
+            early: None,
             client,
             context,
         })
@@ -138,6 +144,12 @@ impl Source for Pulling {
 
     async fn next(&mut self, busy: usize) -> Next<Work> {
         loop {
+            // What `take_ready` read ahead that was not a message: an error or the end.
+            if let Some(item) = self.early.take()
+                && let Some(next) = self.on_item(item, busy).await
+            {
+                return next;
+            }
             let Some(messages) = self.messages.as_mut() else {
                 return Next::Ended(Ok(()));
             };
@@ -171,26 +183,11 @@ impl Source for Pulling {
                 Some(advisory) = next_advisory(&mut self.max_deliveries) => {
                     return Next::Work(Work::Exhausted(advisory.payload));
                 }
-                next = messages.next(), if held < self.hold => match next {
-                    Some(Ok(message)) if busy < self.limit => return Next::Work(Work::Delivery(message)),
-                    Some(Ok(message)) => {
-                        if !waiting {
-                            self.rearm_beat();
-                        }
-                        self.waiting.push(message);
+                next = messages.next(), if held < self.hold => {
+                    if let Some(next) = self.on_item(next, busy).await {
+                        return next;
                     }
-                    Some(Err(e)) => {
-                        use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
-                        if e.kind() == Kind::ConsumerDeleted {
-                            return Next::Ended(Err(ServeError::with_source(ServeErrorKind::ConsumerDeleted, e).context(self.context.clone())));
-                        }
-                        // Heartbeats missed while disconnected, a pull refused during a
-                        // restart: async-nats re-pulls on its own; keep going.
-                        tracing::warn!(target: crate::otel::TARGET, error = %e, "{}: pull consumer error", self.context);
-                    }
-                    // The connection task gone (it says so) or the stream closed.
-                    None => return Next::Ended(Err(crate::serving::connection::subscription_ended(&self.client, &self.context).await)),
-                },
+                }
             }
         }
     }
@@ -212,6 +209,66 @@ impl Source for Pulling {
     async fn close(self) {
         // Give back what no handler took, rather than let it wait for its ack timeout.
         self.waiting.release().await;
+    }
+}
+
+impl Pulling {
+    /// Handles one item of the pull stream: work for a free handler, a message
+    /// to hold waiting, an error to log, or the end.
+    async fn on_item(
+        &mut self,
+        item: Option<Result<Message, MessagesError>>,
+        busy: usize,
+    ) -> Option<Next<Work>> {
+        match item {
+            Some(Ok(message)) if busy < self.limit => Some(Next::Work(Work::Delivery(message))),
+            Some(Ok(message)) => {
+                if self.waiting.is_empty() {
+                    self.rearm_beat();
+                }
+                self.waiting.push(message);
+                None
+            }
+            Some(Err(e)) => {
+                use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                if e.kind() == Kind::ConsumerDeleted {
+                    let deleted = ServeError::with_source(ServeErrorKind::ConsumerDeleted, e);
+                    return Some(Next::Ended(Err(deleted.context(self.context.clone()))));
+                }
+                // Heartbeats missed while disconnected, a pull refused during a
+                // restart: async-nats re-pulls on its own; keep going.
+                tracing::warn!(target: crate::otel::TARGET, error = %e, "{}: pull consumer error", self.context);
+                None
+            }
+            // The connection task gone (it says so) or the stream closed.
+            None => Some(Next::Ended(Err(crate::serving::connection::subscription_ended(
+                &self.client,
+                &self.context,
+            )
+            .await))),
+        }
+    }
+
+    /// Moves up to `room` messages the client has already received into
+    /// `out`, without waiting: a batch takes at once what one pull brought,
+    /// rather than a turn of [`Source::next`] each (callgrind, scenario A100).
+    /// Only when none wait, so delivery order holds; an item that is not a
+    /// message is kept for `next`.
+    pub(crate) fn take_ready(&mut self, room: usize, out: &mut Vec<Message>) {
+        let Some(messages) = self.messages.as_mut() else { return };
+        if !self.waiting.is_empty() || self.early.is_some() {
+            return;
+        }
+        for _ in 0..room {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => out.push(message),
+                Some(other) => {
+                    self.early = Some(other);
+                    return;
+                }
+                None => return,
+            }
+        }
     }
 }
 

@@ -522,6 +522,29 @@ impl EndpointMetrics {
         }
     }
 
+    /// A batch's processing ended after `elapsed`, each message with its
+    /// `failures` entry. The Services API counts each message; the duration
+    /// is of one process operation (semconv), failed with the first failure's
+    /// `error.type` when a message failed.
+    pub(crate) fn processed_batch<'f>(
+        &self,
+        elapsed: Duration,
+        failures: impl ExactSizeIterator<Item = Option<&'f Failure>>,
+    ) {
+        let count = failures.len();
+        self.in_flight.fetch_sub(i64::try_from(count).unwrap_or(i64::MAX), Ordering::Relaxed);
+        let mut first = None;
+        for failure in failures {
+            self.stats.record(elapsed, failure);
+            first = first.or(failure);
+        }
+        let bound = self.bound();
+        match with_error(&bound.process, first.map(Failure::error_type)) {
+            Some(failed) => self.instruments.process_duration.record(elapsed.as_secs_f64(), &failed),
+            None => bound.processed.record(elapsed.as_secs_f64()),
+        }
+    }
+
     /// A dead letter was stored, or failed with `error_type`. Rare: not bound.
     pub(crate) fn dead_letter(&self, error_type: Option<&str>) {
         let bound = self.bound();

@@ -155,6 +155,13 @@ impl Ledger {
         };
         let state = stream.info().await?.state.clone();
 
+        // Read before the letters: a message is termed only once its letter is
+        // stored, so every message given up by now has its letter among those
+        // read next. (Read after, a message termed in between looked lost.)
+        let given_up: BTreeSet<u64> = {
+            let announced = self.announced.lock().map_err(|_| "ledger lock poisoned")?;
+            announced.terminated.union(&announced.exhausted).copied().collect()
+        };
         let mut letters = BTreeMap::new();
         if let Some(name) = dead_letter_stream {
             let dead = js.get_stream(name).await?;
@@ -174,10 +181,6 @@ impl Ledger {
             }
         }
 
-        let given_up: BTreeSet<u64> = {
-            let announced = self.announced.lock().map_err(|_| "ledger lock poisoned")?;
-            announced.terminated.union(&announced.exhausted).copied().collect()
-        };
         let mut accounts = Accounts { letters, ..Accounts::default() };
         for sequence in state.first_sequence..=state.last_sequence {
             // Read as stored: a header block no client can parse is still a message.
