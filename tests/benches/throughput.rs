@@ -444,12 +444,17 @@ async fn js_toolkit(
     n: usize,
     dispatch: Option<&tracing::Dispatch>,
 ) -> Duration {
-    js_toolkit_with(client, name, n, dispatch, js_handler).await
+    js_toolkit_with(client, bound(name), n, dispatch, js_handler).await
+}
+
+/// The bench's consumer `name`, bound (created by the bench).
+fn bound(name: &str) -> JetStreamConsumer {
+    JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false)
 }
 
 async fn js_toolkit_with<H, T>(
     client: &async_nats::Client,
-    name: &str,
+    consumer: JetStreamConsumer,
     n: usize,
     dispatch: Option<&tracing::Dispatch>,
     handler: H,
@@ -460,9 +465,7 @@ where
 {
     let done = Arc::new(Done::default());
     done.reset(n);
-    let service = NatsService::new(client.clone())
-        .state(done.clone())
-        .consume(JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false), handler);
+    let service = NatsService::new(client.clone()).state(done.clone()).consume(consumer, handler);
     let started = match dispatch {
         Some(dispatch) => tracing::dispatcher::with_default(dispatch, || service.start()).await,
         None => service.start().await,
@@ -575,32 +578,6 @@ async fn js_batch_handler(orders: nats_otel_runtime::Batch<Json<Order>>, State(d
         std::hint::black_box(order.into_inner());
     }
     done.hit_many(handled);
-}
-
-/// Variant (3) of A100: the toolkit's batch handler.
-async fn js_toolkit_batches(
-    client: &async_nats::Client,
-    name: &str,
-    n: usize,
-    dispatch: Option<&tracing::Dispatch>,
-) -> Duration {
-    let done = Arc::new(Done::default());
-    done.reset(n);
-    let consumer = JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false);
-    let service = NatsService::new(client.clone())
-        .state(done.clone())
-        .consume(consumer.batches(BATCH, BATCH_WAIT), js_batch_handler);
-    let started = match dispatch {
-        Some(dispatch) => tracing::dispatcher::with_default(dispatch, || service.start()).await,
-        None => service.start().await,
-    }
-    .unwrap();
-    let clock = Instant::now();
-    let running = started.spawn();
-    done.wait().await;
-    let elapsed = clock.elapsed();
-    running.stop().await.unwrap();
-    elapsed
 }
 
 // ---------------------------------------------------------------- B: request-reply
@@ -925,7 +902,11 @@ async fn run() {
                 let elapsed = match v {
                     0 => js_batched(bind(&consumer_client, &name).await, &consumer_client, n, false).await,
                     1 => js_batched(bind(&consumer_client, &name).await, &consumer_client, n, true).await,
-                    _ => js_toolkit_batches(&consumer_client, &name, n, Some(&providers.dispatch)).await,
+                    _ => {
+                        let batches = bound(&name).batches(BATCH, BATCH_WAIT);
+                        let dispatch = Some(&providers.dispatch);
+                        js_toolkit_with(&consumer_client, batches, n, dispatch, js_batch_handler).await
+                    }
                 };
                 results.rss[v] = results.rss[v].max(peak_rss_mib());
                 results.rates[v].push(n as f64 / elapsed.as_secs_f64());
@@ -953,9 +934,14 @@ async fn run() {
                 let consumer_client = server.connect().await.unwrap();
                 providers.install_globals();
                 reset_peak_rss();
-                let elapsed =
-                    js_toolkit_with(&consumer_client, &name, n, Some(&dispatches[v]), js_logging_handler)
-                        .await;
+                let elapsed = js_toolkit_with(
+                    &consumer_client,
+                    bound(&name),
+                    n,
+                    Some(&dispatches[v]),
+                    js_logging_handler,
+                )
+                .await;
                 results.rss[v] = results.rss[v].max(peak_rss_mib());
                 results.rates[v].push(n as f64 / elapsed.as_secs_f64());
                 drop(consumer);

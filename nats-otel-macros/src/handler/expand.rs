@@ -246,27 +246,24 @@ fn doc_comment(attrs: &[syn::Attribute]) -> Option<String> {
 
 /// `X` of `Batch<X>` (any path ending in `Batch`), else the type itself.
 fn batch_item_type(ty: &Type) -> &Type {
-    if let Type::Path(path) = ty
-        && let Some(last) = path.path.segments.last()
-        && last.ident == "Batch"
-        && let syn::PathArguments::AngleBracketed(args) = &last.arguments
-        && let Some(syn::GenericArgument::Type(item)) = args.args.first()
-    {
-        return item;
-    }
-    ty
+    first_type_argument(ty, "Batch")
 }
 
 /// `T` of `Result<T, E>` (any path ending in `Result`, as `anyhow::Result<T>`),
 /// else the type itself.
 fn ok_type(ty: &Type) -> &Type {
+    first_type_argument(ty, "Result")
+}
+
+/// The first type argument of `ty` when its path ends in `name`, else `ty`.
+fn first_type_argument<'t>(ty: &'t Type, name: &str) -> &'t Type {
     if let Type::Path(path) = ty
         && let Some(last) = path.path.segments.last()
-        && last.ident == "Result"
+        && last.ident == name
         && let syn::PathArguments::AngleBracketed(args) = &last.arguments
-        && let Some(syn::GenericArgument::Type(ok)) = args.args.first()
+        && let Some(syn::GenericArgument::Type(first)) = args.args.first()
     {
-        return ok;
+        return first;
     }
     ty
 }

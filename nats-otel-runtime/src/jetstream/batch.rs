@@ -91,18 +91,7 @@ where
         // The batch as the handler's arguments see it: `Batch<X>` reads its items.
         let subject =
             items.first().map_or_else(|| async_nats::Subject::from(""), |item| item.message.subject.clone());
-        let mut batch = Incoming::new(
-            async_nats::Message {
-                subject,
-                reply: None,
-                payload: bytes::Bytes::new(),
-                headers: None,
-                status: None,
-                description: None,
-                length: 0,
-            },
-            cx,
-        );
+        let mut batch = Incoming::new(empty_message(subject), cx);
         batch.batch = Some(Box::new(IncomingBatch::new(items)));
 
         last_resort(async move {
@@ -151,6 +140,20 @@ where
                 }
             }
         })
+    }
+}
+
+/// The message a batch is handed to its handler as: its items are the
+/// messages; this one has only the first one's subject.
+fn empty_message(subject: async_nats::Subject) -> async_nats::Message {
+    async_nats::Message {
+        subject,
+        reply: None,
+        payload: bytes::Bytes::new(),
+        headers: None,
+        status: None,
+        description: None,
+        length: 0,
     }
 }
 
@@ -222,22 +225,7 @@ mod tests {
     #[test]
     fn each_item_gets_its_own_outcome() {
         let batch = IncomingBatch::new(
-            (0..4)
-                .map(|_| {
-                    Incoming::new(
-                        async_nats::Message {
-                            subject: "s".into(),
-                            reply: None,
-                            payload: bytes::Bytes::new(),
-                            headers: None,
-                            status: None,
-                            description: None,
-                            length: 0,
-                        },
-                        opentelemetry::Context::new(),
-                    )
-                })
-                .collect(),
+            (0..4).map(|_| Incoming::new(empty_message("s".into()), opentelemetry::Context::new())).collect(),
         );
         batch.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((1, failure("poison")));
         let named = vec![(1, failure("named too")), (3, failure("named")), (3, failure("again"))];

@@ -183,11 +183,15 @@ impl Source for Pulling {
                 Some(advisory) = next_advisory(&mut self.max_deliveries) => {
                     return Next::Work(Work::Exhausted(advisory.payload));
                 }
-                next = messages.next(), if held < self.hold => {
-                    if let Some(next) = self.on_item(next, busy).await {
-                        return next;
+                next = messages.next(), if held < self.hold => match next {
+                    // Every message's way: kept out of `on_item`'s future.
+                    Some(Ok(message)) if busy < self.limit => return Next::Work(Work::Delivery(message)),
+                    other => {
+                        if let Some(next) = self.on_item(other, busy).await {
+                            return next;
+                        }
                     }
-                }
+                },
             }
         }
     }
