@@ -217,3 +217,95 @@ fn check(span: &SpanData, convention: &Convention, operation: &str) {
         span.status
     );
 }
+
+/// Fails the message `bad` for good.
+#[jetstream_consumer(
+    stream = "CONFB",
+    durable = "batches",
+    filter = "confb.*",
+    batch_size = 10,
+    batch_wait = "100ms"
+)]
+async fn on_batch(bodies: Batch<Bytes>) -> BatchOutcome<Refused> {
+    let mut outcome = BatchOutcome::new();
+    for body in &bodies {
+        if &body[..] == b"bad" {
+            outcome.fail(body.id(), Refused { permanent: true });
+        }
+    }
+    outcome
+}
+
+/// A batch's `process` span: batch receive/process in the conventions.
+const BATCH_PROCESS: Convention = Convention {
+    operations: &["process"],
+    kind: SpanKind::Consumer,
+    operation_type: "process",
+    // The destination because every message of this batch has the same one.
+    required: &[
+        "messaging.system",
+        "messaging.operation.name",
+        "messaging.operation.type",
+        "messaging.destination.name",
+        "messaging.batch.message_count",
+    ],
+    recommended: &["messaging.client.id", "server.address", "server.port"],
+    // What describes one message stays on its settle span.
+    forbidden: &["messaging.message.id", "messaging.message.body.size", "messaging.nats.jetstream.sequence"],
+};
+
+#[tokio::test]
+async fn a_batch_follows_the_conventions_for_batches() {
+    let h = start().await;
+    jetstream::new(h.client.clone())
+        .create_stream(stream::Config {
+            name: "CONFB".into(),
+            subjects: vec!["confb.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let publisher = Publisher::new(h.client.clone());
+    for body in ["ok", "ok", "bad"] {
+        publisher.publish_to_stream("confb.a", body).await.unwrap();
+    }
+    let running = spawn(NatsService::new(h.client.clone()).handler(on_batch)).await;
+    let spans = h.recorder.wait_for(|s| count(s, "ack confb.*") == 2 && count(s, "term confb.*") == 1).await;
+    let process = one(&spans, "process confb.*");
+    check(process, &BATCH_PROCESS, "process");
+    assert_eq!(attr_i64(process, "messaging.batch.message_count"), Some(3));
+    assert_eq!(attr_str(process, "messaging.destination.name").as_deref(), Some("confb.a"));
+    let sends: Vec<_> = named(&spans, "send confb.a");
+    assert_eq!(process.links.links.len(), 3, "a link to each message's context");
+    for link in &process.links.links {
+        let (trace, span) = (link.span_context.trace_id(), link.span_context.span_id());
+        assert!(
+            sends
+                .iter()
+                .any(|send| send.span_context.trace_id() == trace && send.span_context.span_id() == span),
+            "links go to the sends"
+        );
+    }
+    let settle = CONVENTIONS.iter().find(|c| c.operation_type == "settle").unwrap();
+    for span in named(&spans, "ack confb.*").into_iter().chain(named(&spans, "term confb.*")) {
+        check(span, settle, &attr_str(span, "messaging.operation.name").unwrap());
+        assert_eq!(span.parent_span_id, process.span_context.span_id(), "settled inside the batch");
+    }
+
+    // Messages to different subjects: the batch names no destination.
+    h.recorder.reset();
+    publisher.publish_to_stream("confb.a", "ok").await.unwrap();
+    publisher.publish_to_stream("confb.b", "ok").await.unwrap();
+    let spans = h.recorder.wait_for(|s| count(s, "ack confb.*") == 2).await;
+    let mixed: Vec<_> = named(&spans, "process confb.*");
+    assert!(!mixed.is_empty());
+    for process in mixed {
+        let size = attr_i64(process, "messaging.batch.message_count").unwrap();
+        assert_eq!(
+            attr(process, "messaging.destination.name").is_some(),
+            size == 1,
+            "named only when one destination"
+        );
+    }
+    running.stop().await.unwrap();
+}

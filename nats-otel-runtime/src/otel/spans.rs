@@ -323,9 +323,11 @@ impl ProcessSpans {
     /// Opens the one `process` span of a batch: a new root (a batch has many
     /// parents) with `messaging.batch.message_count`, linked to each message's
     /// context (semconv's batch processing); an empty context when tracing is off.
+    /// The destination is named only when every message has the same one, as
+    /// the conventions ask of batches.
     pub(crate) fn start_batch<'m>(
         &self,
-        messages: impl ExactSizeIterator<Item = &'m Message>,
+        messages: impl ExactSizeIterator<Item = &'m Message> + Clone,
         context_in_body: bool,
     ) -> Context {
         if self.tracer.is_off() {
@@ -335,8 +337,14 @@ impl ProcessSpans {
         let mut attributes =
             endpoint_attributes(&self.constants, &self.peer, semconv::emit_deprecated_names(), 2);
         attributes.push(KeyValue::new(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count as i64));
-        if let Some(only) = self.only_subject {
-            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, only));
+        let mut subjects = messages.clone().map(|message| message.subject.as_str());
+        if let Some(first) = subjects.next()
+            && subjects.all(|subject| subject == first)
+        {
+            attributes.push(KeyValue::new(
+                semconv::MESSAGING_DESTINATION_NAME,
+                destination(self.only_subject, first),
+            ));
         }
         let links: Vec<Link> = messages
             .filter_map(|message| remote_parent(message, context_in_body))
