@@ -10,7 +10,10 @@
 //!   stream through a durable pull consumer, decode, ack.
 //! - B: core request-reply: 64 requests in flight, the responder decodes and replies.
 //! - C: core publish: traced publishes against raw `publish_with_headers`, and
-//!   with broker tracing (`Nats-Trace-Dest`) on every publish and on 1 in 100.
+//!   with broker tracing (`Nats-Trace-Dest`) on every publish and on 1 in 100;
+//!   in batches of 100; against a publish traced by hand (seed guide §4.1); and
+//!   head-sampled (`ParentBased(TraceIdRatio(0.01))`). `NATS_OTEL_BENCH_ROWS`
+//!   picks rows, to profile one alone.
 //! - D: peak RSS while consuming a 1,000,000-message backlog with full telemetry.
 //! - A100: A in batches of 100: hand-written batched loops (raw, and traced
 //!   with a linked batch span and an ack span a message) against a batch handler.
@@ -734,6 +737,41 @@ async fn publish_batches(publisher: &Publisher, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// C's variant (2): each publish traced by hand as the seed guide (§4.1) does:
+/// a `send` PRODUCER span with the attributes `Publisher::publish` records,
+/// its context injected into the headers, ended after the publish.
+async fn publish_hand_traced(client: &async_nats::Client, n: usize) -> Duration {
+    use nats_otel_runtime::propagation::HeaderInjector;
+    let tracer = global::tracer("bench-hand-written");
+    let client_id = client.server_info().client_id.to_string();
+    let port = i64::from(client.server_info().port);
+    let payload = order_payload(1);
+    let started = Instant::now();
+    for _ in 0..n {
+        let span = tracer
+            .span_builder("send bench.pub")
+            .with_kind(SpanKind::Producer)
+            .with_attributes([
+                KeyValue::new("messaging.system", "nats"),
+                KeyValue::new("messaging.operation.name", "send"),
+                KeyValue::new("messaging.operation.type", "send"),
+                KeyValue::new("messaging.destination.name", "bench.pub"),
+                KeyValue::new("messaging.message.body.size", payload.len() as i64),
+                KeyValue::new("messaging.client.id", client_id.clone()),
+                KeyValue::new("server.address", "127.0.0.1"),
+                KeyValue::new("server.port", port),
+            ])
+            .start(&tracer);
+        let cx = opentelemetry::Context::current_with_span(span);
+        let mut headers = HeaderMap::new();
+        global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
+        client.publish_with_headers("bench.pub", headers, payload.clone()).await.unwrap();
+        cx.span().end();
+    }
+    client.flush().await.unwrap();
+    started.elapsed()
+}
+
 async fn publish_traced(publisher: &Publisher, n: usize) -> Duration {
     let payload = order_payload(1);
     let started = Instant::now();
@@ -977,8 +1015,18 @@ async fn run() {
     }
 
     if run_scenario("C") {
-        let mut results = Results::new(5);
+        let mut results = Results::new(7);
         let publisher_client = server.connect().await.unwrap();
+        // Head sampling as production runs it: 1 trace in 100, children
+        // following their parent. Its publisher resolves this provider's tracer.
+        let head_sampled_provider = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01),
+            )))
+            .with_batch_exporter(NoopSpans)
+            .build();
+        global::set_tracer_provider(head_sampled_provider.clone());
+        let head_sampled = Publisher::new(publisher_client.clone());
         providers.install_globals();
         let publisher = tracing::dispatcher::with_default(&providers.dispatch, || {
             Publisher::new(publisher_client.clone())
@@ -994,10 +1042,12 @@ async fn run() {
             // Rows of the table, (row, variant): (1) raw, then nats-otel as
             // variant (3) as in A and B, with broker tracing off, at 100 % and
             // at 1 %, and in batches of 100. The order rotates between rounds.
-            let rows = [(0, 0), (1, 2), (2, 2), (3, 2), (4, 2)];
+            let rows = [(0, 0), (1, 2), (2, 2), (3, 2), (4, 2), (5, 1), (6, 2)];
             let mut order = rows.to_vec();
             order.rotate_left(round % rows.len());
-            for i in order.into_iter().filter(|&(_, v)| selected(v)).map(|(row, _)| row) {
+            for i in
+                order.into_iter().filter(|&(row, v)| selected(v) && row_selected(row)).map(|(row, _)| row)
+            {
                 reset_peak_rss();
                 let traced =
                     |publisher| publish_traced(publisher, n).with_subscriber(providers.dispatch.clone());
@@ -1006,7 +1056,9 @@ async fn run() {
                     1 => traced(&publisher).await,
                     2 => traced(&broker_all).await,
                     3 => traced(&broker_some).await,
-                    _ => publish_batches(&publisher, n).with_subscriber(providers.dispatch.clone()).await,
+                    4 => publish_batches(&publisher, n).with_subscriber(providers.dispatch.clone()).await,
+                    5 => publish_hand_traced(&publisher_client, n).await,
+                    _ => traced(&head_sampled).await,
                 };
                 results.rss[i] = results.rss[i].max(peak_rss_mib());
                 results.rates[i].push(n as f64 / elapsed.as_secs_f64());
@@ -1015,7 +1067,7 @@ async fn run() {
             }
         }
         // Here "vs (2)" compares with the second row: the same publisher
-        // without broker tracing.
+        // without broker tracing; the hand-traced row is the issue's (2).
         results.print(
             "C. Core publish",
             &[
@@ -1024,8 +1076,22 @@ async fn run() {
                 "(3) + broker tracing, 100 %",
                 "(3) + broker tracing, 1 %",
                 "(3) Publisher::publish_batch, 100 a batch",
+                "(2) hand-traced publish (seed guide 4.1)",
+                "(3) Publisher::publish, head-sampled 1 %",
             ],
         );
+        let ratio = |a: usize, b: usize| {
+            let (a, b) = (&results.rates[a], &results.rates[b]);
+            (!a.is_empty() && !b.is_empty())
+                .then(|| median(a.iter().zip(b).map(|(x, y)| x / y).collect()))
+                .map_or("–".to_owned(), |r| format!("{r:.2}"))
+        };
+        println!(
+            "Publisher::publish vs hand-traced: {} (issue 21: >= 1.0); head-sampled 1 % vs raw: {} (>= 0.90)",
+            ratio(1, 5),
+            ratio(6, 0)
+        );
+        let _ = head_sampled_provider.shutdown();
     }
 
     if run_scenario("D") && backlog > 0 {
@@ -1089,6 +1155,15 @@ async fn run() {
 fn selected(v: usize) -> bool {
     match std::env::var("NATS_OTEL_BENCH_VARIANTS") {
         Ok(list) => list.split(',').any(|x| x.trim() == (v + 1).to_string()),
+        Err(_) => true,
+    }
+}
+
+/// Whether row `row` of C runs (`NATS_OTEL_BENCH_ROWS=2,6`, 1-based; all by default):
+/// to profile one row alone.
+fn row_selected(row: usize) -> bool {
+    match std::env::var("NATS_OTEL_BENCH_ROWS") {
+        Ok(list) => list.split(',').any(|x| x.trim() == (row + 1).to_string()),
         Err(_) => true,
     }
 }
