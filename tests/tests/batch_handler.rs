@@ -473,3 +473,59 @@ async fn a_consumer_deleted_mid_batch_ends_the_service_with_a_clear_error() {
     assert_eq!(err.kind(), nats_otel_runtime::ServeErrorKind::ConsumerDeleted, "{err}");
     assert!(err.to_string().contains("doomed"), "{err}");
 }
+
+/// Declines the order with id 2 for good; the others are stored.
+#[jetstream_consumer(
+    stream = "ORDERS",
+    durable = "refused",
+    batch_size = 10,
+    batch_wait = "20ms",
+    dead_letter = "dead.orders"
+)]
+async fn declines_two(orders: Batch<Json<Order>>, State(batches): State<Batches>) -> BatchOutcome<Declined> {
+    batches.record(orders.iter().map(|order| order.0.id).collect());
+    let mut outcome = BatchOutcome::new();
+    for order in &orders {
+        if order.0.id == 2 {
+            outcome.fail(order.id(), Declined(5)); // a multiple of 5: for good
+        }
+    }
+    outcome
+}
+
+#[tokio::test]
+async fn a_dead_letter_the_server_refuses_keeps_its_message_until_it_is_stored() {
+    let h = start().await;
+    orders_stream(&h.client, stream::StorageType::Memory).await;
+    let ledger = Ledger::watch(&h.client, "ORDERS", "refused").await.unwrap();
+    publish_orders(&h.client, 1..=3).await;
+    // No stream takes `dead.orders` yet: the server refuses the letter.
+    let batches = Batches::default();
+    let running =
+        spawn(NatsService::with_state(h.client.clone(), batches.clone()).handler(declines_two)).await;
+    within("order 2 handled twice", async {
+        while batches.seen(2) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(ledger.terminated().is_empty(), "never termed without its letter");
+    // 1 and 3 acked; only 2 is still the consumer's (nak'ed, to be dead-lettered again).
+    let orders = jetstream::new(h.client.clone()).get_stream("ORDERS").await.unwrap();
+    let info = orders.consumer_info("refused").await.unwrap().clone();
+    assert_eq!((info.ack_floor.stream_sequence, info.num_ack_pending), (1, 1), "{info:?}");
+    assert_eq!((batches.seen(1), batches.seen(3)), (1, 1), "the others are not held back");
+    let spans = h.recorder.spans();
+    let warned = named(&spans, "process ORDERS")
+        .iter()
+        .flat_map(|s| &s.events.events)
+        .any(|e| e.name.contains("dead letter was not stored"));
+    assert!(warned, "the batch's span says the letter failed");
+
+    // Once the stream exists the letter is stored, then the message termed.
+    dead_stream(&h.client).await;
+    let accounts = accounts_until(&ledger, Some("DEAD"), 30, |a| a.dead_lettered == [2]).await;
+    assert_eq!(accounts.acked, [1, 3]);
+    assert_eq!(accounts.letters.get(&2), Some(&1), "one letter");
+    running.stop().await.unwrap();
+}

@@ -4,9 +4,9 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::Ident;
 
-use crate::consumer::model::{AckMode, Consumer, DeadLetterRoute, Deliver, SettleRecord, StreamRef};
-
-use crate::consumer::model::DEFAULT_BATCH_WAIT;
+use crate::consumer::model::{
+    AckMode, Consumer, DEFAULT_BATCH_WAIT, DeadLetterRoute, Deliver, SettleRecord, StreamRef,
+};
 
 impl Consumer {
     /// `Endpoint::Consume(JetStreamConsumer::new(stream, durable)…)` (or

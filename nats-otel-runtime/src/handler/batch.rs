@@ -283,8 +283,8 @@ impl<E: HandlerError> IntoOutcome for BatchOutcome<E> {
 }
 
 /// The `T` of [`Handler<T, S>`](crate::Handler) for an undecorated batch
-/// handler: `async fn(Batch<X>)` or `async fn(Batch<X>, A)` where `A` reads
-/// the batch too (`State<T>`, `TraceContext`).
+/// handler: `async fn(Batch<X>)`, or with up to two more arguments that read the
+/// batch too (`State<T>`, `TraceContext`).
 pub struct BatchArgs<Args>(std::marker::PhantomData<fn() -> Args>);
 
 impl<Args> std::fmt::Debug for BatchArgs<Args> {
@@ -293,59 +293,43 @@ impl<Args> std::fmt::Debug for BatchArgs<Args> {
     }
 }
 
-impl<F, Fut, S, X> super::sealed::Sealed<BatchArgs<(X,)>, S> for F
-where
-    F: Fn(Batch<X>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future + Send + 'static,
-    Fut::Output: IntoOutcome,
-    X: FromMessage<S> + Extractor,
-{
+/// `Handler` for `async fn(Batch<X>, A…)`, each `A` reading the whole batch.
+macro_rules! impl_batch_handler {
+    ($($arg:ident),*) => {
+        impl<F, Fut, S, X, $($arg,)*> super::sealed::Sealed<BatchArgs<(X, $($arg,)*)>, S> for F
+        where
+            F: Fn(Batch<X>, $($arg),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: std::future::Future + Send + 'static,
+            Fut::Output: IntoOutcome,
+            X: FromMessage<S> + Extractor,
+            $($arg: FromMessage<S> + BatchArgument,)*
+        {
+        }
+
+        impl<F, Fut, S, X, $($arg,)*> super::Handler<BatchArgs<(X, $($arg,)*)>, S> for F
+        where
+            F: Fn(Batch<X>, $($arg),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: std::future::Future + Send + 'static,
+            Fut::Output: IntoOutcome,
+            X: FromMessage<S> + Extractor,
+            $($arg: FromMessage<S> + BatchArgument,)*
+        {
+            type Future = Fut;
+            type Output = Fut::Output;
+            const TRACE_CONTEXT_IN_BODY: bool = X::TRACE_CONTEXT_IN_BODY;
+            const SETTLES_ITSELF: bool = X::SETTLES_ITSELF;
+            const BATCH: bool = true;
+
+            #[allow(non_snake_case)]
+            fn call(&self, incoming: &Incoming, state: &S) -> Result<Fut, Rejection> {
+                let batch = Batch::from_message(incoming, state)?;
+                $(let $arg = $arg::from_message(incoming, state)?;)*
+                Ok(self(batch, $($arg),*))
+            }
+        }
+    };
 }
 
-impl<F, Fut, S, X> super::Handler<BatchArgs<(X,)>, S> for F
-where
-    F: Fn(Batch<X>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future + Send + 'static,
-    Fut::Output: IntoOutcome,
-    X: FromMessage<S> + Extractor,
-{
-    type Future = Fut;
-    type Output = Fut::Output;
-    const TRACE_CONTEXT_IN_BODY: bool = X::TRACE_CONTEXT_IN_BODY;
-    const SETTLES_ITSELF: bool = X::SETTLES_ITSELF;
-    const BATCH: bool = true;
-
-    fn call(&self, incoming: &Incoming, state: &S) -> Result<Fut, Rejection> {
-        Ok(self(Batch::from_message(incoming, state)?))
-    }
-}
-
-impl<F, Fut, S, X, A> super::sealed::Sealed<BatchArgs<(X, A)>, S> for F
-where
-    F: Fn(Batch<X>, A) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future + Send + 'static,
-    Fut::Output: IntoOutcome,
-    X: FromMessage<S> + Extractor,
-    A: FromMessage<S> + BatchArgument,
-{
-}
-
-impl<F, Fut, S, X, A> super::Handler<BatchArgs<(X, A)>, S> for F
-where
-    F: Fn(Batch<X>, A) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future + Send + 'static,
-    Fut::Output: IntoOutcome,
-    X: FromMessage<S> + Extractor,
-    A: FromMessage<S> + BatchArgument,
-{
-    type Future = Fut;
-    type Output = Fut::Output;
-    const TRACE_CONTEXT_IN_BODY: bool = X::TRACE_CONTEXT_IN_BODY;
-    const SETTLES_ITSELF: bool = X::SETTLES_ITSELF;
-    const BATCH: bool = true;
-
-    fn call(&self, incoming: &Incoming, state: &S) -> Result<Fut, Rejection> {
-        let batch = Batch::from_message(incoming, state)?;
-        Ok(self(batch, A::from_message(incoming, state)?))
-    }
-}
+impl_batch_handler!();
+impl_batch_handler!(A1);
+impl_batch_handler!(A1, A2);

@@ -10,9 +10,9 @@ use async_nats::jetstream;
 use futures_util::future::{Either, join_all};
 
 use super::batching::BatchWork;
-use super::consumer::Shared;
 use super::keep_alive::{Beating, Pace, with_progress};
 use super::settler::Settler;
+use super::shared::Shared;
 use crate::endpoint::AckMode;
 use crate::handler::batch::IncomingBatch;
 use crate::handler::{Failure, Handler, Incoming, JetStreamInfo, Outcome, Reply};
@@ -206,10 +206,10 @@ impl Beating for Settlers<'_> {
         self.0.iter().all(|settler| settler.is_settled())
     }
 
-    fn in_progress(&self) -> impl Future<Output = ()> + Send + '_ {
-        let beats = self.0.iter().filter(|settler| !settler.is_settled()).map(|settler| settler.progress());
-        async move {
-            join_all(beats).await;
+    /// One after the other: each is a write to the connection (see the settling).
+    async fn in_progress(&self) {
+        for settler in self.0.iter().filter(|settler| !settler.is_settled()) {
+            settler.progress().await;
         }
     }
 }

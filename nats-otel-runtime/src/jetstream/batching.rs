@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message};
-use futures_util::future::join_all;
 
 use super::pulling::{Pulling, Work};
 use crate::serving::{Next, Source};
@@ -69,7 +68,9 @@ impl Batching {
         let capacity = self.size.min(64);
         let batch = self.ready.insert(std::mem::replace(&mut self.filling, Vec::with_capacity(capacity)));
         if self.first.elapsed() >= self.pulling.waiting_pace() / 2 {
-            join_all(batch.iter().map(|message| message.ack_with(AckKind::Progress))).await;
+            for message in batch.iter() {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
         }
         Next::Work(BatchWork::Batch(self.ready.take().unwrap_or_default()))
     }

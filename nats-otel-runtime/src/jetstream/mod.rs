@@ -15,6 +15,7 @@ mod pulling;
 pub mod settle;
 mod settler;
 pub(crate) mod setup;
+mod shared;
 
 pub use crate::endpoint::{
     AckMode, DEFAULT_BATCH, DEFAULT_JETSTREAM_CONCURRENCY, DeadLetterRoute, Deliver, JetStreamConsumer,

@@ -165,7 +165,7 @@ where
     S: Send + Sync + 'static,
 {
     let peer = Peer::of(&run.client);
-    let metrics = super::consumer::metrics(&spec, &run, &peer);
+    let metrics = super::shared::metrics(&spec, &run, &peer);
     let step = Replay {
         handler,
         state: run.state,

@@ -134,7 +134,7 @@ impl Pulling {
     }
 
     fn rearm_beat(&mut self) {
-        let pace = self.ack_wait.waiting_pace(&self.policy);
+        let pace = self.waiting_pace();
         self.beat.as_mut().reset(tokio::time::Instant::now() + pace);
     }
 }
