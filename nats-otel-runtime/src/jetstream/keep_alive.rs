@@ -109,12 +109,18 @@ impl Waiting {
     /// half of `pace` or more since it was last known alive is told in progress
     /// on the way out: its handler's own heartbeats start only a `pace` later.
     /// (Most wait microseconds: a beat each would double the acks sent.)
+    ///
+    /// Cancel-safe: the serve loop drops a pending `next` when a handler
+    /// finishes, so the message leaves the queue only once its beat is sent.
+    /// Taken out before, it would be dropped with the future, unanswered until
+    /// its ack timeout.
     pub(crate) async fn pop(&mut self, pace: Duration) -> Option<jetstream::Message> {
-        let (alive, message) = self.0.pop_front()?;
+        let (alive, message) = self.0.front_mut()?;
         if alive.elapsed() >= pace / 2 {
             let _ = message.ack_with(AckKind::Progress).await;
+            *alive = Instant::now();
         }
-        Some(message)
+        self.0.pop_front().map(|(_, message)| message)
     }
 
     /// Tells the server every waiting message is still being worked on.
@@ -211,5 +217,61 @@ async fn heartbeats<B: Beating>(settler: &B, pace: Pace<'_>) -> Infallible {
         if beat && !settler.is_settled() {
             settler.in_progress().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A server that greets one client, answers its first `PING`, then never
+    /// reads again: what the client writes backs up, until its command queue
+    /// is full and every publish, `+WPI` included, waits.
+    async fn stalled_client() -> async_nats::Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let info = r#"INFO {"server_id":"stalled","version":"2.11.0","max_payload":1048576,"headers":true,"proto":1}"#;
+            socket.write_all(format!("{info}\r\n").as_bytes()).await.unwrap();
+            let (mut read, mut seen) = (vec![0; 4096], Vec::new());
+            while !seen.windows(6).any(|w| w == b"PING\r\n") {
+                let n = socket.read(&mut read).await.unwrap();
+                assert!(n > 0, "the client hung up");
+                seen.extend_from_slice(&read[..n]);
+            }
+            socket.write_all(b"PONG\r\n").await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let client =
+            async_nats::ConnectOptions::new().client_capacity(1).connect(address.to_string()).await.unwrap();
+        let filler = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+        while tokio::time::timeout(Duration::from_millis(300), client.publish("filler", filler.clone()))
+            .await
+            .is_ok()
+        {}
+        client
+    }
+
+    #[tokio::test]
+    async fn a_pop_dropped_while_its_beat_waits_keeps_the_message() {
+        let client = stalled_client().await;
+        let message = async_nats::Message {
+            subject: "orders".into(),
+            reply: Some("$JS.ACK.ORDERS.workers.1.1.1.0.0".into()),
+            payload: bytes::Bytes::from_static(b"{}"),
+            headers: None,
+            status: None,
+            description: None,
+            length: 2,
+        };
+        let mut waiting = Waiting::default();
+        waiting.push(jetstream::Message { message, context: jetstream::new(client) });
+        // A pace of zero: the message waited long enough to be told in progress.
+        let popped = tokio::time::timeout(Duration::from_millis(200), waiting.pop(Duration::ZERO)).await;
+        assert!(popped.is_err(), "the beat waits for room in the stalled connection");
+        assert_eq!(waiting.len(), 1, "the dropped pop left its message waiting, not lost");
     }
 }
