@@ -1018,13 +1018,15 @@ async fn run() {
         let mut results = Results::new(7);
         let publisher_client = server.connect().await.unwrap();
         // Head sampling as production runs it: 1 trace in 100, children
-        // following their parent. Its publisher resolves this provider's tracer.
+        // following their parent. Its publisher resolves this provider's tracer
+        // and, as every row's, the metrics provider.
         let head_sampled_provider = SdkTracerProvider::builder()
             .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
                 opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.01),
             )))
             .with_batch_exporter(NoopSpans)
             .build();
+        providers.install_globals();
         global::set_tracer_provider(head_sampled_provider.clone());
         let head_sampled = Publisher::new(publisher_client.clone());
         providers.install_globals();

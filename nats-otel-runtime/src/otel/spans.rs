@@ -561,18 +561,27 @@ impl SendSpans {
             Outbound::Send => ("send", SpanKind::Producer, &self.send),
             Outbound::Request => ("request", SpanKind::Client, &self.request),
         };
-        // The destination, its template and the body size.
+        // Samplers see the name, the kind and the attributes that cost no
+        // allocation (the operation's, the connection's, the body size). The
+        // destination and its template are copied only into a span that
+        // records: an unsampled publish makes no copy of them.
         let mut attributes = endpoint_attributes(constants, &self.peer, semconv::emit_deprecated_names(), 3);
-        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
-        if let Some(template) = template {
-            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
-        }
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, body_size as i64));
         let destination = template.unwrap_or(subject);
         let mut name = String::with_capacity(operation.len() + 1 + destination.len());
         name.extend([operation, " ", destination]);
         let builder = SpanBuilder::from_name(name).with_kind(span_kind).with_attributes(attributes);
-        SendSpan { cx: self.tracer.start(builder, &parent), ambient: None }
+        let cx = self.tracer.start_recording(builder, &parent, |span| {
+            use opentelemetry::trace::Span as _;
+            span.set_attribute(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
+            if let Some(template) = template {
+                span.set_attribute(KeyValue::new(
+                    semconv::MESSAGING_DESTINATION_TEMPLATE,
+                    template.to_owned(),
+                ));
+            }
+        });
+        SendSpan { cx, ambient: None }
     }
 }
 

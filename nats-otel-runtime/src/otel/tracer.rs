@@ -77,10 +77,25 @@ impl Tracer {
     /// Starts a span as a child of `parent` (a root when it has no span), and
     /// gives the context that holds it.
     pub(crate) fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
-        let span = self.tracer.build_with_context(builder, parent);
+        self.start_recording(builder, parent, |_| {})
+    }
+
+    /// Starts a span as [`start`](Self::start) does, and lets `record` add
+    /// what the sampler need not see only when the span records: a span the
+    /// sampler drops costs its decision and its context, not its attributes.
+    pub(crate) fn start_recording(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        record: impl FnOnce(&mut BoxedSpan),
+    ) -> Context {
+        use opentelemetry::trace::Span as _;
+        let mut span = self.tracer.build_with_context(builder, parent);
         if is_noop(&span, parent) {
             self.off.store(true, Ordering::Relaxed);
             no_provider_hint();
+        } else if span.is_recording() {
+            record(&mut span);
         }
         parent.with_span(span)
     }

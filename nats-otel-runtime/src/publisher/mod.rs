@@ -35,6 +35,12 @@ use crate::otel::spans::{Fault, Outbound, SendSpans, record_error};
 /// Cheap to clone. Spans are children of the current span: inside a handler, of
 /// its `process` span.
 ///
+/// The sampler decides before the span's strings are copied: it sees the
+/// span's name (`send orders.eu`, with the destination), its kind, and the
+/// attributes that cost nothing to make (system, operation, connection, body
+/// size). A publish it drops costs that decision, the metrics and the
+/// propagated context (unsampled), not an attribute list.
+///
 /// ```no_run
 /// # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
 /// use nats_otel_runtime::Publisher;
