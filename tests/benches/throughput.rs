@@ -20,6 +20,9 @@
 //! - L: A's toolkit variant with one log line a message through `tracing-subscriber`'s
 //!   fmt layer, plain and joined to traces (`LogContext`).
 //!
+//! `NATS_OTEL_BENCH_SETTLE=event` makes the toolkit's JetStream consumers record
+//! settlements as events on the process span instead of `ack` spans.
+//!
 //! Variants for A and B, alternated within each round:
 //! 1. raw async-nats loop, no tracing (the limit);
 //! 2. the same loop, hand-instrumented with the OpenTelemetry API, emitting the same
@@ -450,9 +453,15 @@ async fn js_toolkit(
     js_toolkit_with(client, bound(name), n, dispatch, js_handler).await
 }
 
-/// The bench's consumer `name`, bound (created by the bench).
+/// The bench's consumer `name`, bound (created by the bench). Settlements are
+/// spans, the default; `NATS_OTEL_BENCH_SETTLE=event` records them as events
+/// on the process span instead, to weigh one against the other.
 fn bound(name: &str) -> JetStreamConsumer {
-    JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false)
+    let settle = match std::env::var("NATS_OTEL_BENCH_SETTLE").as_deref() {
+        Ok("event") => nats_otel_runtime::SettleRecord::Event,
+        _ => nats_otel_runtime::SettleRecord::Span,
+    };
+    JetStreamConsumer::new(STREAM, name.to_owned()).filter(FILTER).create(false).settle_record(settle)
 }
 
 async fn js_toolkit_with<H, T>(
