@@ -19,6 +19,10 @@
 //!   with a linked batch span and an ack span a message) against a batch handler.
 //! - L: A's toolkit variant with one log line a message through `tracing-subscriber`'s
 //!   fmt layer, plain and joined to traces (`LogContext`).
+//! - E: A's variants (1), (2) and (3) with real span export: OTLP http/protobuf
+//!   (opentelemetry-otlp's exporter, the SDK's default batch processor) to the
+//!   test kit's receiver in the process, which decodes every request and counts
+//!   the spans; each round includes its final flush. Prints the spans received.
 //!
 //! `NATS_OTEL_BENCH_SETTLE=event` makes the toolkit's JetStream consumers record
 //! settlements as events on the process span instead of `ack` spans.
@@ -33,7 +37,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{PullConsumer, pull};
@@ -52,6 +56,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use serde::{Deserialize, Serialize};
+use tests::otlp::OtlpReceiver;
 use tokio::sync::Notify;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
@@ -126,6 +131,52 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoopMetrics {
     }
 }
 
+/// What the batch span processor says it dropped because its queue was full:
+/// the SDK's self-diagnostic counter `otel.sdk.processor.span.processed` with
+/// `error.type=queue_full`, which a processor records through the global meter
+/// provider of the moment it was built. Read at each export (cumulative).
+#[derive(Debug, Clone, Default)]
+struct DroppedSpans(Arc<AtomicU64>);
+
+impl DroppedSpans {
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for DroppedSpans {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let dropped = metrics
+            .scope_metrics()
+            .flat_map(|scope| scope.metrics())
+            .filter(|metric| metric.name() == "otel.sdk.processor.span.processed")
+            .filter_map(|metric| match metric.data() {
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => Some(sum),
+                _ => None,
+            })
+            .flat_map(|sum| sum.data_points())
+            .filter(|point| {
+                point
+                    .attributes()
+                    .any(|kv| kv.key.as_str() == "error.type" && kv.value.as_str() == "queue_full")
+            })
+            .map(|point| point.value())
+            .sum();
+        self.0.store(dropped, Ordering::Relaxed);
+        Ok(())
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
 /// The `tracing-opentelemetry` layer of variants 2 and 3, carefully
 /// configured: no per-span source locations or thread ids.
 fn bridge<S>(
@@ -152,9 +203,17 @@ struct Providers {
 
 impl Providers {
     fn new() -> Self {
+        Self::exporting_to(NoopSpans)
+    }
+
+    /// The providers with their spans exported by `exporter`, through the
+    /// SDK's batch span processor with its default settings (queue 2048,
+    /// batches of 512, every 5 s; or `OTEL_BSP_*`): what `telemetry::init`
+    /// gives users.
+    fn exporting_to(exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static) -> Self {
         let tracer = SdkTracerProvider::builder()
             .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
-            .with_batch_exporter(NoopSpans)
+            .with_batch_exporter(exporter)
             .build();
         let meter =
             SdkMeterProvider::builder().with_reader(PeriodicReader::builder(NoopMetrics).build()).build();
@@ -207,6 +266,36 @@ impl Providers {
         let _ = tokio::task::spawn_blocking(move || tracer.force_flush()).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    /// Exports the spans still queued and waits for the exporter to finish:
+    /// how long that took. Scenario E counts it in the round, so a variant
+    /// pays for exporting all the spans it made, not only those exported while
+    /// it ran (up to a queue's worth, 2048 spans by default, would otherwise
+    /// go out untimed).
+    async fn flush(&self) -> Duration {
+        let started = Instant::now();
+        let tracer = self.tracer.clone();
+        let flushed = tokio::task::spawn_blocking(move || tracer.force_flush()).await.unwrap();
+        flushed.expect("the queued spans exported within the SDK's flush timeout (5 s)");
+        started.elapsed()
+    }
+}
+
+/// Scenario E's span exporter: opentelemetry-otlp's, over HTTP with protobuf
+/// bodies and its default client (reqwest's blocking one, as `telemetry::init`
+/// builds for `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`), sending to the
+/// receiver at `endpoint`.
+fn otlp_http_spans(endpoint: &str) -> opentelemetry_otlp::SpanExporter {
+    use opentelemetry_otlp::WithExportConfig as _;
+    // reqwest is built with rustls but no crypto provider; `telemetry::init`
+    // installs ring as the process's, and so does the bench.
+    let _ = rustls::crypto::CryptoProvider::install_default(rustls::crypto::ring::default_provider());
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(format!("{endpoint}/v1/traces"))
+        .build()
+        .unwrap()
 }
 
 /// The variants of one round: a rotation of the list, forwards in even rounds
@@ -329,6 +418,44 @@ async fn next_message(messages: &mut pull::Stream) -> jetstream::Message {
         }
     }
     panic!("the pull stream keeps failing")
+}
+
+/// One round of A's `variant` on a durable consumer `name` made for it and a
+/// connection of its own, both gone after: how long it took. With `flush`,
+/// that includes exporting the spans still queued when it finished
+/// ([`Providers::flush`]).
+async fn js_round(
+    server: &NatsServer,
+    js: &jetstream::Context,
+    name: &str,
+    variant: Variant,
+    providers: &Providers,
+    n: usize,
+    flush: bool,
+) -> Duration {
+    let consumer = consumer(js, name).await;
+    let consumer_client = server.connect().await.unwrap();
+    if matches!(variant, Variant::HandWritten | Variant::Toolkit) {
+        providers.install_globals();
+    } else {
+        uninstall_globals();
+    }
+    reset_peak_rss();
+    let mut elapsed = match variant {
+        Variant::Raw => js_raw(bind(&consumer_client, name).await, n).await,
+        Variant::HandWritten => {
+            js_hand_written(bind(&consumer_client, name).await, &consumer_client, n).await
+        }
+        Variant::Toolkit => js_toolkit(&consumer_client, name, n, Some(&providers.dispatch)).await,
+        Variant::ToolkitBare => js_toolkit(&consumer_client, name, n, None).await,
+    };
+    if flush {
+        elapsed += providers.flush().await;
+    }
+    drop(consumer);
+    let _ = consumer_client.drain().await;
+    js.get_stream(STREAM).await.unwrap().delete_consumer(name).await.unwrap();
+    elapsed
 }
 
 async fn js_raw(consumer: PullConsumer, n: usize) -> Duration {
@@ -489,6 +616,68 @@ where
     let elapsed = clock.elapsed();
     running.stop().await.unwrap();
     elapsed
+}
+
+// ---------------------------------------------------------------- E: A with OTLP export
+
+/// Scenario E: A's variants (1), (2) and (3), the traced ones exporting their
+/// spans for real, as OTLP over HTTP with protobuf bodies ([`otlp_http_spans`])
+/// to the test kit's receiver, which decodes every request and counts its
+/// spans. The no-op exporter of A hides that cost. The receiver runs on a
+/// runtime of its own (one thread), as a collector beside the service would:
+/// it shares the machine's cores, not the service's workers. Each round counts
+/// its final flush ([`Providers::flush`]).
+async fn otlp_export(server: &NatsServer, js: &jetstream::Context, n: usize, rounds: usize) {
+    let collector = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-receiver")
+        .enable_all()
+        .build()
+        .unwrap();
+    let receiver = collector.spawn(OtlpReceiver::start_counting()).await.unwrap().unwrap();
+    // The processor's drop counter goes to `diagnostics`, global while it is built.
+    let dropped = DroppedSpans::default();
+    let diagnostics =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(dropped.clone()).build()).build();
+    global::set_meter_provider(diagnostics.clone());
+    let providers = Providers::exporting_to(otlp_http_spans(receiver.endpoint()));
+    let mut results = Results::new(3);
+    // Per variant: spans received and dropped during its rounds, rounds run.
+    let (mut received, mut lost, mut ran) = ([0u64; 3], [0u64; 3], [0u64; 3]);
+    for round in 0..rounds {
+        for (v, variant) in round_order(round).filter(|(_, variant)| *variant != Variant::ToolkitBare) {
+            let before = (receiver.span_count(), dropped.count());
+            let name = format!("otlp{round}v{v}");
+            let elapsed = js_round(server, js, &name, variant, &providers, n, true).await;
+            results.rss[v] = results.rss[v].max(peak_rss_mib());
+            results.rates[v].push(n as f64 / elapsed.as_secs_f64());
+            providers.settle().await;
+            diagnostics.force_flush().unwrap();
+            received[v] += receiver.span_count() - before.0;
+            lost[v] += dropped.count() - before.1;
+            ran[v] += 1;
+        }
+    }
+    uninstall_globals();
+    let labels: Vec<_> = VARIANTS[..3].iter().map(|v| v.label()).collect();
+    results.print("E. A with OTLP export (http/protobuf)", &labels);
+    println!("(3) vs (2) with OTLP export: {} (issue 21: >= 1.0)", results.ratio(2, 1));
+    // Both traced variants end two spans a message, `process` and `ack`; (3)
+    // also two a round as its service starts (`start`, the consumer's binding).
+    for v in [1, 2].into_iter().filter(|&v| ran[v] > 0) {
+        println!(
+            "{}: {} spans received, {} dropped by the batch processor (queue full); {} process and ack spans ended",
+            labels[v],
+            received[v],
+            lost[v],
+            2 * n as u64 * ran[v],
+        );
+        assert!(received[v] > 0, "{}: no span reached the receiver", labels[v]);
+    }
+    let _ = providers.tracer.shutdown();
+    let _ = diagnostics.shutdown();
+    drop(receiver);
+    collector.shutdown_background();
 }
 
 // ---------------------------------------------------------------- A100: JetStream in batches
@@ -842,6 +1031,14 @@ impl Results {
             self.rates.iter().map(|r| r.iter().map(|v| v.round()).collect::<Vec<_>>()).collect::<Vec<_>>()
         );
     }
+
+    /// Row `a` against row `b`: the median of their per-round ratios.
+    fn ratio(&self, a: usize, b: usize) -> String {
+        let (a, b) = (&self.rates[a], &self.rates[b]);
+        (!a.is_empty() && !b.is_empty())
+            .then(|| median(a.iter().zip(b).map(|(x, y)| x / y).collect()))
+            .map_or("–".to_owned(), |r| format!("{r:.2}"))
+    }
 }
 
 // ---------------------------------------------------------------- main
@@ -867,7 +1064,7 @@ async fn run() {
         std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
     );
 
-    if run_scenario("A") || run_scenario("L") || run_scenario("A100") {
+    if ["A", "A100", "E", "L"].into_iter().any(run_scenario) {
         let js = jetstream::new(client.clone());
         js.create_stream(stream::Config {
             name: STREAM.into(),
@@ -898,33 +1095,17 @@ async fn run() {
         for round in 0..rounds {
             for (v, variant) in round_order(round) {
                 let name = format!("r{round}v{v}");
-                let consumer = consumer(&js, &name).await;
-                let consumer_client = server.connect().await.unwrap();
-                if matches!(variant, Variant::HandWritten | Variant::Toolkit) {
-                    providers.install_globals();
-                } else {
-                    uninstall_globals();
-                }
-                reset_peak_rss();
-                let elapsed = match variant {
-                    Variant::Raw => js_raw(bind(&consumer_client, &name).await, n).await,
-                    Variant::HandWritten => {
-                        js_hand_written(bind(&consumer_client, &name).await, &consumer_client, n).await
-                    }
-                    Variant::Toolkit => {
-                        js_toolkit(&consumer_client, &name, n, Some(&providers.dispatch)).await
-                    }
-                    Variant::ToolkitBare => js_toolkit(&consumer_client, &name, n, None).await,
-                };
+                let elapsed = js_round(&server, &js, &name, variant, &providers, n, false).await;
                 results.rss[v] = results.rss[v].max(peak_rss_mib());
                 results.rates[v].push(n as f64 / elapsed.as_secs_f64());
-                drop(consumer);
-                let _ = consumer_client.drain().await;
-                js.get_stream(STREAM).await.unwrap().delete_consumer(&name).await.unwrap();
                 providers.settle().await;
             }
         }
         results.print("A. JetStream consume + decode + ack", &VARIANTS.map(Variant::label));
+    }
+
+    if run_scenario("E") {
+        otlp_export(&server, &jetstream::new(client.clone()), n, rounds).await;
     }
 
     if run_scenario("A100") {
@@ -1091,16 +1272,10 @@ async fn run() {
                 "(3) Publisher::publish, head-sampled 1 %",
             ],
         );
-        let ratio = |a: usize, b: usize| {
-            let (a, b) = (&results.rates[a], &results.rates[b]);
-            (!a.is_empty() && !b.is_empty())
-                .then(|| median(a.iter().zip(b).map(|(x, y)| x / y).collect()))
-                .map_or("–".to_owned(), |r| format!("{r:.2}"))
-        };
         println!(
             "Publisher::publish vs hand-traced: {} (issue 21: >= 1.0); head-sampled 1 % vs raw: {} (>= 0.90)",
-            ratio(1, 5),
-            ratio(6, 0)
+            results.ratio(1, 5),
+            results.ratio(6, 0)
         );
         let _ = head_sampled_provider.shutdown();
     }

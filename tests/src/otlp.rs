@@ -5,10 +5,13 @@
 //! services, over HTTP/2), and HTTP `POST /v1/traces` and `/v1/metrics` with
 //! protobuf or JSON bodies. In plain text, or TLS with an optional demand for a
 //! client certificate. It records each export with the protocol it came by,
-//! and each refused TLS handshake.
+//! and each refused TLS handshake; or, started with
+//! [`start_counting`](OtlpReceiver::start_counting), decodes the traces exports
+//! as fully but only counts their spans.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -137,9 +140,31 @@ impl Received {
 struct Shared {
     received: Mutex<Received>,
     changed: Notify,
+    /// Spans in every traces export decoded, kept or not.
+    spans: AtomicU64,
+    /// Whether traces exports are only counted, not kept: a benchmark sends
+    /// millions of spans, which kept would take gigabytes.
+    counting: bool,
 }
 
 impl Shared {
+    /// A decoded traces export: counted, and kept unless counting.
+    fn traces(&self, export: Export<ExportTraceServiceRequest>) {
+        let spans: usize = export
+            .request
+            .resource_spans
+            .iter()
+            .flat_map(|resource_spans| &resource_spans.scope_spans)
+            .map(|scope| scope.spans.len())
+            .sum();
+        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
+        if self.counting {
+            self.changed.notify_waiters();
+        } else {
+            self.record(|r| r.traces.push(export));
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Received> {
         self.received.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -176,7 +201,15 @@ pub enum ClientAuth {
 impl OtlpReceiver {
     /// A plain-text receiver on a free loopback port.
     pub async fn start() -> std::io::Result<Self> {
-        Self::serve(None).await
+        Self::serve(None, false).await
+    }
+
+    /// A plain-text receiver that decodes traces exports as [`start`](Self::start)'s
+    /// does, but keeps only how many spans came ([`span_count`](Self::span_count)),
+    /// not the requests: [`received`](Self::received) holds no traces. For
+    /// benchmarks, whose millions of spans would fill the memory.
+    pub async fn start_counting() -> std::io::Result<Self> {
+        Self::serve(None, true).await
     }
 
     /// A TLS receiver presenting `certificates`' server certificate.
@@ -184,15 +217,15 @@ impl OtlpReceiver {
         certificates: &Certificates,
         client_auth: ClientAuth,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        Ok(Self::serve(Some(acceptor(certificates, client_auth)?)).await?)
+        Ok(Self::serve(Some(acceptor(certificates, client_auth)?), false).await?)
     }
 
-    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Self> {
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, counting: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://localhost:{}", address.port());
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { counting, ..Shared::default() });
         let task = tokio::spawn(accept(listener, tls, shared.clone()));
         Ok(Self { endpoint, shared, task })
     }
@@ -205,6 +238,12 @@ impl OtlpReceiver {
     /// What has been received so far.
     pub fn received(&self) -> Received {
         self.shared.lock().clone()
+    }
+
+    /// How many spans the traces exports received so far held, whatever
+    /// their protocol, kept or only counted.
+    pub fn span_count(&self) -> u64 {
+        self.shared.spans.load(Ordering::Relaxed)
     }
 
     /// Waits until `done` holds of what was received; what was received either way.
@@ -319,7 +358,7 @@ async fn handle(request: Request<Incoming>, tls: bool, shared: Arc<Shared>) -> R
     };
     let reply = match path.as_str() {
         "/v1/traces" => decode::<ExportTraceServiceRequest>(wire, &body).map(|request| {
-            shared.record(|r| r.traces.push(Export { wire, tls, request }));
+            shared.traces(Export { wire, tls, request });
             encode(wire, &ExportTraceServiceResponse { partial_success: None })
         }),
         "/v1/metrics" => decode::<ExportMetricsServiceRequest>(wire, &body).map(|request| {
@@ -379,7 +418,7 @@ impl TraceService for Sink {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let (tls, request) = (self.tls, request.into_inner());
-        self.shared.record(|r| r.traces.push(Export { wire: Wire::Grpc, tls, request }));
+        self.shared.traces(Export { wire: Wire::Grpc, tls, request });
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
