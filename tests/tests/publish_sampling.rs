@@ -112,3 +112,56 @@ async fn an_unsampled_publish_records_nothing_and_still_propagates_its_context()
     assert!(attribute("messaging.client.id").is_some());
     let _ = provider.shutdown();
 }
+
+#[tokio::test]
+async fn a_batch_copies_destinations_only_into_the_spans_the_sampler_keeps() {
+    install_w3c_propagators();
+    let shown = Shown::default();
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(shown.clone())
+        .with_simple_exporter(exporter.clone())
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let server = NatsServer::start().unwrap();
+    let client = server.connect().await.unwrap();
+    let mut subscriber = client.subscribe("sampling.>").await.unwrap();
+    client.flush().await.unwrap();
+    let publisher = Publisher::new(client.clone());
+
+    let batch = [
+        nats_otel_runtime::publisher::Outgoing::new("sampling.kept", "a").message_id("m-1"),
+        nats_otel_runtime::publisher::Outgoing::new("sampling.dropped", "b").message_id("m-2"),
+    ];
+    let results = publisher.publish_batch(batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for _ in 0..2 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), subscriber.next())
+            .await
+            .expect("both messages arrive")
+            .unwrap();
+        let parent = extract_parent(message.headers.as_ref()).expect("each message carries its context");
+        let sampled = parent.span().span_context().is_sampled();
+        assert_eq!(sampled, message.subject.as_str() == "sampling.kept", "{}", message.subject);
+    }
+    let _ = provider.force_flush();
+
+    for (name, _, keys) in shown.0.lock().unwrap().iter() {
+        assert!(keys.iter().all(|k| k != "messaging.destination.name"), "{name}: {keys:?}");
+        assert!(keys.iter().all(|k| k != "messaging.message.id"), "{name}: {keys:?}");
+    }
+    let spans = exporter.get_finished_spans().unwrap();
+    let names: Vec<_> = spans.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(
+        names,
+        ["create sampling.kept"],
+        "the batch's `send` span and the dropped message record nothing"
+    );
+    let attribute = |key: &str| {
+        spans[0].attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attribute("messaging.destination.name").as_deref(), Some("sampling.kept"));
+    assert_eq!(attribute("messaging.message.id").as_deref(), Some("m-1"));
+    assert_eq!(attribute("messaging.message.body.size").as_deref(), Some("1"));
+    let _ = provider.shutdown();
+}

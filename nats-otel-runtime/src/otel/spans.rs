@@ -488,19 +488,19 @@ impl SendSpans {
         if self.tracer.is_off() {
             return parent.clone();
         }
+        // As `start`: the strings only into a span that records.
         let mut attributes =
             endpoint_attributes(&self.create, &self.peer, semconv::emit_deprecated_names(), 4);
-        attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
-        if let Some(template) = template {
-            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
-        }
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, body_size as i64));
-        if let Some(id) = message_id {
-            attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
-        }
         let name = format!("create {}", template.unwrap_or(subject));
         let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Producer).with_attributes(attributes);
-        let cx = self.tracer.start(builder, parent);
+        let cx = self.tracer.start_recording(builder, parent, |span| {
+            use opentelemetry::trace::Span as _;
+            record_destination(span, subject, template);
+            if let Some(id) = message_id {
+                span.set_attribute(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_owned()));
+            }
+        });
         cx.span().end();
         cx
     }
@@ -521,12 +521,6 @@ impl SendSpans {
         }
         let mut attributes = endpoint_attributes(&self.send, &self.peer, semconv::emit_deprecated_names(), 3);
         attributes.push(KeyValue::new(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count as i64));
-        if let Some((subject, template)) = destination {
-            attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
-            if let Some(template) = template {
-                attributes.push(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
-            }
-        }
         let links = created
             .iter()
             .map(|cx| cx.span().span_context().clone())
@@ -537,7 +531,11 @@ impl SendSpans {
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .with_links(links);
-        self.tracer.start(builder, parent)
+        self.tracer.start_recording(builder, parent, |span| {
+            if let Some((subject, template)) = destination {
+                record_destination(span, subject, template);
+            }
+        })
     }
 
     /// Opens the span of one publish or request, a child of the current span.
@@ -572,16 +570,20 @@ impl SendSpans {
         name.extend([operation, " ", destination]);
         let builder = SpanBuilder::from_name(name).with_kind(span_kind).with_attributes(attributes);
         let cx = self.tracer.start_recording(builder, &parent, |span| {
-            use opentelemetry::trace::Span as _;
-            span.set_attribute(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
-            if let Some(template) = template {
-                span.set_attribute(KeyValue::new(
-                    semconv::MESSAGING_DESTINATION_TEMPLATE,
-                    template.to_owned(),
-                ));
-            }
+            record_destination(span, subject, template);
         });
         SendSpan { cx, ambient: None }
+    }
+}
+
+/// Adds an outbound message's destination (and template) to its recording
+/// span: copies the sampler need not pay for when it drops the span, as the
+/// span's name already says where the message goes.
+fn record_destination(span: &mut opentelemetry::global::BoxedSpan, subject: &str, template: Option<&str>) {
+    use opentelemetry::trace::Span as _;
+    span.set_attribute(KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, subject.to_owned()));
+    if let Some(template) = template {
+        span.set_attribute(KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, template.to_owned()));
     }
 }
 
