@@ -39,12 +39,15 @@ use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
 use nats_otel_runtime::{JetStreamConsumer, Subscription};
 use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "common/noop.rs"]
+mod noop;
+use noop::{NoopMetrics, NoopSpans};
 
 /// Messages published but not yet handled, at most.
 const WINDOW: usize = 10_000;
@@ -54,31 +57,6 @@ const JETSTREAM_HANDLERS: usize = 20;
 const CASES: [&str; 3] = ["core", "jetstream", "many"];
 
 // ---------------------------------------------------------------- telemetry
-
-#[derive(Debug)]
-struct NoopSpans;
-impl opentelemetry_sdk::trace::SpanExporter for NoopSpans {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct NoopMetrics;
-impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoopMetrics {
-    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
 
 /// The throughput bench's providers (variant 3), installed globally.
 struct Providers {

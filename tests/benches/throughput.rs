@@ -54,13 +54,17 @@ use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerP
 use opentelemetry::{KeyValue, global};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
 use tests::otlp::OtlpReceiver;
 use tokio::sync::Notify;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "common/noop.rs"]
+mod noop;
+use noop::{NoopMetrics, NoopSpans};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -105,31 +109,6 @@ fn traced_headers() -> HeaderMap {
 }
 
 // ---------------------------------------------------------------- telemetry set-ups
-
-#[derive(Debug)]
-struct NoopSpans;
-impl opentelemetry_sdk::trace::SpanExporter for NoopSpans {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct NoopMetrics;
-impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoopMetrics {
-    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
 
 /// What the batch span processor says it dropped because its queue was full:
 /// the SDK's self-diagnostic counter `otel.sdk.processor.span.processed` with

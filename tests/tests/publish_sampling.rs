@@ -46,21 +46,40 @@ impl ShouldSample for Shown {
     }
 }
 
+/// The global provider with the recording sampler and an in-memory exporter,
+/// a server, a plain subscriber to `sampling.>` and a publisher made after the
+/// provider (it resolves its tracer then).
+struct Setup {
+    shown: Shown,
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    _server: NatsServer,
+    subscriber: async_nats::Subscriber,
+    publisher: Publisher,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        install_w3c_propagators();
+        let shown = Shown::default();
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(shown.clone())
+            .with_simple_exporter(exporter.clone())
+            .build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let server = NatsServer::start().unwrap();
+        let client = server.connect().await.unwrap();
+        let subscriber = client.subscribe("sampling.>").await.unwrap();
+        client.flush().await.unwrap();
+        let publisher = Publisher::new(client);
+        Self { shown, exporter, provider, _server: server, subscriber, publisher }
+    }
+}
+
 #[tokio::test]
 async fn an_unsampled_publish_records_nothing_and_still_propagates_its_context() {
-    install_w3c_propagators();
-    let shown = Shown::default();
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(shown.clone())
-        .with_simple_exporter(exporter.clone())
-        .build();
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    let server = NatsServer::start().unwrap();
-    let client = server.connect().await.unwrap();
-    let mut subscriber = client.subscribe("sampling.>").await.unwrap();
-    client.flush().await.unwrap();
-    let publisher = Publisher::new(client.clone());
+    let Setup { shown, exporter, provider, _server, mut subscriber, publisher } = Setup::start().await;
 
     publisher.publish("sampling.dropped", "one").await.unwrap();
     publisher.publish("sampling.kept", "three").await.unwrap();
@@ -115,19 +134,7 @@ async fn an_unsampled_publish_records_nothing_and_still_propagates_its_context()
 
 #[tokio::test]
 async fn a_batch_copies_destinations_only_into_the_spans_the_sampler_keeps() {
-    install_w3c_propagators();
-    let shown = Shown::default();
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(shown.clone())
-        .with_simple_exporter(exporter.clone())
-        .build();
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    let server = NatsServer::start().unwrap();
-    let client = server.connect().await.unwrap();
-    let mut subscriber = client.subscribe("sampling.>").await.unwrap();
-    client.flush().await.unwrap();
-    let publisher = Publisher::new(client.clone());
+    let Setup { shown, exporter, provider, _server, mut subscriber, publisher } = Setup::start().await;
 
     let batch = [
         nats_otel_runtime::publisher::Outgoing::new("sampling.kept", "a").message_id("m-1"),
