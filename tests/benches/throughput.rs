@@ -449,6 +449,30 @@ async fn js_raw(consumer: PullConsumer, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// What every hand-instrumented loop reads once: its tracer, and the
+/// connection's attribute values.
+struct HandWritten {
+    tracer: global::BoxedTracer,
+    client_id: String,
+    port: i64,
+}
+
+impl HandWritten {
+    fn of(client: &async_nats::Client) -> Self {
+        let info = client.server_info();
+        Self {
+            tracer: global::tracer("bench-hand-written"),
+            client_id: info.client_id.to_string(),
+            port: i64::from(info.port),
+        }
+    }
+}
+
+/// `messaging.message.id` of a JetStream message, as the toolkit makes it.
+fn message_id(message: &async_nats::jetstream::Message) -> String {
+    message.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).unwrap()
+}
+
 /// The attributes the toolkit puts on a JetStream process span, written by hand.
 fn js_process_attributes(
     message: &async_nats::jetstream::Message,
@@ -502,9 +526,7 @@ fn js_settle_attributes(
 }
 
 async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n: usize) -> Duration {
-    let tracer = global::tracer("bench-hand-written");
-    let client_id = client.server_info().client_id.to_string();
-    let port = i64::from(client.server_info().port);
+    let HandWritten { tracer, client_id, port } = HandWritten::of(client);
     let durable = consumer.cached_info().name.clone();
     let started = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
@@ -516,7 +538,7 @@ async fn js_hand_written(consumer: PullConsumer, client: &async_nats::Client, n:
             .map(|h| global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))))
             .unwrap_or_default();
         // The message id, made once for the process and the settle span.
-        let id = message.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).unwrap();
+        let id = message_id(&message);
         let span = tracer
             .span_builder(format!("process {FILTER}"))
             .with_kind(SpanKind::Consumer)
@@ -687,9 +709,7 @@ async fn next_batch(messages: &mut pull::Stream, left: usize) -> Vec<jetstream::
 /// them all; (2) in one `process` span linked to each message's context, with
 /// an `ack` span per message, as the toolkit records it.
 async fn js_batched(consumer: PullConsumer, client: &async_nats::Client, n: usize, traced: bool) -> Duration {
-    let tracer = global::tracer("bench-hand-written");
-    let client_id = client.server_info().client_id.to_string();
-    let port = i64::from(client.server_info().port);
+    let HandWritten { tracer, client_id, port } = HandWritten::of(client);
     let durable = consumer.cached_info().name.clone();
     let started = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
@@ -732,7 +752,7 @@ async fn js_batched(consumer: PullConsumer, client: &async_nats::Client, n: usiz
         }
         for message in &batch {
             let settle = cx.as_ref().map(|cx| {
-                let id = message.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).unwrap();
+                let id = message_id(message);
                 tracer
                     .span_builder(format!("ack {FILTER}"))
                     .with_kind(SpanKind::Client)
@@ -810,9 +830,7 @@ fn rpc_attributes(message: &Message, client_id: &str, port: i64) -> Vec<KeyValue
 }
 
 async fn rpc_hand_written_responder(client: async_nats::Client, mut subscriber: async_nats::Subscriber) {
-    let tracer = global::tracer("bench-hand-written");
-    let client_id = client.server_info().client_id.to_string();
-    let port = i64::from(client.server_info().port);
+    let HandWritten { tracer, client_id, port } = HandWritten::of(&client);
     while let Some(message) = subscriber.next().await {
         let parent = message
             .headers
@@ -919,9 +937,7 @@ async fn publish_batches(publisher: &Publisher, n: usize) -> Duration {
 /// its context injected into the headers, ended after the publish.
 async fn publish_hand_traced(client: &async_nats::Client, n: usize) -> Duration {
     use nats_otel_runtime::propagation::HeaderInjector;
-    let tracer = global::tracer("bench-hand-written");
-    let client_id = client.server_info().client_id.to_string();
-    let port = i64::from(client.server_info().port);
+    let HandWritten { tracer, client_id, port } = HandWritten::of(client);
     let payload = order_payload(1);
     let started = Instant::now();
     for _ in 0..n {
