@@ -90,8 +90,14 @@ impl<K: fmt::Debug + fmt::Display> std::error::Error for Error<K> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServeErrorKind {
-    /// A subject or queue group was rejected before subscribing.
+    /// A subject, filter, queue group, or stream or consumer name (each becomes
+    /// part of a subject) was rejected before subscribing.
     InvalidSubject,
+    /// An endpoint's options break a rule or do not go together, checked before
+    /// subscribing: `concurrency` of 0 or above `max_ack_pending`, `backoff`
+    /// longer than `max_deliver` allows, an ack option on an ordered consumer,
+    /// a batch handler on a consumer without batches.
+    InvalidOptions,
     /// The server refused the subscription, or the client could not send it.
     Subscribe,
     /// The server reported a permissions violation for a subscription.
@@ -136,6 +142,7 @@ impl ServeErrorKind {
     pub(crate) fn error_type(self) -> &'static str {
         match self {
             Self::InvalidSubject => "invalid_subject",
+            Self::InvalidOptions => "invalid_options",
             Self::Subscribe => "subscribe",
             Self::PermissionDenied => "permission_denied",
             Self::SubscriptionClosed => "subscription_closed",
@@ -157,6 +164,7 @@ impl fmt::Display for ServeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::InvalidSubject => "invalid subscription",
+            Self::InvalidOptions => "invalid endpoint options",
             Self::Subscribe => "failed to subscribe",
             Self::PermissionDenied => "permission denied",
             Self::SubscriptionClosed => "subscription closed unexpectedly",

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use common::*;
 use nats_otel_runtime::testing::{Accounts, Ledger, RawPublisher};
-use nats_otel_runtime::{BatchItem, JetStreamConsumer, Rejection};
+use nats_otel_runtime::{BatchItem, JetStreamConsumer, Rejection, ServeErrorKind};
 use nats_otel_runtime::{Extractor, FromMessage, Incoming, prelude::*};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
@@ -441,13 +441,16 @@ async fn a_handler_that_does_not_match_its_consumer_fails_start() {
     let batched = JetStreamConsumer::new("ORDERS", "a").batches(10, Duration::from_millis(10));
     let error = NatsService::new(h.client.clone()).consume(batched, one_at_a_time).start().await.unwrap_err();
     assert!(format!("{error:#}").contains("handler reads one message: take `Batch<T>`"), "{error}");
+    assert_eq!(error.kind(), ServeErrorKind::InvalidOptions);
     let single = JetStreamConsumer::new("ORDERS", "b");
     let error = NatsService::new(h.client.clone()).consume(single, batch_fn).start().await.unwrap_err();
     assert!(format!("{error:#}").contains("the consumer has no batches"), "{error}");
+    assert_eq!(error.kind(), ServeErrorKind::InvalidOptions);
     let too_many =
         JetStreamConsumer::new("ORDERS", "c").max_ack_pending(100).batches(150, Duration::from_millis(10));
     let error = NatsService::new(h.client.clone()).consume(too_many, batch_fn).start().await.unwrap_err();
     assert!(format!("{error:#}").contains("exceed `max_ack_pending = 100`"), "{error}");
+    assert_eq!(error.kind(), ServeErrorKind::InvalidOptions);
     // An undecorated batch fn on a batched consumer serves.
     let fine = JetStreamConsumer::new("ORDERS", "d").batches(10, Duration::from_millis(10));
     let running = spawn(NatsService::new(h.client.clone()).consume(fine, batch_fn)).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use common::*;
+use nats_otel_runtime::ServeErrorKind;
 use nats_otel_runtime::jetstream::JetStreamConsumer;
 use nats_otel_runtime::prelude::*;
 
@@ -162,6 +163,7 @@ async fn an_ordered_consumer_refuses_options_about_acks() {
         .expect_err("start fails");
     let chain = format!("{error:#}");
     assert!(chain.contains("`max_deliver` does not apply to an ordered consumer"), "{chain}");
+    assert_eq!(error.kind(), ServeErrorKind::InvalidOptions, "{chain}");
 }
 
 #[jetstream_consumer(stream = "EVENTS", ordered = true, filter = "events.{kind}", deliver = "all")]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use nats_otel_runtime::prelude::*;
-use nats_otel_runtime::{ServeErrorKind, Subscription};
+use nats_otel_runtime::{JetStreamConsumer, ServeErrorKind, Subscription};
 use tokio::sync::{Mutex, Semaphore};
 
 /// Which service instance handled which message id.
@@ -153,6 +153,52 @@ async fn an_invalid_subject_at_run_time_names_the_handler_and_subject() {
         assert!(text.contains("billing::plain") && text.contains(subject), "{text}");
     }
 }
+
+/// Options that break a rule are told apart from bad subjects, on every path
+/// that checks them: a core subscription, a consumer, and the contract.
+#[tokio::test]
+async fn invalid_options_are_not_reported_as_invalid_subjects() {
+    let h = start().await;
+    let none_at_once = Subscription::new("orders.created").name("billing::plain").concurrency(0);
+    let err = NatsService::new(h.client.clone())
+        .subscribe_with(none_at_once.clone(), plain)
+        .run_until(std::future::pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::InvalidOptions, "{err:#}");
+    assert!(format!("{err:#}").contains("concurrency"), "{err:#}");
+    let contract = NatsService::new(h.client.clone())
+        .name("billing")
+        .version("1.0.0")
+        .subscribe_with(none_at_once, plain)
+        .asyncapi();
+    assert_eq!(contract.unwrap_err().kind(), ServeErrorKind::InvalidOptions);
+
+    let js = async_nats::jetstream::new(h.client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "OPTIONS".into(),
+        subjects: vec!["options.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let over_pending = JetStreamConsumer::new("OPTIONS", "over").concurrency(10).max_ack_pending(5);
+    let err = NatsService::new(h.client.clone())
+        .consume(over_pending, plain_js)
+        .run_until(std::future::pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::InvalidOptions, "{err:#}");
+    let bad_filter = JetStreamConsumer::new("OPTIONS", "filter").filter("options..x");
+    let err = NatsService::new(h.client.clone())
+        .consume(bad_filter, plain_js)
+        .run_until(std::future::pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ServeErrorKind::InvalidSubject, "{err:#}");
+}
+
+async fn plain_js(_body: Bytes) {}
 
 #[tokio::test]
 async fn an_undecorated_async_fn_can_be_subscribed_without_macros() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 
+use super::Rejected;
 use super::capture::CaptureConfig;
 use super::prefix::SubjectPrefix;
 use super::subscription::TraceMode;
@@ -464,21 +465,32 @@ impl JetStreamConsumer {
         .max(1)
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        use nats_otel_rules::{
-            Setting, Subject, Usage, validate_backoff_against_max_deliver,
-            validate_concurrency_against_max_ack_pending, validate_name, validate_positive,
-        };
-        validate_name(&self.stream).map_err(|e| format!("stream `{}`: {e}", self.stream))?;
-        validate_name(&self.durable).map_err(|e| format!("durable `{}`: {e}", self.durable))?;
-        if self.ordered {
-            self.validate_ordered()?;
-        }
+    /// Checks the names and subjects against the NATS grammar, and the options
+    /// against the rule book and each other.
+    pub(crate) fn validate(&self) -> Result<(), Rejected> {
+        use nats_otel_rules::{Subject, Usage, validate_name};
+        validate_name(&self.stream)
+            .map_err(|e| Rejected::subject(format!("stream `{}`: {e}", self.stream)))?;
+        validate_name(&self.durable)
+            .map_err(|e| Rejected::subject(format!("durable `{}`: {e}", self.durable)))?;
         for filter in &self.filters {
-            Subject::parse(filter, Usage::Subscribe).map_err(|e| format!("filter: {e}"))?;
+            Subject::parse(filter, Usage::Subscribe)
+                .map_err(|e| Rejected::subject(format!("filter: {e}")))?;
         }
         if let Some(dead_letter) = &self.dead_letter {
-            Subject::parse(dead_letter, Usage::Publish).map_err(|e| format!("dead_letter: {e}"))?;
+            Subject::parse(dead_letter, Usage::Publish)
+                .map_err(|e| Rejected::subject(format!("dead_letter: {e}")))?;
+        }
+        self.validate_options().map_err(Rejected::options)
+    }
+
+    fn validate_options(&self) -> Result<(), String> {
+        use nats_otel_rules::{
+            Setting, validate_backoff_against_max_deliver, validate_concurrency_against_max_ack_pending,
+            validate_positive,
+        };
+        if self.ordered {
+            self.validate_ordered()?;
         }
         for (setting, value) in [(Setting::Concurrency, self.concurrency), (Setting::Batch, self.batch)] {
             if let Some(value) = value {

@@ -18,7 +18,34 @@ pub use consumer::{
 pub use declared::{DeclaredHandler, Descriptor};
 pub use stream::NatsStream;
 pub use subscription::{DEFAULT_CONCURRENCY, Subscription, TraceMode};
+
+use crate::error::{ServeError, ServeErrorKind};
 pub(crate) use subscription::{destination_names, has_wildcards};
+
+/// Why an endpoint's configuration was rejected, before anything subscribed:
+/// a bad subject or name, or options that break a rule of the book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejected {
+    kind: ServeErrorKind,
+    reason: String,
+}
+
+impl Rejected {
+    /// A subject, filter, queue group, or stream or consumer name.
+    pub(crate) fn subject(reason: impl Into<String>) -> Self {
+        Self { kind: ServeErrorKind::InvalidSubject, reason: reason.into() }
+    }
+
+    /// Options that break a rule or do not go together.
+    pub(crate) fn options(reason: impl Into<String>) -> Self {
+        Self { kind: ServeErrorKind::InvalidOptions, reason: reason.into() }
+    }
+
+    /// The service's error, `context` naming the handler.
+    pub(crate) fn into_error(self, context: String) -> ServeError {
+        ServeError::with_source(self.kind, self.reason).context(context)
+    }
+}
 
 /// What a declared handler is attached to.
 #[derive(Debug, Clone)]
@@ -33,7 +60,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// Checks the configuration with the rule book, as the endpoint does
     /// before it subscribes.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), Rejected> {
         match self {
             Endpoint::Subscribe(subscription) => subscription.validate(),
             Endpoint::Consume(consumer) => consumer.validate(),

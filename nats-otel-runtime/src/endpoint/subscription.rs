@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use super::Rejected;
+
 /// Default limit of handlers running at once for one subscription.
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
@@ -170,16 +172,18 @@ impl Subscription {
         self.trace
     }
 
-    /// Checks the subject and queue group against the NATS grammar.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Checks the subject and queue group against the NATS grammar, and the
+    /// options against the rule book.
+    pub(crate) fn validate(&self) -> Result<(), Rejected> {
         use nats_otel_rules::{Usage, validate, validate_queue_group};
-        validate(&self.subject, Usage::Subscribe).map_err(|e| e.to_string())?;
+        validate(&self.subject, Usage::Subscribe).map_err(|e| Rejected::subject(e.to_string()))?;
         if let Some(queue) = &self.queue {
-            validate_queue_group(queue).map_err(|e| format!("queue group `{queue}`: {e}"))?;
+            validate_queue_group(queue)
+                .map_err(|e| Rejected::subject(format!("queue group `{queue}`: {e}")))?;
         }
         nats_otel_rules::validate_positive(nats_otel_rules::Setting::Concurrency, self.concurrency as u64)
-            .map_err(|e| e.to_string())?;
-        self.capture.validate()
+            .map_err(|e| Rejected::options(e.to_string()))?;
+        self.capture.validate().map_err(Rejected::options)
     }
 }
 

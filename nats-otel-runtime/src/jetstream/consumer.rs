@@ -78,9 +78,7 @@ async fn bind(
     spec: &JetStreamConsumer,
     context: &str,
 ) -> Result<PullConsumer, ServeError> {
-    spec.validate().map_err(|reason| {
-        ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
-    })?;
+    spec.validate().map_err(|rejected| rejected.into_error(context.to_owned()))?;
     super::setup::consumer(client, spec, context).await
 }
 
@@ -261,7 +259,7 @@ where
                     "the consumer hands out batches (`batches`), but the handler reads one message: take `Batch<T>`"
                 };
                 return Err(
-                    ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(self.context())
+                    ServeError::with_source(ServeErrorKind::InvalidOptions, reason).context(self.context())
                 );
             }
             let feed = if self.consumer.is_ordered() {

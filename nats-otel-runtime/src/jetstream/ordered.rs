@@ -32,9 +32,7 @@ pub(crate) async fn prepare(
     spec: &JetStreamConsumer,
     context: &str,
 ) -> Result<Prepared, ServeError> {
-    spec.validate().map_err(|reason| {
-        ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(context.to_owned())
-    })?;
+    spec.validate().map_err(|rejected| rejected.into_error(context.to_owned()))?;
     let messages = super::setup::ordered_consumer(client, spec, context).await?;
     Ok(Prepared { messages })
 }

@@ -715,10 +715,9 @@ fn contract<S>(
             if let Some(prefix) = prefix {
                 endpoint.apply_prefix(prefix);
             }
-            endpoint.validate().map_err(|reason| {
-                ServeError::with_source(ServeErrorKind::InvalidSubject, reason)
-                    .context(format!("handler `{}`", endpoint.handler_name()))
-            })?;
+            endpoint
+                .validate()
+                .map_err(|rejected| rejected.into_error(format!("handler `{}`", endpoint.handler_name())))?;
             Ok(Received { endpoint, shape: (registered.shape)(&mut schemas) })
         })
         .collect::<Result<Vec<Received>, ServeError>>()?;

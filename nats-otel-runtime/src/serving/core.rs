@@ -59,9 +59,7 @@ where
         let client = client.clone();
         Box::pin(async move {
             let subscription = &self.subscription;
-            subscription.validate().map_err(|reason| {
-                ServeError::with_source(ServeErrorKind::InvalidSubject, reason).context(self.context())
-            })?;
+            subscription.validate().map_err(|rejected| rejected.into_error(self.context()))?;
             let subject = subscription.subject().to_owned();
             let subscribed = match subscription.queue_group() {
                 Some(queue) => client.queue_subscribe(subject, queue.to_owned()).await,
