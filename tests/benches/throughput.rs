@@ -932,37 +932,50 @@ async fn publish_batches(publisher: &Publisher, n: usize) -> Duration {
     started.elapsed()
 }
 
-/// C's variant (2): each publish traced by hand as the seed guide (§4.1) does:
-/// a `send` PRODUCER span with the attributes `Publisher::publish` records,
-/// its context injected into the headers, ended after the publish.
+/// C's variant (2): each publish traced by hand as the seed guide (§4.1) does,
+/// through a function that takes the subject as its `&str` parameter (the
+/// guide's `TracedPublisher::publish_with_trace`): a `send` PRODUCER span with
+/// the attributes `Publisher::publish` records, its context injected into the
+/// headers, ended after the publish. Careful otherwise: the tracer and the
+/// connection's attributes read once, no `format!`, no extra header copies.
 async fn publish_hand_traced(client: &async_nats::Client, n: usize) -> Duration {
-    use nats_otel_runtime::propagation::HeaderInjector;
-    let HandWritten { tracer, client_id, port } = HandWritten::of(client);
+    let hand = HandWritten::of(client);
     let payload = order_payload(1);
     let started = Instant::now();
     for _ in 0..n {
-        let span = tracer
-            .span_builder("send bench.pub")
-            .with_kind(SpanKind::Producer)
-            .with_attributes([
-                KeyValue::new("messaging.system", "nats"),
-                KeyValue::new("messaging.operation.name", "send"),
-                KeyValue::new("messaging.operation.type", "send"),
-                KeyValue::new("messaging.destination.name", "bench.pub"),
-                KeyValue::new("messaging.message.body.size", payload.len() as i64),
-                KeyValue::new("messaging.client.id", client_id.clone()),
-                KeyValue::new("server.address", "127.0.0.1"),
-                KeyValue::new("server.port", port),
-            ])
-            .start(&tracer);
-        let cx = opentelemetry::Context::current_with_span(span);
-        let mut headers = HeaderMap::new();
-        global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
-        client.publish_with_headers("bench.pub", headers, payload.clone()).await.unwrap();
-        cx.span().end();
+        hand_traced_publish(&hand, client, std::hint::black_box("bench.pub"), payload.clone()).await;
     }
     client.flush().await.unwrap();
     started.elapsed()
+}
+
+/// One publish of [`publish_hand_traced`]. The subject arrives at run time, as
+/// it does in any publisher: the span's name, its destination and async-nats'
+/// `Subject` are each made from it, as `Publisher::publish` makes them.
+async fn hand_traced_publish(hand: &HandWritten, client: &async_nats::Client, subject: &str, payload: Bytes) {
+    use nats_otel_runtime::propagation::HeaderInjector;
+    let HandWritten { tracer, client_id, port } = hand;
+    let mut name = String::with_capacity("send ".len() + subject.len());
+    name.extend(["send ", subject]);
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Producer)
+        .with_attributes([
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.name", "send"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.destination.name", subject.to_owned()),
+            KeyValue::new("messaging.message.body.size", payload.len() as i64),
+            KeyValue::new("messaging.client.id", client_id.clone()),
+            KeyValue::new("server.address", "127.0.0.1"),
+            KeyValue::new("server.port", *port),
+        ])
+        .start(tracer);
+    let cx = opentelemetry::Context::current_with_span(span);
+    let mut headers = HeaderMap::new();
+    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
+    client.publish_with_headers(async_nats::Subject::from(subject), headers, payload).await.unwrap();
+    cx.span().end();
 }
 
 async fn publish_traced(publisher: &Publisher, n: usize) -> Duration {
