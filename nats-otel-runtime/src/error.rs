@@ -5,7 +5,8 @@
 //! ("kind (context)") and gives its cause through `source()`, so a report that
 //! walks the chain (anyhow's, eyre's) names each cause once. `{:#}` displays
 //! the whole chain on one line ("kind (context): cause: its cause"), as nats-otel's
-//! own log lines and spans do.
+//! own log lines and spans do, and says a cause once even when the error before
+//! it already printed it (as async-nats' errors do).
 
 use std::fmt;
 
@@ -60,14 +61,31 @@ impl<K: fmt::Display> fmt::Display for Error<K> {
             write!(f, " ({context})")?;
         }
         if f.alternate() {
-            let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
-            while let Some(error) = cause {
-                write!(f, ": {error}")?;
-                cause = error.source();
-            }
+            let source = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+            write_causes(f, String::new(), source)?;
         }
         Ok(())
     }
+}
+
+/// Writes `cause` and each cause after it as `: cause`, `said` being the text
+/// written just before. Some errors (async-nats') print their source in their
+/// own message and give it through `source()` too: a cause the text before it
+/// already ends with is not said again.
+pub(crate) fn write_causes(
+    out: &mut impl fmt::Write,
+    mut said: String,
+    mut cause: Option<&(dyn std::error::Error + 'static)>,
+) -> fmt::Result {
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !said.ends_with(&text) {
+            write!(out, ": {text}")?;
+        }
+        said = text;
+        cause = error.source();
+    }
+    Ok(())
 }
 
 impl<K: fmt::Debug> fmt::Debug for Error<K> {
@@ -390,3 +408,39 @@ impl std::fmt::Display for ServiceError {
 }
 
 impl std::error::Error for ServiceError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// async-nats' errors print their source in their own message and give
+    /// it through `source()` as well: the chain says it once.
+    #[test]
+    fn a_cause_its_error_already_printed_is_said_once() {
+        use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let nats = GetStreamError::with_source(GetStreamErrorKind::Request, io);
+        assert_eq!(nats.to_string(), "request error: timed out");
+        let e = ServeError::with_source(ServeErrorKind::StreamNotFound, nats).context("handler `a`");
+        assert_eq!(format!("{e:#}"), "stream not found (handler `a`): request error: timed out");
+    }
+
+    /// A cause that does not repeat its own is followed by it.
+    #[test]
+    fn a_cause_that_does_not_print_its_source_is_followed_by_it() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = ServeError::with_source(ServeErrorKind::Flush, Outer(std::io::Error::other("inner")));
+        assert_eq!(format!("{e:#}"), "failed to flush replies: outer: inner");
+    }
+}

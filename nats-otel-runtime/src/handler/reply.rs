@@ -164,16 +164,9 @@ impl HandlerError for Box<dyn std::error::Error + Send + Sync> {
 
     fn message(&self) -> String {
         let mut message = self.to_string();
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            let text = error.to_string();
-            // Errors that already print their cause would repeat it.
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            cause = error.source();
-        }
+        let said = message.clone();
+        // Writing to a `String` cannot fail.
+        let _ = crate::error::write_causes(&mut message, said, self.source());
         message
     }
 }
