@@ -58,6 +58,9 @@ pub(crate) struct Pulling {
     /// An item `take_ready` read from the pull that was not a message: `next`
     /// handles it first.
     early: Option<Option<Result<Message, MessagesError>>>,
+    /// Messages taken straight from the pull since the other sources last had
+    /// their turn (see [`STRAIGHT_FROM_THE_PULL`]).
+    straight: u8,
     client: async_nats::Client,
     context: String,
 }
@@ -114,6 +117,7 @@ impl Pulling {
             deleted,
             max_deliveries,
             early: None,
+            straight: 0,
             client,
             context,
         })
@@ -159,6 +163,20 @@ impl Source for Pulling {
                 return Next::Work(Work::Delivery(message));
             }
             let held = busy + self.waiting.len();
+            if busy < self.limit && held < self.hold && self.straight < STRAIGHT_FROM_THE_PULL {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => {
+                        self.straight += 1;
+                        return Next::Work(Work::Delivery(message));
+                    }
+                    Some(other) => {
+                        self.early = Some(other);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            self.straight = 0;
             let waiting = !self.waiting.is_empty();
             tokio::select! {
                 biased;
@@ -300,6 +318,13 @@ async fn next_advisory(subscriber: &mut Option<async_nats::Subscriber>) -> Optio
         None => std::future::pending().await,
     }
 }
+
+/// How many messages the client already holds are taken from the pull, one a
+/// turn, before the beat, the advisories, the `ack_wait` follower and the
+/// reconnection check are polled again: they wait at most this many messages,
+/// and the other turns skip polling them (callgrind, A (4): −800 instructions
+/// a message, `next` 2,800 → 2,000).
+const STRAIGHT_FROM_THE_PULL: u8 = 16;
 
 /// How often the connection count is read between deliveries.
 const RECONNECTION_CHECK: Duration = Duration::from_millis(100);
