@@ -90,9 +90,9 @@ async fn accounts_until(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     loop {
         let accounts = ledger.account(dead).await.unwrap();
-        // Checked once done: a message out of deliveries has its letter written
-        // just after the server says so.
-        if accounts.pending.is_empty() && done(&accounts) {
+        // Checked once settled: a message out of deliveries has its letter
+        // written just after the server says so (a letter due until then).
+        if accounts.is_settled() && done(&accounts) {
             accounts.assert_nothing_lost();
             return accounts;
         }

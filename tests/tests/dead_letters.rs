@@ -71,8 +71,9 @@ async fn wait_dead_lettered(
     within_secs(30, "every message dead-lettered", async {
         loop {
             let accounts = ledger.account(Some(dead)).await.unwrap();
-            accounts.assert_nothing_lost();
-            if accounts.dead_lettered.len() == expected && accounts.pending.is_empty() {
+            assert!(accounts.lost.is_empty(), "{accounts}");
+            if accounts.dead_lettered.len() == expected && accounts.is_settled() {
+                accounts.assert_nothing_lost();
                 return accounts;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -328,4 +329,73 @@ async fn a_last_delivery_that_never_returns_is_dead_lettered_once_from_the_serve
     );
     first.stop().await.unwrap();
     second.stop().await.unwrap();
+}
+
+/// The ledger between a delivery running out and its letter being stored: the
+/// server has given the message up (its `MAX_DELIVERIES` advisory) and the
+/// service is still writing the letter. That is a letter due, not a loss; the
+/// accounts are not settled until it is stored, and a letter that never comes
+/// keeps them unsettled and fails `assert_nothing_lost`.
+#[tokio::test]
+async fn a_message_out_of_deliveries_is_a_letter_due_until_its_letter_is_stored() {
+    use futures_util::StreamExt;
+    let h = start().await;
+    create_stream(&h.client, "ORDERS", &["orders.>"]).await;
+    let dead = create_stream(&h.client, "DEAD", &["dead.>"]).await;
+    let js = jetstream::new(h.client.clone());
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("once".into()),
+            max_deliver: 1,
+            ack_wait: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ledger = Ledger::watch(&h.client, "ORDERS", "once").await.unwrap();
+    js.publish("orders.eu", r#"{"id":1}"#.into()).await.unwrap().await.unwrap();
+    // Delivered once and never acked: the delivery runs out.
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let delivery = batch.next().await.unwrap().unwrap();
+    drop(delivery);
+    // The server gives it up when a pull asks for more after `ack_wait`.
+    within("the MAX_DELIVERIES advisory", async {
+        while ledger.exhausted().is_empty() {
+            let mut more = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_millis(300))
+                .messages()
+                .await
+                .unwrap();
+            while more.next().await.is_some() {}
+        }
+    })
+    .await;
+
+    let accounts = ledger.account(Some("DEAD")).await.unwrap();
+    assert_eq!(accounts.letter_due, [1], "{accounts}");
+    assert!(accounts.lost.is_empty(), "not lost while its letter may come: {accounts}");
+    assert!(!accounts.is_settled(), "{accounts}");
+    let strict = std::panic::catch_unwind(|| accounts.assert_nothing_lost());
+    assert!(strict.is_err(), "a letter that never comes is a loss once the test ends");
+
+    // The letter, as the service writes it.
+    let mut letter = async_nats::HeaderMap::new();
+    letter.insert(dlq::STREAM, "ORDERS");
+    letter.insert(dlq::CONSUMER, "once");
+    letter.insert(dlq::STREAM_SEQUENCE, "1");
+    js.publish_with_headers("dead.orders", letter, r#"{"id":1}"#.into()).await.unwrap().await.unwrap();
+    let accounts = ledger.account(Some("DEAD")).await.unwrap();
+    assert_eq!(
+        (accounts.dead_lettered.as_slice(), accounts.letter_due.as_slice()),
+        (&[1][..], &[][..]),
+        "{accounts}"
+    );
+    assert!(accounts.is_settled(), "{accounts}");
+    accounts.assert_nothing_lost();
+    drop(dead);
 }

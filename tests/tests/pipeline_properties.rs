@@ -212,8 +212,7 @@ async fn run_case(messages: Vec<Hostile>) {
     let settled = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let accounts = ledger.account(Some("DEAD")).await.unwrap();
-            if accounts.pending.is_empty()
-                && accounts.acked.len() + accounts.dead_lettered.len() == expected.len()
+            if accounts.is_settled() && accounts.acked.len() + accounts.dead_lettered.len() == expected.len()
             {
                 return accounts;
             }

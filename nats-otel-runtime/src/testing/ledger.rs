@@ -1,5 +1,5 @@
 //! "Nothing lost", from the server's own state: every message a consumer was
-//! given is acked, termed with its dead letter stored, or still pending.
+//! given is acked, given up with its dead letter stored, or still pending.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,8 +18,14 @@ use futures_util::StreamExt;
 /// # async fn demo(client: async_nats::Client) -> Result<(), nats_otel_runtime::testing::LedgerError> {
 /// use nats_otel_runtime::testing::Ledger;
 /// let ledger = Ledger::watch(&client, "ORDERS", "billing").await?;
-/// // … run the service, publish, wait until it is done …
-/// let accounts = ledger.account(Some("DEAD")).await?;
+/// // … run the service, publish, then wait until the accounts are settled …
+/// let accounts = loop {
+///     let accounts = ledger.account(Some("DEAD")).await?;
+///     if accounts.is_settled() {
+///         break accounts;
+///     }
+///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// };
 /// accounts.assert_nothing_lost();
 /// # Ok(()) }
 /// ```
@@ -48,7 +54,12 @@ pub struct Accounts {
     pub dead_lettered: Vec<u64>,
     /// Above the ack floor: the consumer still owes a delivery or an ack.
     pub pending: Vec<u64>,
-    /// Termed or exhausted with no stored letter: lost.
+    /// Out of deliveries (the server's `MAX_DELIVERIES` advisory) with no
+    /// stored letter yet: the service writes it once the same advisory reaches
+    /// it, so for a moment this is not a loss. Lost if it stays.
+    pub letter_due: Vec<u64>,
+    /// Termed with no stored letter (the service terms a message only once its
+    /// letter is stored): lost.
     pub lost: Vec<u64>,
     /// Letters found for this consumer, by the sequence they carry (more than
     /// one letter per message would show here as a count above 1).
@@ -56,11 +67,24 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Panics with the accounts when a message is lost or has two letters.
+    /// Whether nothing is still under way: no message pending, no letter due.
+    /// Wait for it before [`assert_nothing_lost`](Self::assert_nothing_lost).
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty() && self.letter_due.is_empty()
+    }
+
+    /// Panics with the accounts when a message is lost, its letter is still
+    /// due, or it has two letters.
     #[allow(clippy::panic)]
     pub fn assert_nothing_lost(&self) {
         if !self.lost.is_empty() {
-            panic!("messages given up without a stored dead letter: {:?}\n{self}", self.lost);
+            panic!("messages termed without a stored dead letter: {:?}\n{self}", self.lost);
+        }
+        if !self.letter_due.is_empty() {
+            panic!(
+                "messages out of deliveries whose dead letter is not stored: {:?}\n{self}",
+                self.letter_due
+            );
         }
         if let Some((sequence, count)) = self.letters.iter().find(|(_, count)| **count > 1) {
             panic!("message {sequence} has {count} dead letters\n{self}");
@@ -72,8 +96,8 @@ impl fmt::Display for Accounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "acked {:?}, dead-lettered {:?}, pending {:?}, lost {:?}",
-            self.acked, self.dead_lettered, self.pending, self.lost
+            "acked {:?}, dead-lettered {:?}, pending {:?}, letter due {:?}, lost {:?}",
+            self.acked, self.dead_lettered, self.pending, self.letter_due, self.lost
         )
     }
 }
@@ -158,9 +182,9 @@ impl Ledger {
         // Read before the letters: a message is termed only once its letter is
         // stored, so every message given up by now has its letter among those
         // read next. (Read after, a message termed in between looked lost.)
-        let given_up: BTreeSet<u64> = {
+        let (terminated, exhausted) = {
             let announced = self.announced.lock().map_err(|_| "ledger lock poisoned")?;
-            announced.terminated.union(&announced.exhausted).copied().collect()
+            (announced.terminated.clone(), announced.exhausted.clone())
         };
         let mut letters = BTreeMap::new();
         if let Some(name) = dead_letter_stream {
@@ -192,11 +216,14 @@ impl Ledger {
             if !filters.is_empty() && !filters.iter().any(|f| nats_otel_rules::matches(f, &message.subject)) {
                 continue;
             }
-            if given_up.contains(&sequence) {
+            let (termed, out_of_deliveries) = (terminated.contains(&sequence), exhausted.contains(&sequence));
+            if termed || out_of_deliveries {
                 if accounts.letters.contains_key(&sequence) {
                     accounts.dead_lettered.push(sequence);
-                } else {
+                } else if termed {
                     accounts.lost.push(sequence);
+                } else {
+                    accounts.letter_due.push(sequence);
                 }
             } else if sequence <= ack_floor {
                 accounts.acked.push(sequence);
