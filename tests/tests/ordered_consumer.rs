@@ -234,3 +234,45 @@ async fn a_server_restart_mid_replay_loses_and_repeats_nothing() {
     assert_eq!(seen.sequences(), (1..=60).collect::<Vec<_>>(), "no gap, no duplicate, in order");
     running.stop().await.unwrap();
 }
+
+/// An ordered consumer's name is the instance's own (`ordered_` and a NUID):
+/// as a metric attribute it would start new series with every instance and
+/// restart. Its metrics carry the stream's destination, and neither a group
+/// nor a subscription name; its spans keep the name, to find the consumer.
+#[tokio::test]
+async fn an_ordered_consumer_s_metrics_carry_no_per_instance_name() {
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let exporter = InMemoryMetricExporter::default();
+    let provider =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    let h = start().await;
+    events_stream(&h.client).await;
+    publish(&h.client, 1..=3).await;
+    let seen = Seen::default();
+    let replay = JetStreamConsumer::ordered("EVENTS").filter("events.>");
+    let running =
+        spawn(NatsService::with_state(h.client.clone(), seen.clone()).consume(replay, record)).await;
+    seen.reach(3).await;
+    running.stop().await.unwrap();
+    provider.force_flush().unwrap();
+
+    let points = points(&exporter);
+    let consumed = reported(&points, "messaging.client.consumed.messages", |p| {
+        p.attr("messaging.destination.template") == Some("events.>")
+    });
+    assert_eq!(consumed, 3.0);
+    let per_instance: Vec<&Point> = points
+        .iter()
+        .filter(|p| {
+            p.attributes.iter().any(|(_, value)| value.starts_with("ordered_"))
+                || p.attr("messaging.destination.subscription.name").is_some()
+                || p.attr("messaging.consumer.group.name").is_some()
+        })
+        .collect();
+    assert!(per_instance.is_empty(), "per-instance names in metrics: {per_instance:#?}");
+    let spans = h.recorder.wait_for(|s| count(s, "process events.>") == 3).await;
+    let process = named(&spans, "process events.>")[0];
+    let subscription = attr_str(process, "messaging.destination.subscription.name").unwrap_or_default();
+    assert!(subscription.starts_with("ordered_"), "spans name the consumer: {subscription}");
+}

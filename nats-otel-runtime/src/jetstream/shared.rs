@@ -39,16 +39,14 @@ pub(super) struct Shared<H, T, S> {
 }
 
 /// A consumer's metrics. An ordered consumer is the instance's own: no group
-/// shares it (as its spans say).
+/// shares it (as its spans say), and its name, new with every instance, would
+/// start new series with each one, so it names neither.
 pub(super) fn metrics<S>(spec: &JetStreamConsumer, run: &Run<S>, peer: &Peer) -> Arc<EndpointMetrics> {
+    let durable = (!spec.is_ordered()).then(|| spec.durable_name());
     Arc::new(EndpointMetrics::new(
         run.instruments.clone(),
         peer.clone(),
-        EndpointIdentity {
-            destination: spec.pattern(),
-            group: (!spec.is_ordered()).then(|| spec.durable_name()),
-            subscription: Some(spec.durable_name()),
-        },
+        EndpointIdentity { destination: spec.pattern(), group: durable, subscription: durable },
         true,
         run.stats.clone(),
     ))

@@ -3,7 +3,7 @@
 //!
 //! | metric | instrument | unit | attributes |
 //! |---|---|---|---|
-//! | `messaging.process.duration` | histogram | `s` | system, `operation.name`=`process`, destination, consumer group, subscription (JetStream), server, `error.type` on failure |
+//! | `messaging.process.duration` | histogram | `s` | system, `operation.name`=`process`, destination, consumer group, subscription (durable JetStream consumers), server, `error.type` on failure |
 //! | `messaging.client.operation.duration` | histogram | `s` | system, `operation.name` (`send`, `request`, `ack`, `nak`, `term`), `operation.type` (`send`, `settle`), destination, server, `error.type` on failure |
 //! | `messaging.client.sent.messages` | counter | `{message}` | system, `operation.name`, destination template when known, server, `error.type` on failure |
 //! | `messaging.client.consumed.messages` | counter | `{message}` | as `process.duration`, without `error.type` |
@@ -20,7 +20,8 @@
 //! `server.address` and `server.port` are those of the server the client is
 //! connected to when the value is recorded: after a failover, the new server's.
 //! Histograms use the semantic conventions' bucket boundaries. Destinations are
-//! subscription patterns and message templates, never raw subjects, so cardinality
+//! subscription patterns and message templates, never raw subjects, and an
+//! ordered consumer's name (new with each instance) is left out, so cardinality
 //! stays bounded. With no `MeterProvider` installed every instrument is a no-op.
 
 use std::sync::atomic::{AtomicI64, Ordering};
