@@ -164,11 +164,11 @@ impl Source for Pulling {
             }
             let held = busy + self.waiting.len();
             if busy < self.limit && held < self.hold && self.straight < STRAIGHT_FROM_THE_PULL {
-                match messages.next().now_or_never() {
-                    Some(Some(Ok(message))) => {
-                        self.straight += 1;
-                        return Next::Work(Work::Delivery(message));
-                    }
+                let ready = messages.next().now_or_never();
+                self.straight += u8::from(ready.is_some());
+                match ready {
+                    Some(Some(Ok(message))) => return Next::Work(Work::Delivery(message)),
+                    // An error or the end: handled at the top, as `take_ready`'s.
                     Some(other) => {
                         self.early = Some(other);
                         continue;
