@@ -16,7 +16,6 @@ use common::*;
 use nats_otel_runtime::testing::{Accounts, Ledger, RawPublisher};
 use nats_otel_runtime::{BatchItem, JetStreamConsumer, Rejection, ServeErrorKind};
 use nats_otel_runtime::{Extractor, FromMessage, Incoming, prelude::*};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -108,10 +107,7 @@ async fn store(orders: Batch<Json<Order>>, State(batches): State<Batches>) {
 
 #[tokio::test]
 async fn a_batch_is_one_process_span_linked_to_each_message_and_every_message_is_acked() {
-    let exporter = InMemoryMetricExporter::default();
-    let provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
+    let (exporter, provider) = install_metrics();
     let h = start().await;
     let stream = orders_stream(&h.client, stream::StorageType::Memory).await;
     publish_orders(&h.client, 1..=250).await;

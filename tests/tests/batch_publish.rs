@@ -240,11 +240,7 @@ async fn a_denied_message_of_a_jetstream_batch_fails_at_once_and_alone() {
 /// and time the batch once.
 #[tokio::test]
 async fn a_batch_counts_every_message_and_times_one_operation() {
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-    let exporter = InMemoryMetricExporter::default();
-    let provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
+    let (exporter, provider) = install_metrics();
     let h = start().await;
     let publisher = Publisher::new(h.client.clone());
     let batch = [Outgoing::new("a", "12"), Outgoing::new("b c", "x"), Outgoing::new("d", "345")];

@@ -9,7 +9,6 @@ use async_nats::jetstream::{self, stream};
 use common::*;
 use nats_otel_runtime::metrics::DURATION_BUCKETS;
 use nats_otel_runtime::prelude::*;
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
 #[derive(Debug)]
 struct Nope;
@@ -39,10 +38,7 @@ async fn run_job(body: String, info: JetStreamInfo) -> Result<(), Nope> {
 
 #[tokio::test]
 async fn metrics_follow_semconv_and_count_what_happened() {
-    let exporter = InMemoryMetricExporter::default();
-    let provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
+    let (exporter, provider) = install_metrics();
 
     let h = start().await;
     jetstream::new(h.client.clone())

@@ -241,11 +241,7 @@ async fn a_server_restart_mid_replay_loses_and_repeats_nothing() {
 /// nor a subscription name; its spans keep the name, to find the consumer.
 #[tokio::test]
 async fn an_ordered_consumer_s_metrics_carry_no_per_instance_name() {
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-    let exporter = InMemoryMetricExporter::default();
-    let provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
+    let (exporter, provider) = install_metrics();
     let h = start().await;
     events_stream(&h.client).await;
     publish(&h.client, 1..=3).await;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::*;
 use nats_otel_runtime::prelude::*;
+use opentelemetry_sdk::metrics::InMemoryMetricExporter;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use tokio::sync::Semaphore;
 
 #[derive(Clone)]
@@ -65,10 +65,7 @@ fn dropped(exporter: &InMemoryMetricExporter) -> u64 {
 #[tokio::test]
 async fn dropped_messages_are_counted_warned_about_and_the_service_survives() {
     use tracing_subscriber::layer::SubscriberExt;
-    let exporter = InMemoryMetricExporter::default();
-    let provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
+    let (exporter, provider) = install_metrics();
     let warnings = Warnings::default();
     let _logs = tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
     let server = nats_otel_runtime::testing::NatsServer::start().unwrap();

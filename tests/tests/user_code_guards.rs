@@ -16,7 +16,6 @@ use nats_otel_runtime::prelude::*;
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
 use nats_otel_runtime::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, Reply, Retry};
 use opentelemetry::trace::{SpanId, Status};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use tokio::sync::Mutex;
 
 /// A request that fails rather than waits for the client's default timeout when
@@ -193,10 +192,7 @@ async fn big(subject: Subject, size: String) -> Result<Reply, Verbose> {
 
 #[tokio::test]
 async fn a_reply_over_the_servers_max_payload_is_answered_with_a_500_service_error_and_recorded() {
-    let exporter = InMemoryMetricExporter::default();
-    let provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
+    let (exporter, provider) = install_metrics();
     let recorder = SpanRecorder::install();
     let server = NatsServer::with_config("max_payload: 4096").unwrap();
     let client = server.connect().await.unwrap();

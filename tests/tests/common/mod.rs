@@ -9,8 +9,8 @@ use std::sync::Arc;
 use nats_otel_runtime::testing::{NatsServer, SpanRecorder};
 use nats_otel_runtime::{NatsService, ServiceHandle};
 use opentelemetry::Value;
-use opentelemetry_sdk::metrics::InMemoryMetricExporter;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::{Mutex, Notify};
 
@@ -217,6 +217,17 @@ impl Point {
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+}
+
+/// An in-memory meter provider, installed as the global one (the test's
+/// process's: nextest runs each test in a process of its own), and the exporter
+/// to read its points from ([`points`]) once the provider is flushed.
+pub fn install_metrics() -> (InMemoryMetricExporter, SdkMeterProvider) {
+    let exporter = InMemoryMetricExporter::default();
+    let provider =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    (exporter, provider)
 }
 
 pub fn points(exporter: &InMemoryMetricExporter) -> Vec<Point> {
