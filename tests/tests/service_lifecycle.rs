@@ -143,28 +143,26 @@ async fn an_invalid_subject_at_run_time_names_the_handler_and_subject() {
         if let Some(queue) = queue {
             subscription = subscription.queue(queue);
         }
-        let err = NatsService::new(h.client.clone())
-            .subscribe_with(subscription, plain)
-            .run_until(std::future::pending::<()>())
-            .await
-            .unwrap_err();
+        let err = refused(NatsService::new(h.client.clone()).subscribe_with(subscription, plain)).await;
         assert_eq!(err.kind(), ServeErrorKind::InvalidSubject, "{subject}");
         let text = err.to_string();
         assert!(text.contains("billing::plain") && text.contains(subject), "{text}");
     }
 }
 
+/// Why `service` would not start.
+async fn refused<S: Send + Sync + 'static>(service: NatsService<S>) -> nats_otel_runtime::ServeError {
+    service.run_until(std::future::pending::<()>()).await.expect_err("the service refuses to start")
+}
+
 /// Options that break a rule are told apart from bad subjects, on every path
-/// that checks them: a core subscription, a consumer, and the contract.
+/// that checks them: a core subscription, a consumer, and the contract. The
+/// consumer is refused before the server has made it.
 #[tokio::test]
 async fn invalid_options_are_not_reported_as_invalid_subjects() {
     let h = start().await;
     let none_at_once = Subscription::new("orders.created").name("billing::plain").concurrency(0);
-    let err = NatsService::new(h.client.clone())
-        .subscribe_with(none_at_once.clone(), plain)
-        .run_until(std::future::pending::<()>())
-        .await
-        .unwrap_err();
+    let err = refused(NatsService::new(h.client.clone()).subscribe_with(none_at_once.clone(), plain)).await;
     assert_eq!(err.kind(), ServeErrorKind::InvalidOptions, "{err:#}");
     assert!(format!("{err:#}").contains("concurrency"), "{err:#}");
     let contract = NatsService::new(h.client.clone())
@@ -175,27 +173,21 @@ async fn invalid_options_are_not_reported_as_invalid_subjects() {
     assert_eq!(contract.unwrap_err().kind(), ServeErrorKind::InvalidOptions);
 
     let js = async_nats::jetstream::new(h.client.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "OPTIONS".into(),
-        subjects: vec!["options.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let over_pending = JetStreamConsumer::new("OPTIONS", "over").concurrency(10).max_ack_pending(5);
-    let err = NatsService::new(h.client.clone())
-        .consume(over_pending, plain_js)
-        .run_until(std::future::pending::<()>())
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "OPTIONS".into(),
+            subjects: vec!["options.>".into()],
+            ..Default::default()
+        })
         .await
-        .unwrap_err();
+        .unwrap();
+    let over_pending = JetStreamConsumer::new("OPTIONS", "over").concurrency(10).max_ack_pending(5);
+    let err = refused(NatsService::new(h.client.clone()).consume(over_pending, plain_js)).await;
     assert_eq!(err.kind(), ServeErrorKind::InvalidOptions, "{err:#}");
     let bad_filter = JetStreamConsumer::new("OPTIONS", "filter").filter("options..x");
-    let err = NatsService::new(h.client.clone())
-        .consume(bad_filter, plain_js)
-        .run_until(std::future::pending::<()>())
-        .await
-        .unwrap_err();
+    let err = refused(NatsService::new(h.client.clone()).consume(bad_filter, plain_js)).await;
     assert_eq!(err.kind(), ServeErrorKind::InvalidSubject, "{err:#}");
+    assert_eq!(stream.info().await.unwrap().state.consumer_count, 0, "no consumer was made");
 }
 
 async fn plain_js(_body: Bytes) {}

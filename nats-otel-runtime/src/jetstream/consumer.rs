@@ -19,9 +19,9 @@ use super::pulling::{PullSettings, Pulling, Work};
 use super::settle::Policy;
 use super::settler::Settler;
 use super::shared::{Shared, metrics};
-use crate::endpoint::JetStreamConsumer;
 use crate::endpoint::discovery::{EndpointInfo, endpoint_name};
 use crate::endpoint::prefix::SubjectPrefix;
+use crate::endpoint::{JetStreamConsumer, Rejected};
 use crate::error::{ServeError, ServeErrorKind};
 use crate::handler::{Handler, Incoming, JetStreamInfo, Outcome};
 use crate::otel::TARGET;
@@ -258,9 +258,7 @@ where
                 } else {
                     "the consumer hands out batches (`batches`), but the handler reads one message: take `Batch<T>`"
                 };
-                return Err(
-                    ServeError::with_source(ServeErrorKind::InvalidOptions, reason).context(self.context())
-                );
+                return Err(Rejected::options(reason).into_error(self.context()));
             }
             let feed = if self.consumer.is_ordered() {
                 Feed::Ordered(Box::new(
