@@ -41,20 +41,22 @@ pub(crate) async fn prepare(
 struct Replaying {
     /// `None` once stopped.
     messages: Option<pull::Ordered>,
-    /// The name of the consumer the last message came from: a new one means
-    /// async-nats recreated it.
-    consumer: String,
+    /// The stream, and the consumer the last message came from: a new one
+    /// means async-nats recreated it. Shared by the metadata of its messages.
+    names: (Arc<str>, Arc<str>),
     /// The stream sequence of the last message.
     last: u64,
-    stream: String,
     client: async_nats::Client,
     context: String,
 }
 
-impl Source for Replaying {
-    type Work = Message;
+/// A message and its delivery metadata, read once.
+type Replayed = (Message, Option<JetStreamInfo>);
 
-    async fn next(&mut self, busy: usize) -> Next<Message> {
+impl Source for Replaying {
+    type Work = Replayed;
+
+    async fn next(&mut self, busy: usize) -> Next<Replayed> {
         // In order: the next message only once the last one is handled.
         if busy > 0 {
             return std::future::pending().await;
@@ -63,19 +65,16 @@ impl Source for Replaying {
         loop {
             match messages.next().await {
                 Some(Ok(message)) => {
-                    if let Ok(info) = message.info() {
-                        if info.consumer != self.consumer {
-                            super::setup::record_recreated(
-                                &self.stream,
-                                &self.consumer,
-                                info.consumer,
-                                self.last,
-                            );
-                            self.consumer = info.consumer.to_owned();
+                    let info = JetStreamInfo::from_message(&message, &self.names);
+                    if let Some(info) = &info {
+                        if !Arc::ptr_eq(&info.consumer, &self.names.1) {
+                            let (stream, previous) = &self.names;
+                            super::setup::record_recreated(stream, previous, &info.consumer, self.last);
+                            self.names.1 = info.consumer.clone();
                         }
                         self.last = info.stream_sequence;
                     }
-                    return Next::Work(message);
+                    return Next::Work((message, info));
                 }
                 Some(Err(e)) => {
                     // Recreation is async-nats' (it retries until the consumer
@@ -100,7 +99,8 @@ impl Source for Replaying {
     /// its inactivity threshold.
     async fn close(self) {
         let js = jetstream::new(self.client.clone());
-        if let Err(e) = js.delete_consumer_from_stream(&self.consumer, &self.stream).await {
+        let (stream, consumer) = &self.names;
+        if let Err(e) = js.delete_consumer_from_stream(&**consumer, &**stream).await {
             tracing::debug!(target: TARGET, error = %e, "{}: ordered consumer not deleted", self.context);
         }
     }
@@ -112,7 +112,6 @@ struct Replay<H, T, S> {
     state: Arc<S>,
     spans: ProcessSpans,
     metrics: Arc<EndpointMetrics>,
-    names: (Arc<str>, Arc<str>),
     subject_offset: usize,
     args: PhantomData<fn() -> T>,
 }
@@ -122,11 +121,10 @@ where
     H: Handler<T, S>,
     S: Send + Sync + 'static,
 {
-    type Work = Message;
+    type Work = Replayed;
 
-    fn handle(&self, message: Message) -> impl Future<Output = ()> + Send + '_ {
+    fn handle(&self, (message, info): Replayed) -> impl Future<Output = ()> + Send + '_ {
         let started = std::time::Instant::now();
-        let info = JetStreamInfo::from_message(&message, &self.names);
         self.metrics.received(message.payload.len());
         let (message, _acker) = message.split();
         let delivery = Delivery::new(&message, info.as_ref(), !self.spans.is_off());
@@ -169,15 +167,13 @@ where
         state: run.state,
         spans: ProcessSpans::jetstream(&spec, peer),
         metrics,
-        names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         subject_offset: spec.prefix_tokens,
         args: PhantomData,
     };
     let source = Replaying {
         messages: Some(prepared.messages),
-        consumer: spec.durable_name().to_owned(),
+        names: (Arc::from(spec.stream_name()), Arc::from(spec.durable_name())),
         last: 0,
-        stream: spec.stream_name().to_owned(),
         client: run.client.clone(),
         context,
     };
