@@ -393,3 +393,69 @@ impl Isolation {
         }
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use async_nats::jetstream::{self, consumer, stream};
+
+    use super::*;
+    use crate::testing::NatsServer;
+
+    /// A consumer whose client holds a backlog, and an advisory published
+    /// meanwhile: the advisory is handled after at most two runs of messages
+    /// taken straight (one more turn may go to the reconnection check), not
+    /// after the backlog.
+    #[tokio::test]
+    async fn a_backlog_held_by_the_client_does_not_keep_the_other_sources_waiting() {
+        let server = NatsServer::start().unwrap();
+        let client = server.connect().await.unwrap();
+        let js = jetstream::new(client.clone());
+        let config =
+            stream::Config { name: "FLOW".into(), subjects: vec!["flow".into()], ..Default::default() };
+        let stream = js.create_stream(config).await.unwrap();
+        for _ in 0..1_000 {
+            js.publish("flow", "x".into()).await.unwrap();
+        }
+        let consumer: PullConsumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("flow".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let advisories = client.subscribe("test.max_deliveries").await.unwrap();
+        let (ack_wait, follow) = AckWait::follow(consumer.clone(), Duration::from_secs(30));
+        let settings = PullSettings { batch: 500, limit: 64, ack_wait, policy: Policy::default() };
+        let advisories = (None, Some(advisories));
+        let mut pulling =
+            Pulling::start(consumer, settings, follow, advisories, client.clone(), "FLOW".into())
+                .await
+                .unwrap();
+
+        assert!(matches!(pulling.next(0).await, Next::Work(Work::Delivery(_))));
+        // The rest of the first pull's 500 reaches the client.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.publish("test.max_deliveries", "exhausted".into()).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let mut deliveries = 0;
+        loop {
+            match pulling.next(0).await {
+                Next::Work(Work::Delivery(_)) => deliveries += 1,
+                Next::Work(Work::Exhausted(payload)) => {
+                    assert_eq!(payload, "exhausted");
+                    break;
+                }
+                Next::Ended(ended) => panic!("the pull ended: {ended:?}"),
+            }
+        }
+        assert!(
+            deliveries <= 2 * usize::from(STRAIGHT_FROM_THE_PULL),
+            "the advisory waited behind {deliveries} deliveries"
+        );
+        // The backlog was there all along: the next delivery is ready at once.
+        let next = pulling.next(0).now_or_never();
+        assert!(matches!(next, Some(Next::Work(Work::Delivery(_)))), "the client held no backlog");
+    }
+}
