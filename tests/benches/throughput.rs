@@ -53,7 +53,7 @@ use nats_otel_runtime::testing::{NatsServer, install_w3c_propagators};
 use nats_otel_runtime::{JetStreamConsumer, Json, NatsService, Publisher, State, Subscription};
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
@@ -252,12 +252,21 @@ impl Providers {
     /// pays for exporting all the spans it made, not only those exported while
     /// it ran (up to a queue's worth, 2048 spans by default, would otherwise
     /// go out untimed).
+    ///
+    /// The SDK gives up waiting after 5 s while its exporter goes on; a large
+    /// queue (`OTEL_BSP_MAX_QUEUE_SIZE`) on a loaded machine takes longer, so
+    /// the flush is asked again, behind the one still running, for up to two
+    /// minutes.
     async fn flush(&self) -> Duration {
         let started = Instant::now();
-        let tracer = self.tracer.clone();
-        let flushed = tokio::task::spawn_blocking(move || tracer.force_flush()).await.unwrap();
-        flushed.expect("the queued spans exported within the SDK's flush timeout (5 s)");
-        started.elapsed()
+        loop {
+            let tracer = self.tracer.clone();
+            match tokio::task::spawn_blocking(move || tracer.force_flush()).await.unwrap() {
+                Ok(()) => return started.elapsed(),
+                Err(OTelSdkError::Timeout(_)) if started.elapsed() < Duration::from_secs(120) => {}
+                Err(e) => panic!("the queued spans were not exported after {:?}: {e}", started.elapsed()),
+            }
+        }
     }
 }
 
