@@ -74,6 +74,21 @@ impl JetStreamInfo {
     }
 }
 
+/// async-nats' reading of the same metadata, its names copied.
+impl From<jetstream::message::Info<'_>> for JetStreamInfo {
+    fn from(info: jetstream::message::Info<'_>) -> Self {
+        Self {
+            stream: info.stream.into(),
+            consumer: info.consumer.into(),
+            stream_sequence: info.stream_sequence,
+            consumer_sequence: info.consumer_sequence,
+            delivered: info.delivered,
+            pending: info.pending,
+            published: info.published.into(),
+        }
+    }
+}
+
 /// The fields of a `$JS.ACK` reply subject.
 #[derive(Debug, PartialEq)]
 struct AckSubject<'a> {
@@ -254,20 +269,6 @@ mod tests {
         jetstream::Message { message, context: jetstream::new(client) }
     }
 
-    /// What async-nats reads from the same message.
-    fn by_async_nats(message: &jetstream::Message) -> Option<JetStreamInfo> {
-        let info = message.info().ok()?;
-        Some(JetStreamInfo {
-            stream: info.stream.into(),
-            consumer: info.consumer.into(),
-            stream_sequence: info.stream_sequence,
-            consumer_sequence: info.consumer_sequence,
-            delivered: info.delivered,
-            pending: info.pending,
-            published: info.published.into(),
-        })
-    }
-
     const V1: &str = "$JS.ACK.ORDERS.billing.2.41.17.1764950400123456789.5";
 
     /// Every one-byte edit of `subject`: each byte replaced, removed, or
@@ -334,7 +335,8 @@ mod tests {
         let mut read_here = 0;
         for subject in &subjects {
             let message = delivery(subject).await;
-            assert_eq!(JetStreamInfo::read(&message), by_async_nats(&message), "{subject:?}");
+            let by_async_nats = message.info().ok().map(JetStreamInfo::from);
+            assert_eq!(JetStreamInfo::read(&message), by_async_nats, "{subject:?}");
             read_here += usize::from(AckSubject::v1(subject).is_some());
         }
         // The fast path is taken, and not only for the canonical subject.
