@@ -394,20 +394,20 @@ impl Isolation {
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
-    use async_nats::jetstream::{self, consumer, stream};
-
-    use super::*;
-    use crate::testing::NatsServer;
-
     /// A consumer whose client holds a backlog, and an advisory published
     /// meanwhile: the advisory is handled after at most two runs of messages
     /// taken straight (one more turn may go to the reconnection check), not
     /// after the backlog.
     #[tokio::test]
+    #[cfg(feature = "testing")]
     async fn a_backlog_held_by_the_client_does_not_keep_the_other_sources_waiting() {
-        let server = NatsServer::start().unwrap();
+        use async_nats::jetstream::{self, consumer, stream};
+
+        use super::*;
+
+        let server = crate::testing::NatsServer::start().unwrap();
         let client = server.connect().await.unwrap();
         let js = jetstream::new(client.clone());
         let config =
