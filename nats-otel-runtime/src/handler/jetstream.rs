@@ -118,7 +118,7 @@ impl<'a> AckSubject<'a> {
             delivered: i64::try_from(delivered).ok()?,
             stream_sequence,
             consumer_sequence,
-            published: SystemTime::UNIX_EPOCH + Duration::from_nanos(published),
+            published: SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(published))?,
             pending,
         })
     }
