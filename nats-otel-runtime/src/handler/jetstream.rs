@@ -56,13 +56,18 @@ impl JetStreamInfo {
     }
 
     fn read_sharing(message: &jetstream::Message, names: Option<&(Arc<str>, Arc<str>)>) -> Option<Self> {
+        let fields = AckSubject::v1(message.reply.as_deref()?)
+            .or_else(|| message.info().ok().map(AckSubject::from_async_nats))?;
+        Some(Self::from_fields(fields, names))
+    }
+
+    /// The metadata of `fields`, its names taken from `names` where they match.
+    fn from_fields(fields: AckSubject<'_>, names: Option<&(Arc<str>, Arc<str>)>) -> Self {
         let shared = |parsed: &str, known: Option<&Arc<str>>| match known {
             Some(known) if parsed == &**known => known.clone(),
             _ => Arc::from(parsed),
         };
-        let fields = AckSubject::v1(message.reply.as_deref()?)
-            .or_else(|| message.info().ok().map(AckSubject::from_async_nats))?;
-        Some(Self {
+        Self {
             stream: shared(fields.stream, names.map(|names| &names.0)),
             consumer: shared(fields.consumer, names.map(|names| &names.1)),
             stream_sequence: fields.stream_sequence,
@@ -70,22 +75,14 @@ impl JetStreamInfo {
             delivered: fields.delivered,
             pending: fields.pending,
             published: fields.published,
-        })
+        }
     }
 }
 
 /// async-nats' reading of the same metadata, its names copied.
 impl From<jetstream::message::Info<'_>> for JetStreamInfo {
     fn from(info: jetstream::message::Info<'_>) -> Self {
-        Self {
-            stream: info.stream.into(),
-            consumer: info.consumer.into(),
-            stream_sequence: info.stream_sequence,
-            consumer_sequence: info.consumer_sequence,
-            delivered: info.delivered,
-            pending: info.pending,
-            published: info.published.into(),
-        }
+        Self::from_fields(AckSubject::from_async_nats(info), None)
     }
 }
 
@@ -366,6 +363,12 @@ mod tests {
         let names: (Arc<str>, Arc<str>) = ("ORDERS".into(), "billing".into());
         let info = JetStreamInfo::from_message(&delivery(V1).await, &names).unwrap();
         assert!(Arc::ptr_eq(&info.stream, &names.0) && Arc::ptr_eq(&info.consumer, &names.1));
+        assert_eq!(
+            (info.delivered, info.stream_sequence, info.consumer_sequence, info.pending),
+            (2, 41, 17, 5)
+        );
+        let nanos = info.published.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+        assert_eq!(nanos, 1_764_950_400_123_456_789);
         let other = JetStreamInfo::from_message(&delivery("$JS.ACK.A.b.1.1.1.1.1").await, &names).unwrap();
         assert_eq!((&*other.stream, &*other.consumer), ("A", "b"));
     }

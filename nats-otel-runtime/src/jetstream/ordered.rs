@@ -67,7 +67,7 @@ impl Source for Replaying {
                 Some(Ok(message)) => {
                     let info = JetStreamInfo::from_message(&message, &self.names);
                     if let Some(info) = &info {
-                        if !Arc::ptr_eq(&info.consumer, &self.names.1) {
+                        if info.consumer != self.names.1 {
                             let (stream, previous) = &self.names;
                             super::setup::record_recreated(stream, previous, &info.consumer, self.last);
                             self.names.1 = info.consumer.clone();
