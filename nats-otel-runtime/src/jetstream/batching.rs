@@ -104,7 +104,7 @@ impl Source for Batching {
                             self.first = tokio::time::Instant::now();
                             self.deadline.as_mut().reset(self.first + self.wait);
                         }
-                        self.filling.push(*message);
+                        self.filling.push(message);
                         let room = self.size - self.filling.len();
                         self.pulling.take_ready(room, &mut self.filling);
                         if self.filling.len() >= self.size {

@@ -153,7 +153,7 @@ where
 
     fn handle(&self, work: Work) -> impl Future<Output = ()> + Send + '_ {
         match work {
-            Work::Delivery(message) => Either::Left(self.process(*message)),
+            Work::Delivery(message) => Either::Left(self.process(message)),
             // Boxed: rare, and kept out of every message's future.
             Work::Exhausted(advisory) => Either::Right(Box::pin(self.dead_letter_exhausted(advisory))),
         }
