@@ -66,6 +66,7 @@ use tracing_subscriber::layer::SubscriberExt;
 #[path = "common/noop.rs"]
 mod noop;
 use noop::{NoopMetrics, NoopSpans};
+use tests::rounds::{median, median_with_interval};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -1009,12 +1010,6 @@ async fn publish_traced(publisher: &Publisher, n: usize) -> Duration {
 
 // ---------------------------------------------------------------- reporting
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
-}
-
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -1032,23 +1027,15 @@ impl Results {
     fn print(&self, title: &str, labels: &[&str]) {
         println!("\n{title}");
         println!(
-            "| variant | msgs/s (median) | vs (1), median of ratios | vs (2), median of ratios | peak RSS MiB |"
+            "| variant | msgs/s (median) | vs (1), median of ratios [95 %] | vs (2), median of ratios [95 %] | peak RSS MiB |"
         );
         println!("|---|---:|---:|---:|---:|");
         for (i, label) in labels.iter().enumerate() {
-            let ratio_to = |base: usize| {
-                if base >= self.rates.len() || self.rates[base].is_empty() || self.rates[i].is_empty() {
-                    return "–".to_owned();
-                }
-                let ratios: Vec<f64> =
-                    self.rates[i].iter().zip(&self.rates[base]).map(|(v, b)| v / b).collect();
-                format!("{:.2}", median(ratios))
-            };
-            let to_hand = if labels.len() > 2 { ratio_to(1) } else { "–".to_owned() };
+            let to_hand = if labels.len() > 2 { self.ratio(i, 1) } else { "–".to_owned() };
             println!(
                 "| {label} | {:.0} | {} | {} | {:.1} |",
                 if self.rates[i].is_empty() { f64::NAN } else { median(self.rates[i].clone()) },
-                ratio_to(0),
+                self.ratio(i, 0),
                 to_hand,
                 self.rss[i]
             );
@@ -1059,12 +1046,16 @@ impl Results {
         );
     }
 
-    /// Row `a` against row `b`: the median of their per-round ratios.
+    /// Row `a` against row `b`: the median of their per-round ratios, with its interval.
     fn ratio(&self, a: usize, b: usize) -> String {
-        let (a, b) = (&self.rates[a], &self.rates[b]);
-        (!a.is_empty() && !b.is_empty())
-            .then(|| median(a.iter().zip(b).map(|(x, y)| x / y).collect()))
-            .map_or("–".to_owned(), |r| format!("{r:.2}"))
+        let (rows, of) = (&self.rates[a], &self.rates[b]);
+        if rows.is_empty() || of.is_empty() {
+            return "–".to_owned();
+        }
+        if a == b {
+            return "1.00".to_owned();
+        }
+        median_with_interval(rows.iter().zip(of).map(|(x, y)| x / y).collect())
     }
 }
 

@@ -2,4 +2,5 @@
 //! (src/bin) share beyond `nats_otel_runtime::testing`.
 
 pub mod otlp;
+pub mod rounds;
 pub mod tls;
