@@ -39,16 +39,18 @@ pub fn median_with_interval(mut ratios: Vec<f64>) -> String {
 /// The largest `k` with P(B < k) ≤ 2.5 % for B ~ Binomial(n, ½); 0 if none.
 fn interval_rank(n: usize) -> usize {
     let mut below = 0.0;
-    // C(n, i) / 2^n, from i = 0.
-    let mut term = 0.5f64.powi(i32::try_from(n).unwrap_or(i32::MAX));
+    // ln(C(n, i) / 2^n), from i = 0: in logarithms, as 2^-n underflows past
+    // 1,074 rounds.
+    let mut ln_term = -(n as f64) * std::f64::consts::LN_2;
     let mut k = 0;
     for i in 0..n {
+        let term = ln_term.exp();
         if below + term > 0.025 {
             break;
         }
         below += term;
         k = i + 1;
-        term *= (n - i) as f64 / (i + 1) as f64;
+        ln_term += ((n - i) as f64 / (i + 1) as f64).ln();
     }
     k
 }
@@ -63,6 +65,13 @@ mod tests {
         for (n, k) in [(5, 0), (6, 1), (8, 1), (9, 2), (12, 3), (15, 4), (20, 6), (45, 16)] {
             assert_eq!(interval_rank(n), k, "{n} rounds");
         }
+    }
+
+    /// Past the normal approximation's reach of `2^-n`: n/2 - 1.96 √n / 2, about 956.
+    #[test]
+    fn many_rounds_keep_a_sensible_rank() {
+        let k = interval_rank(2000);
+        assert!((950..=960).contains(&k), "{k}");
     }
 
     #[test]
