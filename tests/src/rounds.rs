@@ -1,15 +1,26 @@
 //! What the benches make of their rounds: medians, and how far to trust them.
 
-/// The median of `values` (the mean of the middle two for an even count).
+/// The median of `values` (the mean of the middle two for an even count);
+/// NaN for none.
 ///
 /// ```
 /// assert_eq!(tests::rounds::median(vec![3.0, 1.0, 2.0]), 2.0);
 /// assert_eq!(tests::rounds::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+/// assert!(tests::rounds::median(Vec::new()).is_nan());
 /// ```
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+    middle(&values)
+}
+
+/// The median of values already sorted.
+fn middle(sorted: &[f64]) -> f64 {
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n.is_multiple_of(2) => (sorted[mid - 1] + sorted[mid]) / 2.0,
+        _ => sorted[mid],
+    }
 }
 
 /// The median of per-round ratios with a 95 % interval for it: `0.94 [0.89–0.98]`.
@@ -28,7 +39,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 pub fn median_with_interval(mut ratios: Vec<f64>) -> String {
     ratios.sort_by(|a, b| a.total_cmp(b));
     let n = ratios.len();
-    let mid = median(ratios.clone());
+    let mid = middle(&ratios);
     let k = interval_rank(n);
     if k == 0 {
         return format!("{mid:.2}");
@@ -76,6 +87,7 @@ mod tests {
 
     #[test]
     fn few_rounds_give_no_interval() {
+        assert_eq!(median_with_interval(Vec::new()), "NaN");
         assert_eq!(median_with_interval(vec![0.9, 1.0, 1.1]), "1.00");
         assert_eq!(median_with_interval(Vec::from([1.0; 6])), "1.00 [1.00–1.00]");
     }
