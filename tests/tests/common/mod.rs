@@ -106,18 +106,28 @@ impl Seen {
 
 /// Polls the consumer's state on the server until nothing is pending or unacked
 /// (errors while a cluster fails over are polled through), for up to `seconds`.
+///
+/// The state must read the same twice, 100 ms apart: the server acks a publish
+/// before its consumers count the message (a stream hands new messages to its
+/// consumers through an internal queue), so one read can show a consumer with
+/// nothing pending while the last message is still on its way to it.
 pub async fn settled(
     stream: &async_nats::jetstream::stream::Stream,
     durable: &str,
     seconds: u64,
 ) -> async_nats::jetstream::consumer::Info {
-    within_secs(seconds, "consumer: num_pending = 0 and num_ack_pending = 0", async {
+    within_secs(seconds, "consumer: num_pending = 0 and num_ack_pending = 0, twice", async {
+        let mut seen = None;
         loop {
-            if let Ok(info) = stream.clone().consumer_info(durable).await
-                && info.num_pending == 0
-                && info.num_ack_pending == 0
-            {
-                return info.clone();
+            match stream.clone().consumer_info(durable).await {
+                Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {
+                    let now = (info.delivered.stream_sequence, info.ack_floor.stream_sequence);
+                    if seen == Some(now) {
+                        return info.clone();
+                    }
+                    seen = Some(now);
+                }
+                _ => seen = None,
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
